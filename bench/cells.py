@@ -1,0 +1,184 @@
+"""Turn one variant into its result rows: export each format, measure each runtime, validate.
+
+A cell is (variant, format, precision, runtime, device). Exports are shared by the runtimes of a
+format; every failure becomes a row with a status and a reason, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from bench import runtimes
+from bench.config import Config
+from bench.data import Dataset
+from bench.export import ExportError, export_onnx, export_torch
+from bench.inputs import make_input_spec, prepare_input
+from bench.measure import Timing, WorkerFailed, accuracy_block, apply_worker_result, file_sizes, parity_block, run_worker
+from bench.results import Row
+from bench.variants import Variant
+
+log = logging.getLogger("edgebench")
+
+
+@dataclass
+class Artifact:
+    """An exported file (relative to the run dir) and how to feed it; or why it could not be made."""
+
+    format: str
+    precision: str
+    path: str | None
+    input_spec: dict[str, Any] | None
+    error: str | None = None
+    info: dict[str, Any] | None = None
+
+
+@dataclass
+class RunContext:
+    config: Config
+    dataset: Dataset
+    run_dir: Path
+    images_file: Path
+    timing: Timing
+    devices: list[str]
+    baseline_predictions: np.ndarray | None = None
+
+
+def _rel(ctx: RunContext, path: Path) -> str:
+    return str(path.relative_to(ctx.run_dir))
+
+
+def export_artifacts(variant: Variant, ctx: RunContext, calibration_raw: np.ndarray) -> list[Artifact]:
+    """Every artifact the config asks for, for one variant, in a stable order."""
+    cfg, shape = ctx.config, ctx.dataset.input_shape
+    folder = ctx.run_dir / "artifacts" / variant.name
+    folder.mkdir(parents=True, exist_ok=True)
+    nchw = make_input_spec(shape, ctx.dataset.mean, ctx.dataset.std)
+    artifacts: list[Artifact] = []
+    onnx_needed = "onnx" in cfg.export.formats or "tflite" in cfg.export.formats or variant.artifact_pass
+    if "torch" in cfg.export.formats and not variant.artifact_pass:
+        artifacts.append(_try(lambda: export_torch(variant.model, folder / f"{variant.name}.pt2", shape), "torch", "fp32", ctx, nchw))
+    onnx_fp32 = _try(lambda: export_onnx(variant.model, folder / f"{variant.name}.fp32.onnx", shape, cfg.export.onnx_opset), "onnx", "fp32", ctx, nchw) if onnx_needed else None
+    if variant.artifact_pass:
+        artifacts.append(_quantize_onnx(variant, onnx_fp32, folder, ctx, calibration_raw, nchw))
+    elif "onnx" in cfg.export.formats and onnx_fp32:
+        artifacts.append(onnx_fp32)
+    if "tflite" in cfg.export.formats and not variant.artifact_pass:
+        artifacts.extend(_tflite(variant, onnx_fp32, folder, ctx, calibration_raw))
+    return artifacts
+
+
+def _try(make: Callable[[], Path], fmt: str, precision: str, ctx: RunContext, spec: dict[str, Any]) -> Artifact:
+    try:
+        return Artifact(fmt, precision, _rel(ctx, make()), spec)
+    except ExportError as exc:
+        return Artifact(fmt, precision, None, spec, error=str(exc))
+
+
+def _quantize_onnx(variant: Variant, source: Artifact | None, folder: Path, ctx: RunContext,
+                   calibration_raw: np.ndarray, spec: dict[str, Any]) -> Artifact:
+    call = variant.artifact_pass
+    assert call is not None
+    precision = "int8-" + call.spec.name.split(".")[1]
+    if source is None or source.path is None:
+        return Artifact("onnx", precision, None, spec, error=f"no fp32 ONNX to quantize: {source.error if source else 'not exported'}")
+    from compress.registry import resolve
+
+    out = folder / f"{variant.name}.{precision}.onnx"
+    calibration = prepare_input(calibration_raw[: call.params.get("images", len(calibration_raw))], spec)
+    try:
+        info = resolve(call.spec)(ctx.run_dir / source.path, out, call.params, calibration)
+    except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises assorted types; each means "export failed"
+        return Artifact("onnx", precision, None, spec, error=f"{call.spec.name} failed: {exc.__class__.__name__}: {str(exc)[:300]}")
+    return Artifact("onnx", precision, _rel(ctx, out), spec, info={"quantization": {**call.params, **(info or {})}})
+
+
+def _tflite(variant: Variant, source: Artifact | None, folder: Path, ctx: RunContext,
+            calibration_raw: np.ndarray) -> list[Artifact]:
+    precisions = ctx.config.export.tflite_precisions
+    nhwc = make_input_spec(ctx.dataset.input_shape, ctx.dataset.mean, ctx.dataset.std, layout="NHWC")
+    if source is None or source.path is None:
+        reason = f"no fp32 ONNX to convert: {source.error if source else 'not exported'}"
+        return [Artifact("tflite", p, None, nhwc, error=reason) for p in precisions]
+    from bench.export_tflite import convert_to_tflite  # tensorflow/onnx2tf only when TFLite is asked for
+
+    results = convert_to_tflite(ctx.run_dir / source.path, folder, precisions,
+                                prepare_input(calibration_raw[: ctx.config.export.calibration_images], make_input_spec(ctx.dataset.input_shape, ctx.dataset.mean, ctx.dataset.std)),
+                                nhwc, log_file=ctx.run_dir / "logs" / f"tflite-{variant.name}.log")
+    artifacts = []
+    for precision in precisions:
+        outcome = results[precision]
+        if isinstance(outcome, ExportError):
+            artifacts.append(Artifact("tflite", precision, None, nhwc, error=str(outcome)))
+        else:
+            path, spec, info = outcome
+            artifacts.append(Artifact("tflite", precision, _rel(ctx, path), spec, info=info))
+    return artifacts
+
+
+def rows_for_artifact(variant: Variant, artifact: Artifact, ctx: RunContext) -> list[Row]:
+    """One row per runtime and device that runs this artifact's format (skipped rows included)."""
+    rows = []
+    for spec in runtimes.runtime_for_format(artifact.format, ctx.config.benchmark.runtimes):
+        for device in ctx.devices:
+            row = Row(variant.name, variant.lineage, artifact.format, artifact.precision, spec.name, device,
+                      artifact=artifact.path, input_spec=artifact.input_spec,
+                      params=variant.info.get("params"), macs=variant.info.get("macs"))
+            row.compression = _compression_block(variant, artifact)
+            if artifact.path:
+                row.size_bytes, row.size_gzip_bytes = file_sizes(ctx.run_dir / artifact.path)
+            if artifact.error:
+                row.fail("export_failed", artifact.error)
+            elif device not in spec.devices:
+                row.fail("skipped", f"{spec.name} does not run on {device} in edgebench")
+            elif device.startswith("cuda") and (why := runtimes.cuda_reason(spec.name)):
+                row.fail("skipped", why)
+            elif not runtimes.is_installed(spec):
+                row.fail("skipped", f"{spec.module} is not installed (pip install 'edgebench[tflite]')")
+            rows.append(row)
+    return rows
+
+
+def _compression_block(variant: Variant, artifact: Artifact) -> dict[str, Any] | None:
+    block = {k: v for k, v in variant.info.items() if k not in ("macs", "params")}
+    if artifact.info:
+        block.update(artifact.info)
+    return block or None
+
+
+def measure_row(row: Row, variant: Variant, reference_logits: np.ndarray, ctx: RunContext) -> None:
+    """Run the worker, then fill accuracy, parity and the validation verdict into the row."""
+    cfg = ctx.config
+    try:
+        result = run_worker(row, ctx.run_dir, ctx.images_file, cfg.benchmark, ctx.timing, cfg.benchmark.throughput_batch)
+    except WorkerFailed as exc:
+        row.fail("run_failed", str(exc))
+        return
+    logits = apply_worker_result(row, result, ctx.run_dir)
+    labels = ctx.dataset.test.labels
+    row.accuracy = accuracy_block(logits, labels, len(ctx.dataset.classes), ctx.baseline_predictions)
+    n = min(cfg.export.parity_images, len(labels))
+    row.parity = parity_block(logits, reference_logits, f"torch eager ({variant.name}, fp32)", n)
+    row.parity["tolerance"] = cfg.export.parity_tolerance
+    _validate(row, reference_logits, labels, cfg)
+
+
+def _validate(row: Row, reference: np.ndarray, labels: np.ndarray, cfg: Config) -> None:
+    parity = row.parity or {}
+    if row.accuracy and row.accuracy.get("nonfinite"):
+        row.fail("validation_failed", f"{row.accuracy['nonfinite']} outputs are NaN/inf")
+    elif row.precision == "fp32":
+        if parity["max_abs_diff"] > cfg.export.parity_tolerance:
+            row.fail("validation_failed", f"max abs logit difference {parity['max_abs_diff']:.3g} vs torch exceeds {cfg.export.parity_tolerance:g}")
+    else:  # reduced precision: judged by agreement with the fp32 parent and by accuracy lost
+        parent_top1 = float((reference.argmax(1) == labels).mean())
+        drop = parent_top1 - row.accuracy["top1"]
+        parity["top1_drop_vs_parent"] = drop
+        if parity["top1_agreement"] < cfg.export.quantized_min_agreement:
+            row.fail("validation_failed", f"top-1 agreement with the fp32 parent {parity['top1_agreement']:.4f} is below {cfg.export.quantized_min_agreement}")
+        elif drop > cfg.export.quantized_max_top1_drop:
+            row.fail("validation_failed", f"top-1 drop vs the fp32 parent {drop * 100:.2f} pt exceeds {cfg.export.quantized_max_top1_drop * 100:.2f} pt")

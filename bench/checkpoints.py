@@ -1,0 +1,76 @@
+"""Safe weight files: state_dicts saved and loaded without ever unpickling code.
+
+`torch.load(..., weights_only=True)` only rebuilds tensors and plain containers; a pickle that
+references any other global is refused before anything in it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.errors import ModelFileError
+
+
+def save_state_dict(model: nn.Module, path: str | Path) -> None:
+    """Write a state_dict atomically (temp file + rename), so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read(path: Path) -> Any:
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ModelFileError(f"{path}: reading .safetensors needs the 'safetensors' package (pip install safetensors)") from None
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise ModelFileError(f"{path}: not a valid safetensors file ({exc})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
+        raise ModelFileError(f"{path}: refused to load: not a plain state_dict of tensors ({first[:160]}); "
+                             "edgebench never unpickles code") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ModelFileError(f"{path}: corrupt or truncated weight file ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from None
+
+
+def load_state_dict_file(path: str | Path, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Load a state_dict file and check it fits `model` (names and shapes); ModelFileError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"checkpoint not found: {path}")
+    obj = _read(path)
+    for wrapper in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise ModelFileError(f"{path}: expected a state_dict (a mapping of parameter names to tensors), got {type(obj).__name__}")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in obj]
+    unexpected = [k for k in obj if k not in expected]
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise ModelFileError(f"{path}: does not fit the model ({detail}{' ...' if len(missing or unexpected) > 3 else ''})")
+    for key, tensor in obj.items():
+        if tensor.shape != expected[key].shape:
+            raise ModelFileError(f"{path}: {key} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[key].shape)}")
+    return obj

@@ -1,0 +1,114 @@
+"""The `edgebench` command line. Heavy frameworks are imported inside the commands, so --help is fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from typing import Callable
+
+from bench.errors import UserError
+
+DESCRIPTION = """\
+Benchmark compressed CNNs on their real edge runtimes.
+
+edgebench trains (or loads) a baseline CNN on Fashion-MNIST, applies compression passes
+(pruning, distillation, quantization and chains of them), exports every variant to ONNX and
+TFLite, measures each artifact on PyTorch, ONNX Runtime and LiteRT (latency, throughput, size,
+memory, accuracy), and writes results/<run-id>/results.json, results.csv and a report.
+"""
+
+EPILOG = """\
+examples:
+  edgebench run                        the default benchmark (built-in config)
+  edgebench run --quick                the same with short timings (a smoke run)
+  edgebench run --print-config > my.toml; edgebench run --config my.toml
+  edgebench list                       datasets, models, passes, formats, runtimes
+"""
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import load_config, to_toml
+
+    config = load_config(args.config)
+    if args.print_config:
+        print(to_toml(config), end="")
+        return 0
+    from bench.pipeline import RunOptions, run
+
+    options = RunOptions(quick=args.quick, checkpoint=args.checkpoint or "", data_dir=args.data_dir or "",
+                         explain=False if args.no_explain else None, out_dir=args.out or "", quiet=args.quiet)
+    run(config, options)
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from bench.listing import listing
+
+    print(listing())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgebench", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run a benchmark and write results/<run-id>/",
+                         description="Train or load the baseline, build every variant, export, measure, report.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run.add_argument("--config", metavar="FILE", help="TOML config (default: the built-in config; see --print-config)")
+    run.add_argument("--out", metavar="DIR", help="parent folder of the run folder (default: [output].dir)")
+    run.add_argument("--quick", action="store_true", help="short warm-up and timing: a smoke run, not publishable latencies")
+    run.add_argument("--checkpoint", metavar="PATH", help="baseline weights: a state_dict (.pt/.pth, loaded weights_only) or .safetensors")
+    run.add_argument("--data-dir", metavar="DIR", help="folder with the Fashion-MNIST IDX files (or the ImageFolder root)")
+    run.add_argument("--no-explain", action="store_true", help="skip SHAP explanations")
+    run.add_argument("--print-config", action="store_true", help="print the resolved config as commented TOML and exit")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    run.set_defaults(func=_cmd_run)
+
+    lst = sub.add_parser("list", help="list datasets, models, passes, formats and runtimes")
+    lst.set_defaults(func=_cmd_list)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Commands contributed by other modules: each registers its sub-parser (keeps this file small).
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def _register_optional_commands() -> None:
+    import importlib
+
+    for module in ("bench.cli_report", "bench.cli_explain"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        _EXTRA_COMMANDS.append(mod.register)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _register_optional_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"edgebench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgebench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

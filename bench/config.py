@@ -1,0 +1,293 @@
+"""The run configuration: typed sections, validation with clear errors, and TOML output.
+
+Every key is declared once, as a dataclass field with a help text and its allowed values; the
+loader, the validator and `edgebench run --print-config` are all generated from those fields.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.errors import ConfigError
+
+FORMATS = ("torch", "onnx", "tflite")
+ONNX_PRECISIONS = ("fp32",)  # int8 ONNX artifacts come from quantize.* passes, not from [export]
+TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+DEVICES = ("cpu", "auto", "cuda")
+
+
+def _key(help: str, *, check: Callable[[Any], str | None] | None = None, **kw: Any) -> Any:
+    """A config field with its help text and an optional check returning an error or None."""
+    return field(metadata={"help": help, "check": check}, **kw)
+
+
+def _at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= low else f"must be >= {low}"
+
+
+def _unit_interval_open(v: float) -> str | None:
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+def _subset_of(allowed: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(values: list[str]) -> str | None:
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            return f"unknown value {bad[0]!r}{_suggest(bad[0], allowed)}; expected any of {list(allowed)}"
+        return None
+
+    return check
+
+
+def _positive_ints(values: list[int]) -> str | None:
+    return None if values and all(v >= 1 for v in values) else "must be a non-empty list of integers >= 1"
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _key("dataset name: 'fashion-mnist', or 'imagefolder' for a folder of class sub-folders", default="fashion-mnist")
+    data_dir: str = _key("folder with the IDX files (or the ImageFolder root); '' searches the Debian package path and the cache", default="")
+    download: bool = _key("download Fashion-MNIST with torchvision when no local copy is found (needs network)", default=True)
+    val_size: int = _key("images carved from the training set for validation (the test set is only used for final metrics)", default=5000, check=_at_least(1))
+    train_limit: int = _key("use only the first N training images (0 = all); for quick experiments", default=0, check=_at_least(0))
+    test_limit: int = _key("use only the first N test images (0 = all 10000); final metrics then cover fewer images", default=0, check=_at_least(0))
+    seed: int = _key("seed of the train/validation split", default=0)
+
+
+@dataclass
+class BaselineConfig:
+    model: str = _key("baseline architecture from `edgebench list`, or 'package.module:factory' returning an nn.Module", default="edgecnn")
+    width: float = _key("channel width multiplier of the zoo model", default=1.0, check=lambda v: None if v > 0 else "must be > 0")
+    checkpoint: str = _key("load these weights (a state_dict .pt/.pth loaded with weights_only=True, or .safetensors) instead of training", default="")
+    epochs: int = _key("training epochs (0 keeps the random initialisation)", default=5, check=_at_least(0))
+    batch_size: int = _key("training batch size", default=128, check=_at_least(1))
+    lr: float = _key("peak learning rate of the one-cycle schedule (SGD with Nesterov momentum)", default=0.1, check=lambda v: None if v > 0 else "must be > 0")
+    weight_decay: float = _key("weight decay", default=5e-4, check=_at_least(0))
+    label_smoothing: float = _key("label smoothing of the cross-entropy loss", default=0.1, check=_unit_interval_open)
+    augment: bool = _key("random crop (pad 2) and horizontal flip during training", default=True)
+    seed: int = _key("seed of weight init, data order and augmentation", default=0)
+    threads: int = _key("CPU threads for training (0 = all logical cores)", default=0, check=_at_least(0))
+
+
+@dataclass
+class VariantConfig:
+    name: str = _key("variant name, unique in the run (used in file names)")
+    passes: list[str] = _key("ordered passes, e.g. [\"prune.structured(ratio=0.5)\", \"finetune(epochs=1)\"]; see `edgebench list`")
+
+
+@dataclass
+class ExportConfig:
+    formats: list[str] = _key(f"artifact formats to produce, any of {list(FORMATS)}", default_factory=lambda: ["torch", "onnx", "tflite"], check=_subset_of(FORMATS))
+    onnx_opset: int = _key("ONNX opset of the exported graphs", default=17, check=_at_least(13))
+    tflite_precisions: list[str] = _key(f"TFLite precisions, any of {list(TFLITE_PRECISIONS)}", default_factory=lambda: list(TFLITE_PRECISIONS), check=_subset_of(TFLITE_PRECISIONS))
+    calibration_images: int = _key("training-split images used to calibrate int8 artifacts", default=256, check=_at_least(1))
+    parity_images: int = _key("test images used for the fp32 parity check against torch", default=1000, check=_at_least(1))
+    parity_tolerance: float = _key("max abs logit difference allowed for an fp32 artifact vs its torch source", default=1e-4, check=lambda v: None if v > 0 else "must be > 0")
+    quantized_min_agreement: float = _key("min top-1 agreement of a reduced-precision artifact with its fp32 parent", default=0.97, check=lambda v: None if 0 < v <= 1 else "must be in (0, 1]")
+    quantized_max_top1_drop: float = _key("max top-1 loss of a reduced-precision artifact vs its fp32 parent (0.01 = 1 pt)", default=0.01, check=_unit_interval_open)
+
+
+@dataclass
+class BenchmarkConfig:
+    runtimes: list[str] = _key("runtimes to measure (see `edgebench list`)", default_factory=lambda: ["torch", "onnxruntime", "litert"])
+    device: str = _key(f"one of {list(DEVICES)}; 'auto' adds CUDA cells where a GPU is present", default="cpu", check=lambda v: None if v in DEVICES else f"expected one of {list(DEVICES)}")
+    threads: list[int] = _key("thread counts to measure latency at", default_factory=lambda: [1], check=_positive_ints)
+    batch_sizes: list[int] = _key("batch sizes to measure latency at", default_factory=lambda: [1], check=_positive_ints)
+    throughput_batch: int = _key("batch size of the throughput measurement", default=32, check=_at_least(1))
+    warmup_calls: int = _key("minimum warm-up calls per setting", default=10, check=_at_least(0))
+    warmup_seconds: float = _key("minimum warm-up time per setting, seconds", default=0.5, check=_at_least(0))
+    min_calls: int = _key("minimum timed calls per setting", default=1000, check=_at_least(1))
+    min_seconds: float = _key("minimum timed duration per setting, seconds", default=2.0, check=_at_least(0))
+    max_seconds: float = _key("stop a setting after this long even below min_calls (0 = no cap); the row records n", default=20.0, check=_at_least(0))
+    eval_batch: int = _key("batch size used to compute predictions on the test set", default=256, check=_at_least(1))
+
+
+@dataclass
+class ExplainConfig:
+    enabled: bool = _key("compute SHAP explanations for every ok row", default=True)
+    per_class: int = _key("explained test images per class (seeded)", default=2, check=_at_least(1))
+    max_evals: int = _key("model evaluations per explained image (Partition explainer budget)", default=500, check=_at_least(10))
+    seed: int = _key("seed of the explanation image choice", default=0)
+
+
+@dataclass
+class OutputConfig:
+    dir: str = _key("folder that receives one sub-folder per run", default="results")
+    cache_dir: str = _key("folder of cached trained weights (keyed by a hash of what determines them)", default="results/.cache")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    variants: list[VariantConfig] = field(default_factory=list)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """A short hash of the whole resolved config, used in run ids."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "baseline": BaselineConfig,
+    "export": ExportConfig,
+    "benchmark": BenchmarkConfig,
+    "explain": ExplainConfig,
+    "output": OutputConfig,
+}
+
+
+def _suggest(word: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_ok(value: Any, annotation: str) -> bool:
+    if annotation == "bool":
+        return isinstance(value, bool)
+    if annotation == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation == "str":
+        return isinstance(value, str)
+    if annotation.startswith("list["):
+        inner = annotation[5:-1]
+        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    raise AssertionError(f"unhandled config annotation {annotation}")
+
+
+def _build_section(cls: type, raw: dict[str, Any], where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, known)}; valid keys: {', '.join(known)}")
+    values = {}
+    for name, f in known.items():
+        if name not in raw:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise ConfigError(f"{where}: missing required key {name!r}")
+            continue
+        value = raw[name]
+        if not _type_ok(value, str(f.type)):
+            raise ConfigError(f"{where}.{name}: expected {f.type}, got {type(value).__name__} {value!r}")
+        if f.type == "float":
+            value = float(value)
+        check = f.metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(f"{where}.{name} = {value!r}: {problem}")
+        values[name] = value
+    return cls(**values)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    """Validate a parsed TOML document and build a Config; raises ConfigError naming the key."""
+    allowed = set(SECTIONS) | {"variants"}
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{source}: unknown section [{key}]{_suggest(key, allowed)}; valid sections: {', '.join(sorted(allowed))}")
+    sections = {name: _build_section(cls, raw.get(name, {}), f"{source} [{name}]") for name, cls in SECTIONS.items()}
+    variants_raw = raw.get("variants", [])
+    if not isinstance(variants_raw, list):
+        raise ConfigError(f"{source}: [[variants]] must be an array of tables")
+    variants = [_build_section(VariantConfig, v, f"{source} [[variants]] #{i + 1}") for i, v in enumerate(variants_raw)]
+    config = Config(variants=variants, **sections)
+    validate_semantics(config, source)
+    return config
+
+
+def validate_semantics(config: Config, source: str) -> None:
+    """Checks that need the registries (names of models, runtimes, passes) or several keys at once."""
+    from bench import models, runtimes  # light modules: no heavy framework imports
+    from compress.chain import PassSyntaxError, parse_chain
+
+    if config.data.dataset not in ("fashion-mnist", "imagefolder"):
+        raise ConfigError(f"{source} [data].dataset = {config.data.dataset!r}: expected 'fashion-mnist' or 'imagefolder'")
+    if config.data.dataset == "imagefolder" and not config.data.data_dir:
+        raise ConfigError(f"{source} [data].data_dir: required when dataset = 'imagefolder'")
+    models.check_model_name(config.baseline.model, f"{source} [baseline].model")
+    bad_rt = [r for r in config.benchmark.runtimes if r not in runtimes.RUNTIMES]
+    if bad_rt:
+        raise ConfigError(f"{source} [benchmark].runtimes: unknown runtime {bad_rt[0]!r}{_suggest(bad_rt[0], runtimes.RUNTIMES)}; expected any of {list(runtimes.RUNTIMES)}")
+    names: set[str] = set()
+    for i, variant in enumerate(config.variants):
+        where = f"{source} [[variants]] #{i + 1} ({variant.name!r})"
+        if not variant.name or not all(c.isalnum() or c in "-_." for c in variant.name):
+            raise ConfigError(f"{where}: name must be non-empty and use only letters, digits, '-', '_' and '.'")
+        if variant.name in names or variant.name == "baseline":
+            raise ConfigError(f"{where}: duplicate variant name (names must be unique and not 'baseline')")
+        names.add(variant.name)
+        try:
+            parse_chain(variant.passes, where)
+        except PassSyntaxError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate a TOML config; None gives the built-in default config."""
+    if path is None:
+        from importlib.resources import files
+
+        text = files("bench").joinpath("default_config.toml").read_text()
+        return config_from_dict(tomllib.loads(text), "default config")
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.__class__.__name__}: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return config_from_dict(raw, str(path))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def to_toml(config: Config) -> str:
+    """Render a config as TOML with a comment on every key (for `run --print-config`)."""
+    out = ["# edgebench configuration. Every key is optional; shown here with the value in use.", ""]
+    order = ["data", "baseline", "export", "benchmark", "explain", "output"]
+    for name in order:
+        section = getattr(config, name)
+        out.append(f"[{name}]")
+        for f in fields(section):
+            out.append(f"# {f.metadata['help']}")
+            out.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+        out.append("")
+    out.append("# Compression variants: each is an ordered chain of passes applied to the baseline.")
+    out.append("# Pass syntax: name(key=value, ...); `edgebench list` shows every pass and its parameters.")
+    for variant in config.variants:
+        out.append("[[variants]]")
+        out.append(f"name = {_toml_value(variant.name)}")
+        out.append("passes = [" + ", ".join(_toml_value(p) for p in variant.passes) + "]")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,213 @@
+"""Datasets as plain numpy arrays: Fashion-MNIST from IDX files, or an ImageFolder of user images.
+
+Images stay raw uint8 (N, C, H, W) until the last moment: the same raw pixels feed every runtime
+through the artifact's `input_spec`, so the spec is exercised exactly as a user would apply it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import DataError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+FASHION_MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+HOW_TO_GET_DATA = (
+    "install Debian's package (apt-get install -y dataset-fashion-mnist), "
+    "pass --data-dir with the four IDX files, or allow the torchvision download ([data].download = true) on a machine with network"
+)
+
+
+@dataclass
+class Split:
+    """Raw images (N, C, H, W) uint8 and integer labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def head(self, n: int) -> "Split":
+        return Split(self.images[:n], self.labels[:n]) if n else self
+
+
+@dataclass
+class Dataset:
+    name: str
+    classes: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.test.images.shape[1:])  # type: ignore[return-value]
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) into a numpy array; DataError names a bad file.
+
+    >>> read_idx("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").shape
+    (10000,)
+    """
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number)")
+    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated (header needs {header} bytes, file has {len(raw)})")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(f"{path} is truncated or padded: shape {shape} needs {expected} data bytes, found {len(raw) - header}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _find_idx(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / stem, directory / f"{stem}.gz", directory / "raw" / stem, directory / "FashionMNIST" / "raw" / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_idx_dir(directory: Path) -> dict[str, np.ndarray] | None:
+    paths = {key: _find_idx(directory, stem) for key, stem in FASHION_MNIST_FILES.items()}
+    if not any(paths.values()):
+        return None
+    missing = [FASHION_MNIST_FILES[k] for k, p in paths.items() if p is None]
+    if missing:
+        raise DataError(f"data directory {directory} lacks {', '.join(missing)} (.gz or plain)")
+    arrays = {key: read_idx(p) for key, p in paths.items()}  # type: ignore[arg-type]
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1:
+            raise DataError(f"{directory}: {split} images must be 3-D and labels 1-D IDX arrays, got {images.shape} and {labels.shape}")
+        if len(images) != len(labels):
+            raise DataError(f"{directory}: {split} has {len(images)} images but {len(labels)} labels (mismatched IDX files)")
+        if len(labels) and (labels.min() < 0 or labels.max() > 9):
+            raise DataError(f"{directory}: {split} labels outside 0..9 (not Fashion-MNIST labels)")
+    return arrays
+
+
+def _torchvision_download(cache: Path) -> Path:
+    from torchvision.datasets import FashionMNIST  # imported here: only needed as a fallback
+
+    try:
+        FashionMNIST(str(cache), train=True, download=True)
+        FashionMNIST(str(cache), train=False, download=True)
+    except Exception as exc:  # noqa: BLE001 - any network or mirror failure means "no data"
+        raise DataError(f"no Fashion-MNIST found locally and the download failed ({exc.__class__.__name__}); {HOW_TO_GET_DATA}") from None
+    return cache / "FashionMNIST" / "raw"
+
+
+def _split_train_val(images: np.ndarray, labels: np.ndarray, val_size: int, seed: int) -> tuple[Split, Split]:
+    if val_size >= len(labels):
+        raise DataError(f"[data].val_size = {val_size} leaves no training images (the training set has {len(labels)})")
+    order = np.random.default_rng(seed).permutation(len(labels))
+    val_idx, train_idx = np.sort(order[:val_size]), np.sort(order[val_size:])
+    return Split(images[train_idx], labels[train_idx]), Split(images[val_idx], labels[val_idx])
+
+
+def load_fashion_mnist(data_dir: str = "", *, download: bool = True, val_size: int = 5000, seed: int = 0,
+                       cache_dir: str | Path = "results/.cache", train_limit: int = 0, test_limit: int = 0) -> Dataset:
+    """Load Fashion-MNIST from data_dir, the Debian package, the cache, or (last) a download."""
+    if data_dir:
+        directory = Path(data_dir)
+        if not directory.is_dir():
+            raise DataError(f"data directory not found: {directory}")
+        arrays = _load_idx_dir(directory)
+        if arrays is None:
+            raise DataError(f"data directory {directory} holds no Fashion-MNIST IDX files ({', '.join(FASHION_MNIST_FILES.values())})")
+        source = str(directory)
+    else:
+        download_dir = Path(cache_dir) / "data"
+        arrays, source = None, ""
+        for directory in (DEBIAN_FASHION_MNIST, download_dir / "FashionMNIST" / "raw"):
+            if directory.is_dir() and (arrays := _load_idx_dir(directory)) is not None:
+                source = str(directory)
+                break
+        if arrays is None:
+            if not download:
+                raise DataError(f"Fashion-MNIST not found in {DEBIAN_FASHION_MNIST} or {download_dir}; {HOW_TO_GET_DATA}")
+            directory = _torchvision_download(download_dir)
+            arrays, source = _load_idx_dir(directory), f"torchvision download -> {directory}"
+            assert arrays is not None
+    train_images = arrays["train_images"][:, None]
+    train_labels = arrays["train_labels"].astype(np.int64)
+    if train_limit:
+        train_images, train_labels = train_images[: train_limit + val_size], train_labels[: train_limit + val_size]
+    train, val = _split_train_val(train_images, train_labels, val_size, seed)
+    test = Split(arrays["test_images"][:, None], arrays["test_labels"].astype(np.int64)).head(test_limit)
+    # Normalisation constants come from the training split only (no test-set leakage).
+    mean = float(train.images.mean() / 255.0)
+    std = float(train.images.std() / 255.0)
+    return Dataset("fashion-mnist", FASHION_MNIST_CLASSES, train, val, test, (round(mean, 4),), (round(std, 4),), source)
+
+
+def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, test_share: float = 0.2) -> Dataset:
+    """Load a folder of class sub-folders (grayscale, resized to size x size) and split it."""
+    from PIL import Image  # pillow comes with torchvision
+
+    directory = Path(root)
+    if not directory.is_dir():
+        raise DataError(f"image folder not found: {directory}")
+    classes = sorted(d.name for d in directory.iterdir() if d.is_dir())
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for file in sorted((directory / name).iterdir()):
+            if file.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}:
+                continue
+            try:
+                with Image.open(file) as img:
+                    images.append(np.asarray(img.convert("L").resize((size, size))))
+            except OSError as exc:
+                raise DataError(f"cannot read image {file}: {exc}") from None
+            labels.append(label)
+    if len(classes) < 2 or len(images) < 10:
+        raise DataError(f"image folder {directory} needs >= 2 class sub-folders and >= 10 images, found {len(classes)} and {len(images)}")
+    x, y = np.stack(images)[:, None], np.asarray(labels, dtype=np.int64)
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_test = max(1, int(len(y) * test_share))
+    n_val = min(val_size, max(1, (len(y) - n_test) // 5))
+    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    pick = lambda idx: Split(x[np.sort(idx)], y[np.sort(idx)])  # noqa: E731
+    tr = pick(train)
+    return Dataset("imagefolder", tuple(classes), tr, pick(val), pick(test),
+                   (round(float(tr.images.mean() / 255), 4),), (round(float(tr.images.std() / 255), 4),), str(directory))
+
+
+def batches(split: Split, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+    """Yield (images uint8, labels) numpy batches, optionally in a seeded random order."""
+    order = np.random.default_rng(seed).permutation(len(split)) if shuffle else np.arange(len(split))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        yield split.images[idx], split.labels[idx]
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,109 @@
+"""Run the isolated worker for one row and turn its output into the row's measurements."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.config import BenchmarkConfig
+from bench.results import Row
+from bench.stats import classification_metrics
+
+
+@dataclass(frozen=True)
+class Timing:
+    warmup_calls: int
+    warmup_seconds: float
+    min_calls: int
+    min_seconds: float
+    max_seconds: float
+
+    @classmethod
+    def from_config(cls, cfg: BenchmarkConfig, quick: bool) -> "Timing":
+        if quick:  # --quick: enough samples for a smoke run, not for publishing
+            return cls(3, 0.05, min(cfg.min_calls, 50), min(cfg.min_seconds, 0.2), 2.0)
+        return cls(cfg.warmup_calls, cfg.warmup_seconds, cfg.min_calls, cfg.min_seconds, cfg.max_seconds)
+
+
+class WorkerFailed(RuntimeError):
+    """The worker process crashed or reported an error; the message says how."""
+
+
+def file_sizes(path: Path) -> tuple[int, int]:
+    """Bytes on disk and gzip-compressed bytes (where unstructured sparsity pays off)."""
+    data = path.read_bytes()
+    return len(data), len(gzip.compress(data, compresslevel=6, mtime=0))
+
+
+def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig, timing: Timing,
+               throughput_batch: int, timeout_s: float = 900) -> dict[str, Any]:
+    """Measure `row.artifact` in a fresh Python process; WorkerFailed on a crash or timeout."""
+    work = run_dir / "work"
+    samples_dir = run_dir / "samples"
+    for d in (work, samples_dir, run_dir / "logits"):
+        d.mkdir(parents=True, exist_ok=True)
+    settings = [{"batch_size": b, "threads": t, "samples_out": str(samples_dir / f"{row.slug}__b{b}_t{t}.npy")}
+                for t in cfg.threads for b in cfg.batch_sizes]
+    job = {"runtime": row.runtime, "device": row.device, "artifact": str(run_dir / str(row.artifact)),
+           "input_spec": row.input_spec, "images": str(images_file), "eval_batch": cfg.eval_batch,
+           "throughput_batch": throughput_batch, "settings": settings, "timing": timing.__dict__,
+           "logits_out": str(run_dir / "logits" / f"{row.slug}.npy")}
+    job_file, out_file = work / f"{row.slug}.job.json", work / f"{row.slug}.out.json"
+    job_file.write_text(json.dumps(job))
+    out_file.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bench.worker", str(job_file), str(out_file)],
+                              capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        raise WorkerFailed(f"worker timed out after {timeout_s:.0f} s") from None
+    if proc.returncode != 0 or not out_file.exists():
+        tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["no message"]
+        how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+        raise WorkerFailed(f"runtime process failed ({how}): {tail[0][:300]}")
+    result = json.loads(out_file.read_text())
+    job_file.unlink(missing_ok=True)
+    out_file.unlink(missing_ok=True)
+    return result
+
+
+def apply_worker_result(row: Row, result: dict[str, Any], run_dir: Path) -> np.ndarray:
+    """Copy timings and memory into the row; return the logits the worker computed."""
+    row.load_ms = round(result["load_ms"], 3)
+    row.first_inference_ms = round(result["first_inference_ms"], 3)
+    row.memory = result["memory"]
+    row.throughput = result["throughput"]
+    row.latency = [{"batch_size": e["batch_size"], "threads": e["threads"], "unit": "ms",
+                    "warmup": None, **e["stats"],
+                    "samples_file": str(Path(e["samples"]).relative_to(run_dir))} for e in result["latency"]]
+    for entry in row.latency:
+        entry.pop("warmup")
+    if result["nonfinite_outputs"]:
+        row.notes.append(f"{result['nonfinite_outputs']} test images gave NaN/inf logits (counted as wrong)")
+    return np.load(run_dir / "logits" / f"{row.slug}.npy", allow_pickle=False)
+
+
+def accuracy_block(logits: np.ndarray, labels: np.ndarray, num_classes: int,
+                   baseline_predictions: np.ndarray | None) -> dict[str, Any]:
+    finite = np.isfinite(logits).all(axis=1)
+    predictions = np.where(finite, np.nan_to_num(logits).argmax(axis=1), -1)
+    metrics = classification_metrics(labels, np.clip(predictions, 0, None), num_classes, baseline_predictions)
+    if not finite.all():  # a NaN row must never count as a correct prediction of class 0
+        metrics["top1"] = float((predictions == labels).mean())
+        metrics["nonfinite"] = int((~finite).sum())
+    return metrics
+
+
+def parity_block(logits: np.ndarray, reference: np.ndarray, reference_name: str, n: int) -> dict[str, Any]:
+    """Max abs logit difference and top-1 agreement on the first n images against a reference."""
+    a, b = logits[:n], reference[:n]
+    return {"reference": reference_name, "n": int(len(a)), "max_abs_diff": float(np.abs(a - b).max()),
+            "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean())}

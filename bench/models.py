@@ -1,0 +1,120 @@
+"""The baseline model zoo: a registry from name to a factory (in_channels, num_classes, width).
+
+Torch is imported lazily so that `import bench.models` (used by config validation and
+`edgebench list`) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    factory: str  # "module:function", imported on use
+    help: str
+
+
+MODELS: dict[str, ModelEntry] = {
+    entry.name: entry
+    for entry in [
+        ModelEntry("edgecnn", "bench.zoo:edgecnn", "default: 4-conv BN CNN, ~94K params at width 1, downsamples early for cheap CPU training"),
+        ModelEntry("tinycnn", "bench.zoo:tinycnn", "2-conv CNN of a few thousand params, for tests and smoke runs"),
+        ModelEntry("mobilenet_v2", "bench.zoo:mobilenet_v2", "torchvision MobileNetV2 (width 0.5 by default), stem adapted to 1x28x28"),
+        ModelEntry("resnet18", "bench.zoo:resnet18", "torchvision ResNet-18, 3x3 stem without max-pool for 28x28 input"),
+    ]
+}
+
+
+def check_model_name(name: str, where: str) -> None:
+    """Accept a zoo name or 'module:factory'; raise ConfigError otherwise (without importing torch)."""
+    if name in MODELS:
+        return
+    if ":" in name:
+        module, _, func = name.partition(":")
+        if module and func.isidentifier():
+            return
+    import difflib
+
+    close = difflib.get_close_matches(name, MODELS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"{where} = {name!r}: unknown model{hint}; expected one of {list(MODELS)} or 'module:factory'")
+
+
+def _import_factory(spec: str, where: str) -> Callable[..., Any]:
+    module_name, _, func_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{where}: cannot import module {module_name!r} ({exc})") from None
+    factory = getattr(module, func_name, None)
+    if not callable(factory):
+        raise ConfigError(f"{where}: module {module_name!r} has no callable {func_name!r}")
+    return factory
+
+
+def build_model(name: str, *, in_channels: int = 1, num_classes: int = 10, width: float = 1.0) -> "nn.Module":
+    """Build a zoo model by name, or a user model from 'module:factory'.
+
+    A user factory receives the keyword arguments it declares among in_channels, num_classes, width.
+    """
+    from torch import nn
+
+    check_model_name(name, "[baseline].model")
+    spec = MODELS[name].factory if name in MODELS else name
+    factory = _import_factory(spec, f"model {name!r}")
+    offered = {"in_channels": in_channels, "num_classes": num_classes, "width": width}
+    accepted = inspect.signature(factory).parameters
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    model = factory(**{k: v for k, v in offered.items() if takes_all or k in accepted})
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model factory {spec!r} returned {type(model).__name__}, expected a torch.nn.Module")
+    return model
+
+
+def count_params(model: "nn.Module") -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: "nn.Module", input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass at batch 1, counted for conv and linear layers.
+
+    Zeros from unstructured pruning still count: dense kernels execute them.
+    """
+    import torch
+    from torch import nn
+
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        kernel = module.kernel_size[0] * module.kernel_size[1] * (module.in_channels // module.groups)
+        total += int(out.numel() // out.shape[0]) * kernel
+
+    def linear_hook(module: nn.Linear, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        total += int(out.numel() // out.shape[0]) * module.in_features
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    return total

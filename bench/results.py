@@ -1,0 +1,165 @@
+"""Result rows, the run folder and its files: results.json, results.csv, raw latency samples.
+
+Every file is written atomically (temp file, fsync, rename), and results.json is rewritten as
+soon as a row finishes, so an interrupted run never loses a finished row or leaves half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "export_failed", "validation_failed", "run_failed", "skipped")
+
+
+@dataclass
+class Row:
+    """One (variant, format, precision, runtime) cell. A failure is a row with a status and reason."""
+
+    variant: str
+    lineage: list[str]
+    format: str
+    precision: str
+    runtime: str
+    device: str = "cpu"
+    status: str = "ok"
+    reason: str | None = None
+    artifact: str | None = None
+    input_spec: dict[str, Any] | None = None
+    size_bytes: int | None = None
+    size_gzip_bytes: int | None = None
+    params: int | None = None
+    macs: int | None = None
+    accuracy: dict[str, Any] | None = None
+    parity: dict[str, Any] | None = None
+    latency: list[dict[str, Any]] = field(default_factory=list)
+    throughput: dict[str, Any] | None = None
+    memory: dict[str, Any] | None = None
+    load_ms: float | None = None
+    first_inference_ms: float | None = None
+    compression: dict[str, Any] | None = None
+    explanation: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str]:
+        return (self.variant, self.format, self.precision, self.runtime, self.device)
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe id of the row."""
+        return "__".join(part.replace(":", "") for part in self.key)
+
+    def fail(self, status: str, reason: str) -> "Row":
+        assert status in STATUSES and status != "ok"
+        self.status, self.reason = status, reason
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.input_spec is None:
+            data.pop("input_spec")  # the schema wants an object when present
+        return data
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, default=_json_default) + "\n").encode())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+def save_samples(run_dir: Path, relative: str, samples_ms: np.ndarray) -> str:
+    """Raw per-call latencies as .npy (float64 ms), readable with np.load(allow_pickle=False)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(samples_ms, dtype=np.float64), allow_pickle=False)
+    atomic_write_bytes(run_dir / relative, buffer.getvalue())
+    return relative
+
+
+CSV_COLUMNS = ("variant", "format", "precision", "runtime", "device", "status", "reason", "size_bytes", "size_gzip_bytes",
+               "params", "macs", "top1", "top1_ci_low", "top1_ci_high", "f1_macro", "agreement_with_baseline",
+               "parity_max_abs_diff", "p50_ms_b1", "p99_ms_b1", "throughput_ips", "peak_rss_mb", "load_ms",
+               "first_inference_ms", "lineage")
+
+
+def batch1_latency(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The batch-1 entry with the fewest threads: the headline latency of a row."""
+    entries = [e for e in row.get("latency") or [] if e["batch_size"] == 1]
+    return min(entries, key=lambda e: e["threads"]) if entries else None
+
+
+def csv_line(row: dict[str, Any]) -> dict[str, Any]:
+    acc, lat = row.get("accuracy") or {}, batch1_latency(row) or {}
+    ci = acc.get("top1_ci95") or [None, None]
+    return {
+        **{k: row.get(k) for k in ("variant", "format", "precision", "runtime", "device", "status", "reason",
+                                   "size_bytes", "size_gzip_bytes", "params", "macs", "load_ms", "first_inference_ms")},
+        "top1": acc.get("top1"), "top1_ci_low": ci[0], "top1_ci_high": ci[1], "f1_macro": acc.get("f1_macro"),
+        "agreement_with_baseline": acc.get("agreement_with_baseline"),
+        "parity_max_abs_diff": (row.get("parity") or {}).get("max_abs_diff"),
+        "p50_ms_b1": lat.get("p50"), "p99_ms_b1": lat.get("p99"),
+        "throughput_ips": (row.get("throughput") or {}).get("images_per_s"),
+        "peak_rss_mb": (row.get("memory") or {}).get("peak_rss_mb"),
+        "lineage": " -> ".join(row.get("lineage") or []) or "baseline",
+    }
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(csv_line(row))
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def schema_path() -> Path | None:
+    """../shared/results.schema.json beside the checkout, if present (the public contract)."""
+    candidate = Path(__file__).resolve().parent.parent.parent / "shared" / "results.schema.json"
+    return candidate if candidate.is_file() else None
+
+
+def validate_results(document: dict[str, Any], schema_file: Path | None = None) -> list[str]:
+    """Schema errors of a results document (empty when valid, or when no schema file is found)."""
+    import jsonschema
+
+    schema_file = schema_file or schema_path() or Path(__file__).with_name("results.schema.json")
+    if not schema_file.is_file():
+        return []
+    schema = json.loads(schema_file.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]

@@ -1,0 +1,69 @@
+"""The run folder: its id, its lock, and results.json kept current after every finished row."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.results import SCHEMA_VERSION, Row, atomic_write_json, write_csv
+
+
+def new_run_id(config_digest: str) -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{config_digest}"
+
+
+class RunLock:
+    """An exclusive lock on a run folder, so two processes never write the same run."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise UserError(f"run folder {self.path.parent} is in use by another edgebench process") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, str(os.getpid()).encode())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class RunWriter:
+    """Owns results.json / results.csv of one run; every change is written atomically at once."""
+
+    def __init__(self, run_dir: Path, document: dict[str, Any]) -> None:
+        self.run_dir = run_dir
+        self.document = document
+        self.document.setdefault("schema_version", SCHEMA_VERSION)
+        self.document.setdefault("rows", [])
+        self.flush()
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.document["rows"]
+
+    def add_row(self, row: Row) -> None:
+        self.rows.append(row.to_dict())
+        self.flush()
+
+    def update(self, **fields: Any) -> None:
+        self.document.update(fields)
+        self.flush()
+
+    def flush(self) -> None:
+        atomic_write_json(self.run_dir / "results.json", self.document)
+        write_csv(self.run_dir / "results.csv", self.rows)

@@ -1,0 +1,127 @@
+"""Runtimes: what each engine runs (formats, devices) as data, and how it loads an artifact.
+
+A runtime's `load` returns `predict(x: np.ndarray) -> np.ndarray` of float logits, where x is
+already prepared by the artifact's input_spec. Engines are imported inside their loader, so this
+module is cheap to import and a run without TFLite never imports a TFLite package.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    name: str
+    formats: tuple[str, ...]
+    devices: tuple[str, ...]
+    module: str  # import name; its absence makes the runtime unavailable
+    help: str
+
+
+RUNTIMES: dict[str, RuntimeSpec] = {
+    spec.name: spec
+    for spec in [
+        RuntimeSpec("torch", ("torch",), ("cpu", "cuda"), "torch", "PyTorch eager on a torch.export program (.pt2)"),
+        RuntimeSpec("onnxruntime", ("onnx",), ("cpu", "cuda"), "onnxruntime", "ONNX Runtime, CPUExecutionProvider (CUDAExecutionProvider with onnxruntime-gpu)"),
+        RuntimeSpec("litert", ("tflite",), ("cpu",), "ai_edge_litert", "LiteRT (TFLite) interpreter with XNNPACK"),
+    ]
+}
+
+
+def runtime_for_format(fmt: str, enabled: list[str]) -> list[RuntimeSpec]:
+    return [RUNTIMES[name] for name in enabled if fmt in RUNTIMES[name].formats]
+
+
+def is_installed(spec: RuntimeSpec) -> bool:
+    return importlib.util.find_spec(spec.module) is not None
+
+
+def cuda_reason(runtime: str) -> str | None:
+    """None when `runtime` can use CUDA here, else why not (becomes a skipped row's reason)."""
+    if runtime == "torch":
+        import torch
+
+        return None if torch.cuda.is_available() else "no CUDA device visible to torch on this machine"
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return "onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu on a CUDA machine)"
+        return None
+    return f"{runtime} runs on the CPU only in edgebench"
+
+
+def _load_torch(artifact: Path, threads: int, device: str) -> Predict:
+    import torch
+
+    torch.set_num_threads(threads)
+    module = torch.export.load(str(artifact)).module().to(device)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = module(torch.from_numpy(x).to(device))
+            return out.float().cpu().numpy()
+
+    return predict
+
+
+def _load_onnxruntime(artifact: Path, threads: int, device: str) -> Predict:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    session = ort.InferenceSession(str(artifact), options, providers=providers)
+    name = session.get_inputs()[0].name
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: x})[0]
+
+    return predict
+
+
+def _load_litert(artifact: Path, threads: int, device: str) -> Predict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(artifact), num_threads=threads)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    out_scale, out_zero = out["quantization"]
+    state: dict[str, Any] = {"batch": int(inp["shape"][0])}
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        if x.shape[0] != state["batch"]:
+            interpreter.resize_tensor_input(inp["index"], list(x.shape))
+            interpreter.allocate_tensors()
+            state["batch"] = x.shape[0]
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        y = interpreter.get_tensor(out["index"])
+        if np.issubdtype(y.dtype, np.integer) and out_scale:
+            return (y.astype(np.float32) - out_zero) * out_scale  # int8 logits back to float
+        return y.astype(np.float32, copy=False)
+
+    return predict
+
+
+_LOADERS: dict[str, Callable[[Path, int, str], Predict]] = {
+    "torch": _load_torch, "onnxruntime": _load_onnxruntime, "litert": _load_litert,
+}
+
+
+def load(runtime: str, artifact: str | Path, threads: int, device: str = "cpu") -> Predict:
+    """Load an artifact on a runtime with an explicit thread count and device."""
+    return _LOADERS[runtime](Path(artifact), threads, device)

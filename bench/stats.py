@@ -1,0 +1,66 @@
+"""Latency statistics from raw per-call samples, and accuracy statistics from predictions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def latency_stats(samples_ms: np.ndarray) -> dict[str, float | int]:
+    """Percentiles (linear interpolation, numpy's default), mean, std (population), min, max in ms.
+
+    >>> latency_stats(np.array([1.0, 2.0, 3.0, 4.0]))["p50"]
+    2.5
+    """
+    s = np.asarray(samples_ms, dtype=np.float64)
+    if s.size == 0:
+        raise ValueError("no latency samples")
+    p50, p90, p95, p99 = np.percentile(s, [50, 90, 95, 99])
+    return {"n": int(s.size), "p50": float(p50), "p90": float(p90), "p95": float(p95), "p99": float(p99),
+            "mean": float(s.mean()), "std": float(s.std()), "min": float(s.min()), "max": float(s.max())}
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (well-behaved near 0 and 1, unlike the normal one)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (labels, predictions), 1)
+    return cm
+
+
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray, num_classes: int,
+                           baseline_predictions: np.ndarray | None = None) -> dict[str, Any]:
+    """top-1 with its 95% CI, macro precision/recall/F1, per-class accuracy, confusion matrix, agreement."""
+    n = int(labels.size)
+    correct = int((labels == predictions).sum())
+    cm = confusion_matrix(labels, predictions, num_classes)
+    tp = np.diag(cm).astype(np.float64)
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
+    result: dict[str, Any] = {
+        "top1": correct / n if n else 0.0,
+        "n": n,
+        "top1_ci95": list(wilson_interval(correct, n)),
+        "precision_macro": float(precision.mean()),
+        "recall_macro": float(recall.mean()),
+        "f1_macro": float(f1.mean()),
+        "per_class_top1": [float(r) for r in recall],
+        "confusion_matrix": cm.tolist(),
+    }
+    if baseline_predictions is not None:
+        result["agreement_with_baseline"] = float((predictions == baseline_predictions).mean())
+    return result

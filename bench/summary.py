@@ -1,0 +1,35 @@
+"""The terminal summary table printed at the end of a run (one line per row)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.results import batch1_latency
+
+
+def _fmt_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:.0f} KB" if n < 2**20 else f"{n / 2**20:.1f} MB"
+
+
+def summary_lines(document: dict[str, Any]) -> list[str]:
+    header = ("variant", "format", "precision", "runtime", "status", "size", "top-1", "p50 b1 ms", "img/s")
+    table = [header]
+    for row in document["rows"]:
+        acc, lat, tp = row.get("accuracy") or {}, batch1_latency(row) or {}, row.get("throughput") or {}
+        runtime = row["runtime"] + (f"/{row['device']}" if row.get("device", "cpu") != "cpu" else "")
+        table.append((row["variant"], row["format"], row["precision"], runtime, row["status"], _fmt_size(row.get("size_bytes")),
+                      f"{acc['top1']:.4f}" if "top1" in acc else "-", f"{lat['p50']:.3f}" if lat else "-",
+                      f"{tp['images_per_s']:.0f}" if tp else "-"))
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    failed = [r for r in document["rows"] if r["status"] != "ok"]
+    for row in failed:
+        lines.append(f"  {row['status']}: {row['variant']} {row['format']}/{row['precision']} on {row['runtime']}: {row.get('reason')}")
+    return lines
+
+
+def print_summary(document: dict[str, Any]) -> None:
+    print("\n" + "\n".join(summary_lines(document)))

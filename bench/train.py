@@ -1,0 +1,129 @@
+"""Feeding datasets to the shared training loop, and the cached baseline.
+
+Augmentation (random crop with 2-pixel padding, horizontal flip) is done on whole uint8 batches
+in numpy: cheap, seeded per epoch, and independent of torch's DataLoader workers (2 cores only).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from bench.cache import cache_key, cache_path
+from bench.checkpoints import load_state_dict_file, save_state_dict
+from bench.config import BaselineConfig
+from bench.data import Dataset, Split, batches
+from bench.models import build_model
+from compress.train import FitSettings, fit
+
+
+def to_tensor(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """Normalise raw uint8 (N, C, H, W) images exactly as `bench.inputs.prepare_input` does."""
+    x = torch.from_numpy(images.astype(np.float32)) * (1 / 255)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def _augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    n, _, h, w = images.shape
+    padded = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    dy, dx = rng.integers(0, 5, size=2)  # one shift per batch keeps this vectorised
+    out = padded[:, :, dy:dy + h, dx:dx + w].copy()
+    flip = rng.random(n) < 0.5
+    out[flip] = out[flip, :, :, ::-1]
+    return out
+
+
+def epoch_batches(split: Split, dataset: Dataset, batch_size: int, *, augment: bool, seed: int):
+    """An `epoch -> iterator of (x, y) tensors` callable for `compress.train.fit`."""
+
+    def make(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rng = np.random.default_rng([seed, epoch])
+        for images, labels in batches(split, batch_size, shuffle=True, seed=seed * 1000 + epoch):
+            if augment:
+                images = _augment(images, rng)
+            # channels-last makes oneDNN's CPU convolutions markedly faster to train (measured ~1.4x here)
+            x = to_tensor(images, dataset.mean, dataset.std).contiguous(memory_format=torch.channels_last)
+            yield x, torch.from_numpy(labels)
+
+    return make
+
+
+def steps_per_epoch(split: Split, batch_size: int) -> int:
+    return -(-len(split) // batch_size)
+
+
+def accuracy(model: nn.Module, split: Split, dataset: Dataset, batch_size: int = 512) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for images, labels in batches(split, batch_size):
+            correct += int((model(to_tensor(images, dataset.mean, dataset.std)).argmax(1).numpy() == labels).sum())
+    return correct / max(len(split), 1)
+
+
+def run_fit(model: nn.Module, dataset: Dataset, settings: FitSettings, batch_size: int, *, augment: bool,
+            description: str, teacher: nn.Module | None = None, quiet: bool = False) -> list[float]:
+    """Train with a progress bar showing the running loss."""
+    steps = steps_per_epoch(dataset.train, batch_size)
+    make = epoch_batches(dataset.train, dataset, batch_size, augment=augment, seed=settings.seed)
+    with tqdm(total=steps * settings.epochs, desc=description, unit="step", leave=False, disable=quiet) as bar:
+        def progress(step: int, loss: float) -> None:
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss:.3f}")
+
+        model.to(memory_format=torch.channels_last)
+        try:
+            return fit(model, make, steps, settings, teacher=teacher, progress=progress)
+        finally:
+            model.to(memory_format=torch.contiguous_format)
+
+
+@dataclass
+class TrainedModel:
+    model: nn.Module
+    info: dict[str, Any]
+
+
+def data_fingerprint(dataset: Dataset) -> dict[str, Any]:
+    """What about the data determines trained weights (the split, not where the files came from)."""
+    return {"name": dataset.name, "train": len(dataset.train), "val": len(dataset.val),
+            "train_sum": int(dataset.train.labels[:1000].sum()), "mean": dataset.mean, "std": dataset.std}
+
+
+def baseline_model(cfg: BaselineConfig, dataset: Dataset, cache_dir: str | Path, *, checkpoint: str = "",
+                   quiet: bool = False) -> TrainedModel:
+    """Build the baseline: load user weights, reuse cached weights, or train and cache them."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, in_channels=dataset.input_shape[0], num_classes=len(dataset.classes), width=cfg.width)
+    checkpoint = checkpoint or cfg.checkpoint
+    if checkpoint:
+        model.load_state_dict(load_state_dict_file(checkpoint, model))
+        return TrainedModel(model.eval(), {"source": "checkpoint", "checkpoint": str(checkpoint),
+                                           "val_top1": accuracy(model, dataset.val, dataset)})
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint", "threads")}
+    key = cache_key({"baseline": settings, "data": data_fingerprint(dataset), "torch": torch.__version__})
+    path = cache_path(cache_dir, "baseline", key)
+    if path.exists():
+        model.load_state_dict(load_state_dict_file(path, model))
+        return TrainedModel(model.eval(), {"source": "cache", "cache_file": str(path), "cache_key": key,
+                                           "val_top1": accuracy(model, dataset.val, dataset)})
+    start = time.perf_counter()
+    fit_settings = FitSettings(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                               label_smoothing=cfg.label_smoothing, seed=cfg.seed)
+    losses = run_fit(model, dataset, fit_settings, cfg.batch_size, augment=cfg.augment,
+                     description=f"train {cfg.model}", quiet=quiet)
+    seconds = time.perf_counter() - start
+    save_state_dict(model, path)
+    return TrainedModel(model.eval(), {"source": "trained", "cache_file": str(path), "cache_key": key,
+                                       "train_seconds": round(seconds, 1), "epochs": cfg.epochs, "losses": losses,
+                                       "val_top1": accuracy(model, dataset.val, dataset)})

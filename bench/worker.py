@@ -1,0 +1,124 @@
+"""Measure one artifact on one runtime in an isolated process: `python -m bench.worker JOB.json OUT.json`.
+
+Why a subprocess per row: peak RSS then belongs to that runtime alone, and a native loader that
+crashes on an untrusted artifact (ORT, TFLite) kills this process, not the run; the parent turns
+that into a `run_failed` row.
+
+Order matters: memory is measured first (load + first inference), before the test set is read,
+so the peak RSS reflects the runtime and model, not the evaluation data.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import psutil
+
+from bench.inputs import prepare_input
+from bench.runtimes import load
+from bench.stats import latency_stats
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb() -> float:
+    """This process's RSS high-water mark. VmHWM, not getrusage's ru_maxrss: ru_maxrss survives
+    exec, so a worker forked from a parent holding torch would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def time_calls(fn: Callable[[], Any], *, warmup_calls: int, warmup_seconds: float, min_calls: int,
+               min_seconds: float, max_seconds: float) -> np.ndarray:
+    """Per-call latencies in ms: warm up (both minimums), then time until both minimums are met.
+
+    max_seconds caps a slow setting (0 = no cap); the caller records how many calls it got.
+    """
+    start = time.perf_counter()
+    calls = 0
+    while calls < warmup_calls or time.perf_counter() - start < warmup_seconds:
+        fn()
+        calls += 1
+    samples: list[float] = []
+    begin = time.perf_counter()
+    while len(samples) < min_calls or time.perf_counter() - begin < min_seconds:
+        t0 = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - t0) / 1e6)
+        if max_seconds and time.perf_counter() - begin > max_seconds and len(samples) >= 10:
+            break
+    return np.asarray(samples)
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    spec, runtime, device = job["input_spec"], job["runtime"], job["device"]
+    settings, timing = job["settings"], job["timing"]
+    raw = np.load(job["images"], mmap_mode="r", allow_pickle=False)
+    result: dict[str, Any] = {"rss_before_load_mb": round(_rss_mb(), 1)}
+
+    # 1. load + first inference at the first setting, and the memory high-water mark
+    first = settings[0]
+    t0 = time.perf_counter()
+    predict = load(runtime, job["artifact"], first["threads"], device)
+    result["load_ms"] = (time.perf_counter() - t0) * 1e3
+    one = prepare_input(np.array(raw[:1]), spec)
+    t0 = time.perf_counter()
+    predict(one)
+    result["first_inference_ms"] = (time.perf_counter() - t0) * 1e3
+    predict(prepare_input(np.array(raw[: job["throughput_batch"]]), spec))
+    result["memory"] = {"peak_rss_mb": round(_peak_rss_mb(), 1),
+                        "rss_before_load_mb": result.pop("rss_before_load_mb"),
+                        "measured": f"high-water mark after load and inference at batch 1 and {job['throughput_batch']}"}
+
+    # 2. predictions on the evaluation images (full test set unless limited)
+    logits = []
+    for start in range(0, len(raw), job["eval_batch"]):
+        logits.append(predict(prepare_input(np.array(raw[start:start + job["eval_batch"]]), spec)))
+    all_logits = np.concatenate(logits).astype(np.float32)
+    np.save(job["logits_out"], all_logits, allow_pickle=False)
+    result["nonfinite_outputs"] = int((~np.isfinite(all_logits)).any(axis=1).sum())
+
+    # 3. latency per (batch size, threads) setting, raw samples saved beside the results
+    result["latency"] = []
+    for setting in settings:
+        if setting["threads"] != first["threads"]:
+            predict = load(runtime, job["artifact"], setting["threads"], device)
+        x = prepare_input(np.array(raw[: setting["batch_size"]]), spec)
+        samples = time_calls(lambda: predict(x), **timing)
+        np.save(setting["samples_out"], samples, allow_pickle=False)
+        result["latency"].append({**setting, "samples": setting["samples_out"], "stats": latency_stats(samples)})
+
+    # 4. throughput at a larger batch (threads of the first setting)
+    if settings[-1]["threads"] != first["threads"]:
+        predict = load(runtime, job["artifact"], first["threads"], device)
+    xb = prepare_input(np.array(raw[: job["throughput_batch"]]), spec)
+    quick = {**timing, "min_calls": max(10, timing["min_calls"] // 20), "warmup_calls": min(3, timing["warmup_calls"])}
+    samples = time_calls(lambda: predict(xb), **quick)
+    median = float(np.median(samples))
+    result["throughput"] = {"batch_size": len(xb), "threads": first["threads"], "p50_ms": median,
+                            "images_per_s": len(xb) / (median / 1e3), "n": int(samples.size)}
+    return result
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(Path(argv[0]).read_text())
+    result = run_job(job)
+    Path(argv[1]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,31 @@
+"""What a model pass may use besides the model: training, a teacher, example inputs.
+
+The caller (bench) fills this in; passes never touch datasets or files directly, which keeps
+`compress` a leaf that can be tested on random tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from compress.train import FitSettings
+
+
+@dataclass
+class PassContext:
+    # fit(model, settings, teacher, description) trains in place and returns per-epoch losses
+    fit: Callable[[nn.Module, FitSettings, nn.Module | None, str], list[float]]
+    # the uncompressed baseline: KD teacher and reference for ratios
+    baseline: nn.Module
+    # build_student(width) -> a fresh, untrained zoo model of the baseline's architecture
+    build_student: Callable[[float], nn.Module]
+    # a small batch of real, normalised inputs (N, C, H, W): tracing, Taylor importance, calibration
+    example_inputs: torch.Tensor
+    example_labels: torch.Tensor
+    # evaluate(model) -> top-1 on the evaluation set, for reporting (never used to pick weights)
+    evaluate: Callable[[nn.Module], float]
+    seed: int = 0

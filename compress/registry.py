@@ -1,0 +1,128 @@
+"""The table of compression passes: one entry per pass, with typed parameters and defaults.
+
+The table is plain data, so importing it is cheap: implementations are named as
+"module:function" and imported only when a pass runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a pass: its type, default and the values it accepts."""
+
+    type: type
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+    check: Callable[[Any], str | None] | None = None
+
+    def validate(self, value: Any) -> str | None:
+        """Return an error message for a bad value, or None."""
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
+            return f"expected {self.type.__name__}, got {type(value).__name__} {value!r}"
+        if self.choices is not None and value not in self.choices:
+            return f"{value!r} is not one of {list(self.choices)}"
+        return self.check(value) if self.check else None
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    """A registered pass. kind 'model' returns an nn.Module; kind 'onnx' rewrites an ONNX artifact."""
+
+    name: str
+    kind: str
+    impl: str
+    help: str
+    params: dict[str, Param] = field(default_factory=dict)
+    formats: tuple[str, ...] = ("torch", "onnx", "tflite")
+
+
+def _fraction(v: float) -> str | None:
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v: float) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _unit(v: float) -> str | None:
+    return None if 0 <= v <= 1 else "must be in [0, 1]"
+
+
+_FINETUNE_PARAMS = {
+    "epochs": Param(int, 1, "fine-tuning epochs on the training split", check=_non_negative),
+    "lr": Param(float, 0.02, "peak learning rate of the one-cycle schedule", check=_positive),
+}
+
+PASSES: dict[str, PassSpec] = {
+    spec.name: spec
+    for spec in [
+        PassSpec(
+            "prune.unstructured", "model", "compress.prune:unstructured",
+            "magnitude pruning of conv/linear weights, made permanent; zeros shrink the compressed file, not dense latency",
+            {
+                "sparsity": Param(float, 0.5, "share of weights set to zero", check=_fraction),
+                "scope": Param(str, "global", "rank weights across all layers or within each layer", choices=("global", "layer")),
+            },
+        ),
+        PassSpec(
+            "prune.structured", "model", "compress.prune:structured",
+            "channel pruning with Torch-Pruning's dependency graph; the model becomes physically smaller",
+            {
+                "ratio": Param(float, 0.5, "share of channels removed from each prunable layer", check=_fraction),
+                "importance": Param(str, "l2", "channel importance criterion", choices=("l1", "l2", "taylor")),
+                "steps": Param(int, 1, "iterative pruning steps (each followed by a short recovery epoch when > 1)", check=lambda v: None if v >= 1 else "must be >= 1"),
+            },
+        ),
+        PassSpec(
+            "finetune", "model", "compress.train:finetune_pass",
+            "fine-tune the current model on the training split; distill=true adds KD from the model before the chain",
+            {**_FINETUNE_PARAMS, "distill": Param(bool, False, "use the unpruned baseline as a KD teacher")},
+        ),
+        PassSpec(
+            "distill", "model", "compress.distill:distill_pass",
+            "Hinton knowledge distillation from the baseline into a zoo student (or into the current model when width=0)",
+            {
+                "width": Param(float, 0.5, "student = baseline architecture at this width; 0 distils into the current model", check=_non_negative),
+                "epochs": Param(int, 3, "student training epochs", check=_non_negative),
+                "lr": Param(float, 0.1, "peak learning rate", check=_positive),
+                "temperature": Param(float, 4.0, "softmax temperature of the KD loss", check=_positive),
+                "alpha": Param(float, 0.9, "weight of the KD term (1 - alpha weights the hard-label loss)", check=_unit),
+            },
+        ),
+        PassSpec(
+            "quantize.dynamic", "onnx", "compress.quantize_onnx:quantize_dynamic",
+            "ONNX Runtime dynamic quantization: int8 weights, activations quantized at run time",
+            {"per_channel": Param(bool, False, "per-channel weight scales")},
+            formats=("onnx",),
+        ),
+        PassSpec(
+            "quantize.static", "onnx", "compress.quantize_onnx:quantize_static",
+            "ONNX Runtime static QDQ quantization after quant_pre_process, calibrated on training images",
+            {
+                "calibration": Param(str, "minmax", "calibration method", choices=("minmax", "entropy", "percentile")),
+                "per_channel": Param(bool, True, "per-channel weight scales"),
+                "images": Param(int, 256, "calibration images from the training split", check=lambda v: None if v >= 1 else "must be >= 1"),
+            },
+            formats=("onnx",),
+        ),
+    ]
+}
+
+
+def resolve(spec: PassSpec) -> Callable[..., Any]:
+    """Import a pass implementation on first use (keeps `import compress.registry` cheap)."""
+    import importlib
+
+    module_name, func_name = spec.impl.split(":")
+    return getattr(importlib.import_module(module_name), func_name)

@@ -1,0 +1,98 @@
+"""The one training loop every pass uses: plain training, fine-tuning and knowledge distillation.
+
+Data arrives as a callable `epoch -> iterable of (inputs, labels)` tensors, so this module knows
+nothing about datasets, files or augmentation (the caller owns those).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EpochBatches = Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    epochs: int
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    temperature: float = 4.0  # used only with a teacher
+    alpha: float = 0.9        # weight of the KD term, used only with a teacher
+    seed: int = 0
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+            temperature: float, alpha: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Hinton et al. (2015): alpha * T^2 * KL(soft teacher || soft student) + (1 - alpha) * CE."""
+    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
+                    F.log_softmax(teacher_logits / temperature, dim=1), reduction="batchmean", log_target=True)
+    hard = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
+    return alpha * temperature**2 * soft + (1 - alpha) * hard
+
+
+def fit(model: nn.Module, batches: EpochBatches, steps_per_epoch: int, settings: FitSettings, *,
+        teacher: nn.Module | None = None, progress: Callable[[int, float], None] | None = None,
+        keep_mask: bool = True) -> list[float]:
+    """Train in place with SGD (Nesterov) and a one-cycle schedule; returns the mean loss per epoch.
+
+    With a teacher the loss is `kd_loss`. Weights that are exactly zero before training stay zero
+    when keep_mask is set, so fine-tuning after unstructured pruning keeps the sparsity.
+    `progress(step, loss)` is called after every step (the caller draws the progress bar).
+    """
+    if settings.epochs == 0 or steps_per_epoch == 0:
+        return []
+    torch.manual_seed(settings.seed)
+    masks = {p: (p != 0) for p in model.parameters() if p.dim() > 1} if keep_mask else {}
+    masks = {p: m for p, m in masks.items() if not bool(m.all())}
+    decay = [p for p in model.parameters() if p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.dim() <= 1]
+    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": settings.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr, momentum=0.9, nesterov=True)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, epochs=settings.epochs,
+                                                   steps_per_epoch=steps_per_epoch, pct_start=0.25)
+    if teacher is not None:
+        teacher.eval()
+    losses: list[float] = []
+    step = 0
+    for epoch in range(settings.epochs):
+        model.train()
+        total, count = 0.0, 0
+        for i, (x, y) in enumerate(batches(epoch)):
+            if i >= steps_per_epoch:
+                break
+            logits = model(x)
+            if teacher is None:
+                loss = F.cross_entropy(logits, y, label_smoothing=settings.label_smoothing)
+            else:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
+                loss = kd_loss(logits, teacher_logits, y, settings.temperature, settings.alpha, settings.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if masks:
+                with torch.no_grad():
+                    for p, m in masks.items():
+                        p.mul_(m)
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+            step += 1
+            if progress:
+                progress(step, float(loss.detach()))
+        losses.append(total / max(count, 1))
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, inputs: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Concatenated logits of the model in eval mode over an iterable of input batches."""
+    model.eval()
+    return torch.cat([model(x) for x in inputs])
