@@ -89,7 +89,7 @@ def _quantize_onnx(variant: Variant, source: Artifact | None, folder: Path, ctx:
     from compress.registry import resolve
 
     out = folder / f"{variant.name}.{precision}.onnx"
-    calibration = prepare_input(calibration_raw[: call.params.get("images", len(calibration_raw))], spec)
+    calibration = prepare_input(calibration_raw[: call.params.get("images", ctx.config.export.calibration_images)], spec)
     try:
         info = resolve(call.spec)(ctx.run_dir / source.path, out, call.params, calibration)
     except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises assorted types; each means "export failed"

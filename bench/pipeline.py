@@ -102,7 +102,7 @@ def run(config: Config, options: RunOptions) -> Path:
 
 
 def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWriter, options: RunOptions) -> None:
-    calibration_raw = ctx.dataset.train.images[: ctx.config.export.calibration_images]
+    calibration_raw = ctx.dataset.train.images  # each quantizer takes the first N it is configured for
     with tqdm(total=len(variants), desc="variants", unit="variant", disable=options.quiet) as bar:
         for variant in variants:
             bar.set_postfix_str(variant.name)
@@ -134,6 +134,7 @@ def _save_images(run_dir: Path, dataset: Dataset) -> Path:
     path = run_dir / "work" / "test_images.npy"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, dataset.test.images, allow_pickle=False)
+    np.save(run_dir / "work" / "test_labels.npy", dataset.test.labels, allow_pickle=False)
     return path
 
 

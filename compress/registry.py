@@ -85,7 +85,7 @@ PASSES: dict[str, PassSpec] = {
             },
         ),
         PassSpec(
-            "finetune", "model", "compress.train:finetune_pass",
+            "finetune", "model", "compress.finetune:finetune_pass",
             "fine-tune the current model on the training split; distill=true adds KD from the model before the chain",
             {**_FINETUNE_PARAMS, "distill": Param(bool, False, "use the unpruned baseline as a KD teacher")},
         ),
@@ -113,6 +113,8 @@ PASSES: dict[str, PassSpec] = {
                 "calibration": Param(str, "minmax", "calibration method", choices=("minmax", "entropy", "percentile")),
                 "per_channel": Param(bool, True, "per-channel weight scales"),
                 "images": Param(int, 256, "calibration images from the training split", check=lambda v: None if v >= 1 else "must be >= 1"),
+                "activations": Param(str, "uint8", "activation type: uint8 (U8S8, ORT's fast path on x86) or int8 (S8S8)", choices=("uint8", "int8")),
+                "reduce_range": Param(bool, False, "7-bit weights: avoids int16 saturation of U8S8 on CPUs without VNNI"),
             },
             formats=("onnx",),
         ),

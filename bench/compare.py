@@ -1,0 +1,267 @@
+"""Compare two runs row by row, and decide which changes are real and which cross a threshold.
+
+Rows match on (variant, format, precision, runtime, device). Latency changes are tested on the
+raw batch-1 samples: a seeded bootstrap 95% interval of the ratio of medians (B / A); a change
+is significant when the interval excludes 1. Accuracy and size changes need no noise test here:
+a threshold crossing is enough (see THRESHOLD_HELP, which the CLI prints in --help).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import UserError
+from bench.results import batch1_latency
+
+# metric -> (unit the threshold must use, what it measures)
+METRICS = {
+    "p50": ("%", "median batch-1 latency, ratio B/A as a % change"),
+    "p99": ("%", "99th-percentile batch-1 latency, ratio B/A as a % change"),
+    "top1": ("pt", "top-1 accuracy, B - A in percentage points"),
+    "f1": ("pt", "macro F1, B - A in points (x100)"),
+    "size": ("%", "artifact size in bytes, B/A as a % change"),
+}
+QUANTILES = {"p50": 0.5, "p99": 0.99}
+_EXPR = re.compile(r"^(?P<metric>[a-z0-9_]+):(?P<sign>[+-])(?P<value>\d+(?:\.\d+)?)(?P<unit>%|pt)$")
+
+THRESHOLD_HELP = """\
+--fail-on EXPR: METRIC:SIGNVALUEUNIT, e.g. p50:+10% (fail when latency rises by more than 10%),
+top1:-0.5pt (fail when top-1 drops by more than 0.5 points), size:+5%. Metrics: p50, p99 (%),
+top1, f1 (pt), size (%). The sign is the direction that fails.
+Decision rule: a latency threshold fails a row only when the change crosses it AND is
+significant: the bootstrap 95% CI of the ratio of quantiles B/A (from the raw samples,
+seeded, --resamples draws) lies wholly on the failing side of 1. When a run has no raw samples
+the stats in results.json are compared and crossing alone fails (said in the output).
+Accuracy and size: crossing the threshold alone fails (both runs see the same test set, so
+the per-run 95% CIs overlap even for real drops; keep accuracy thresholds above the noise
+you accept). Exit 1 when any threshold fails (with --strict also when a row ok in A is
+missing or not ok in B), else 0; 2 on bad input."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A parsed --fail-on expression: fail when direction * change > limit."""
+
+    text: str
+    metric: str
+    direction: int  # +1: an increase fails, -1: a decrease fails
+    limit: float
+    unit: str
+
+
+def parse_threshold(expr: str) -> Threshold:
+    """Parse 'p50:+10%' style expressions; UserError naming the expression when malformed.
+
+    >>> parse_threshold("top1:-0.5pt").direction
+    -1
+    """
+    match = _EXPR.match(expr.strip().lower())
+    if not match:
+        raise UserError(f"bad --fail-on expression {expr!r}: expected METRIC:SIGNVALUEUNIT such as p50:+10% or top1:-0.5pt")
+    metric, unit = match["metric"], match["unit"]
+    if metric not in METRICS:
+        raise UserError(f"bad --fail-on expression {expr!r}: unknown metric {metric!r} (one of {', '.join(METRICS)})")
+    if unit != METRICS[metric][0]:
+        raise UserError(f"bad --fail-on expression {expr!r}: {metric} thresholds are in {METRICS[metric][0]}, not {unit}")
+    return Threshold(expr, metric, 1 if match["sign"] == "+" else -1, float(match["value"]), unit)
+
+
+def bootstrap_ratio(a: np.ndarray, b: np.ndarray, q: float = 0.5, resamples: int = 2000, seed: int = 0,
+                    level: float = 0.95) -> tuple[float, float, float]:
+    """quantile_q(b) / quantile_q(a) with a percentile-bootstrap CI: (ratio, low, high).
+
+    Resamples both sets independently with replacement; chunked so memory stays near 8 MB.
+    """
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ratios = np.empty(resamples)
+    chunk = max(1, 1_000_000 // max(a.size, b.size))
+    for start in range(0, resamples, chunk):
+        k = min(chunk, resamples - start)
+        qa = np.quantile(a[rng.integers(0, a.size, (k, a.size))], q, axis=1)
+        qb = np.quantile(b[rng.integers(0, b.size, (k, b.size))], q, axis=1)
+        ratios[start:start + k] = qb / qa
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(np.quantile(b, q) / np.quantile(a, q)), float(low), float(high)
+
+
+@dataclass
+class LatencyChange:
+    """Batch-1 latency of one matched row in A and B, and whether the change is beyond noise."""
+
+    a_ms: float
+    b_ms: float
+    ratio: float
+    ci: tuple[float, float] | None = None  # None: no raw samples, stats compared as they are
+
+    @property
+    def verdict(self) -> str:
+        if self.ci is None:
+            return "untested"
+        if self.ci[0] > 1:
+            return "slower"
+        return "faster" if self.ci[1] < 1 else "noise"
+
+
+@dataclass
+class Pair:
+    """One row key and its rows in A and B (either may be None)."""
+
+    key: tuple[str, ...]
+    a: dict[str, Any] | None
+    b: dict[str, Any] | None
+    latency: dict[str, LatencyChange] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        variant, fmt, precision, runtime, device = self.key
+        return f"{variant} {fmt}/{precision} {runtime}" + ("" if device == "cpu" else f"/{device}")
+
+    @property
+    def kind(self) -> str:
+        if self.a is None:
+            return "only in B"
+        if self.b is None:
+            return "only in A"
+        return "matched" if self.a.get("status") == self.b.get("status") else "status changed"
+
+    def value(self, metric: str) -> tuple[float, float] | None:
+        """(A, B) of a non-latency metric when both rows have it."""
+        if self.a is None or self.b is None:
+            return None
+        path = {"top1": ("accuracy", "top1"), "f1": ("accuracy", "f1_macro"), "size": (None, "size_bytes")}[metric]
+        pick = [(row.get(path[0]) or {}) if path[0] else row for row in (self.a, self.b)]
+        va, vb = pick[0].get(path[1]), pick[1].get(path[1])
+        return (float(va), float(vb)) if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
+
+    def change(self, metric: str) -> float | None:
+        """Signed change in the threshold's unit: % for latency and size, points for accuracy."""
+        if metric in QUANTILES:
+            lat = self.latency.get(metric)
+            return (lat.ratio - 1) * 100 if lat else None
+        values = self.value(metric)
+        if values is None:
+            return None
+        if metric == "size":
+            return (values[1] / values[0] - 1) * 100 if values[0] else None
+        return (values[1] - values[0]) * 100
+
+
+@dataclass
+class Failure:
+    threshold: Threshold
+    pair: Pair
+    message: str
+
+
+@dataclass
+class Comparison:
+    run_a: Path
+    run_b: Path
+    pairs: list[Pair]
+    notes: list[str]
+    failures: list[Failure]
+    strict_problems: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures or self.strict_problems else 0
+
+
+def _key(row: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(row.get(k, "cpu" if k == "device" else "?")) for k in ("variant", "format", "precision", "runtime", "device"))
+
+
+def _samples(run_dir: Path, entry: dict[str, Any]) -> np.ndarray | None:
+    name = entry.get("samples_file")
+    if not name or not (run_dir / name).is_file():
+        return None
+    try:
+        samples = np.load(run_dir / name, allow_pickle=False)
+    except (OSError, ValueError):  # unreadable: fall back to the recorded stats
+        return None
+    return samples.astype(np.float64).ravel() if samples.size else None
+
+
+def latency_change(pair: Pair, metric: str, dirs: tuple[Path, Path], resamples: int, seed: int) -> LatencyChange | None:
+    """Compare a quantile of the batch-1 latency of both rows (bootstrap CI when both have samples)."""
+    if pair.a is None or pair.b is None:
+        return None
+    entries = batch1_latency(pair.a), batch1_latency(pair.b)
+    if entries[0] is None or entries[1] is None or not entries[0].get(metric) or not entries[1].get(metric):
+        return None
+    samples = [_samples(d, e) for d, e in zip(dirs, entries)]
+    if samples[0] is None or samples[1] is None:
+        a_ms, b_ms = float(entries[0][metric]), float(entries[1][metric])
+        return LatencyChange(a_ms, b_ms, b_ms / a_ms)
+    ratio, low, high = bootstrap_ratio(samples[0], samples[1], QUANTILES[metric], resamples, seed)
+    return LatencyChange(float(np.quantile(samples[0], QUANTILES[metric])), float(np.quantile(samples[1], QUANTILES[metric])),
+                         ratio, (low, high))
+
+
+def _check(pair: Pair, threshold: Threshold) -> Failure | None:
+    change = pair.change(threshold.metric)
+    if change is None or threshold.direction * change <= threshold.limit:
+        return None
+    unit = "%" if threshold.unit == "%" else " pt"
+    message = f"{threshold.metric} {change:+.2f}{unit}"
+    lat = pair.latency.get(threshold.metric)
+    if lat is not None:
+        if lat.ci is None:
+            message += " (no raw samples: stats compared, noise not tested)"
+        else:
+            failing_side = lat.ci[0] > 1 if threshold.direction > 0 else lat.ci[1] < 1
+            if not failing_side:
+                return None  # crosses the threshold but is within noise
+            message += f" (ratio ×{lat.ratio:.3f}, 95% CI [{lat.ci[0]:.3f}, {lat.ci[1]:.3f}])"
+    return Failure(threshold, pair, message)
+
+
+def _environment_notes(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> list[str]:
+    """Differences between the two machines/setups that can explain a change on their own."""
+    notes = []
+    env_a, env_b = doc_a.get("environment") or {}, doc_b.get("environment") or {}
+    cpu_a, cpu_b = env_a.get("cpu") or {}, env_b.get("cpu") or {}
+    for label, va, vb in (("CPU", cpu_a.get("model"), cpu_b.get("model")),
+                          ("logical cores", cpu_a.get("logical_cores"), cpu_b.get("logical_cores")),
+                          ("--quick", bool(doc_a.get("quick")), bool(doc_b.get("quick"))),
+                          ("git commit", (env_a.get("git") or {}).get("commit"), (env_b.get("git") or {}).get("commit"))):
+        if va != vb:
+            notes.append(f"{label} differs: A {va}, B {vb}")
+    pkg_a, pkg_b = env_a.get("packages") or {}, env_b.get("packages") or {}
+    changed = [f"{n} {pkg_a.get(n, '-')} -> {pkg_b.get(n, '-')}" for n in sorted(set(pkg_a) | set(pkg_b)) if pkg_a.get(n) != pkg_b.get(n)]
+    if changed:
+        notes.append("package versions differ: " + ", ".join(changed))
+    return notes
+
+
+def compare_runs(run_a: Path, run_b: Path, thresholds: list[Threshold], *, strict: bool = False,
+                 resamples: int = 2000, seed: int = 0) -> Comparison:
+    """Match the rows of two runs, measure the changes and apply the thresholds."""
+    from bench.report import load_document
+
+    doc_a, doc_b = load_document(run_a), load_document(run_b)
+    rows_a = {_key(r): r for r in doc_a["rows"]}
+    rows_b = {_key(r): r for r in doc_b["rows"]}
+    keys = list(rows_a) + [k for k in rows_b if k not in rows_a]
+    metrics = {"p50"} | {t.metric for t in thresholds if t.metric in QUANTILES}
+    pairs, notes = [], _environment_notes(doc_a, doc_b)
+    for key in keys:
+        pair = Pair(key, rows_a.get(key), rows_b.get(key))
+        for metric in sorted(metrics):
+            change = latency_change(pair, metric, (Path(run_a), Path(run_b)), resamples, seed)
+            if change is not None:
+                pair.latency[metric] = change
+        pairs.append(pair)
+    if any(lat.ci is None for p in pairs for lat in p.latency.values()):
+        notes.append("some rows have no raw latency samples in one run: their latency is compared from the stats, without a noise test")
+    failures = [f for p in pairs for t in thresholds if (f := _check(p, t)) is not None]
+    problems = [f"{p.label}: ok in A, {p.kind if p.b is None else p.b.get('status')} in B" for p in pairs
+                if strict and p.a is not None and p.a.get("status") == "ok" and (p.b is None or p.b.get("status") != "ok")]
+    return Comparison(Path(run_a), Path(run_b), pairs, notes, failures, problems)

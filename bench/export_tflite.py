@@ -1,0 +1,227 @@
+"""TFLite exporter: fp32 ONNX -> onnx2tf (channels-last Keras graph) -> SavedModel -> TFLiteConverter.
+
+One onnx2tf run per ONNX model, then one TFLiteConverter run per precision from the same SavedModel:
+  fp32          plain conversion
+  fp16          float16 weights (dequantized at load), float32 activations and I/O
+  int8-dynamic  int8 weights, float activations quantized on the fly (no calibration data)
+  int8          full-integer: int8 weights, activations, input and output, calibrated on `calibration`
+
+Why onnx2tf rather than onnx-tf or a naive NCHW graph: onnx2tf rewrites the graph to NHWC, so the
+TFLite model has no Transpose around every convolution (the "layout tax"); its input is NHWC, which
+is why TFLite artifacts get an NHWC input_spec. tensorflow and onnx2tf are imported only inside
+`convert_to_tflite`: they take seconds to import and are an optional extra (edgebench[tflite]).
+
+Example:
+    results = convert_to_tflite(Path("run/m.fp32.onnx"), Path("run/m"), ["fp32", "int8"], calib_nchw,
+                                make_input_spec((1, 28, 28), mean, std, layout="NHWC"), Path("run/logs/t.log"))
+    path, spec, info = results["int8"]  # or an ExportError
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.export import ExportError
+
+CONVERTER = "onnx2tf->TFLiteConverter"
+_CALIBRATION_BATCH = 16  # the SavedModel has a dynamic batch, so calibration may run in batches (faster)
+
+
+def convert_to_tflite(onnx_path: Path, out_dir: Path, precisions: list[str], calibration: np.ndarray,
+                      nhwc_spec: dict[str, Any], log_file: Path) -> dict[str, tuple[Path, dict, dict] | ExportError]:
+    """Convert an fp32 ONNX model to one .tflite file per precision.
+
+    `calibration` is float32 NCHW, already normalised (prepare_input with the NCHW spec); it is the
+    representative dataset of full-int8. Returns per precision (path, input_spec, info) or the
+    ExportError that says why it failed; one precision failing does not stop the others. The
+    converters' console output goes to `log_file`, not to the terminal.
+    """
+    onnx_path, out_dir, log_file = Path(onnx_path), Path(out_dir), Path(log_file)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    stem = onnx_path.name.removesuffix(".onnx").removesuffix(".fp32")
+    results: dict[str, tuple[Path, dict, dict] | ExportError] = {}
+    with tempfile.TemporaryDirectory(prefix=".onnx2tf-", dir=out_dir) as tmp, _console_to(log_file):
+        try:
+            saved_model, rewrites = _onnx_to_saved_model(onnx_path, Path(tmp))
+        # The converter boundary: onnx2tf and TensorFlow raise many unrelated types (and onnx2tf
+        # sometimes calls sys.exit); every one of them means "this model did not convert".
+        except (Exception, SystemExit) as exc:  # noqa: BLE001
+            error = ExportError(_one_line("onnx2tf failed", exc))
+            return {precision: error for precision in precisions}
+        for precision in precisions:
+            path = out_dir / f"{stem}.{precision}.tflite"
+            try:
+                settings = _convert_precision(saved_model, precision, calibration, path)
+                spec = _input_spec(path, nhwc_spec)
+                info = {**settings, **_graph_info(path), "onnx_rewrites": rewrites}
+            # Same boundary, per precision, so one failing precision leaves the others standing.
+            except (Exception, SystemExit) as exc:  # noqa: BLE001
+                path.unlink(missing_ok=True)
+                results[precision] = ExportError(_one_line(f"TFLite {precision} conversion failed", exc))
+                continue
+            results[precision] = (path, spec, info)
+    return results
+
+
+def _onnx_to_saved_model(onnx_path: Path, tmp: Path) -> tuple[Path, list[str]]:
+    """onnx2tf on a rewritten copy of the model (onnx2tf simplifies its input file in place, and the
+    fp32 ONNX is itself a benchmarked artifact), then a SavedModel with a dynamic batch dimension."""
+    import onnx
+    import onnx2tf
+    import tensorflow as tf
+
+    model = onnx.load(str(onnx_path))
+    rewrites = _fuse_global_pool_flatten(model)
+    work_copy = tmp / "model.onnx"
+    onnx.save(model, str(work_copy))
+    # disable_model_save: onnx2tf would otherwise also write its own fp32/fp16 .tflite files, which
+    # takes longer than the conversion; the Keras model it returns is all we need.
+    keras_model = onnx2tf.convert(input_onnx_file_path=str(work_copy), output_folder_path=str(tmp / "onnx2tf"),
+                                  disable_model_save=True, non_verbose=True, verbosity="error")
+    saved_model = tmp / "saved_model"
+    tf.saved_model.save(keras_model, str(saved_model))
+    return saved_model, rewrites
+
+
+def _fuse_global_pool_flatten(model: Any) -> list[str]:
+    """Replace GlobalAveragePool -> Flatten(axis=1) on a 4-D tensor by ReduceMean(axes=[2, 3], keepdims=0).
+
+    Why: onnx2tf turns Flatten of a channels-last tensor into Transpose-to-NCHW + Reshape, which
+    leaves one TRANSPOSE in every zoo model (all end in avg-pool + flatten). For a (N, C, 1, 1)
+    tensor that transpose moves nothing, and a ReduceMean that drops H and W gives the same (N, C)
+    without it. Returns the names of the rewritten nodes, recorded in the artifact info.
+    """
+    import onnx
+    from onnx import helper
+
+    graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in [*inferred.input, *inferred.value_info, *inferred.output]
+             if v.type.tensor_type.HasField("shape")}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+
+    fused, replaced, rewritten = {}, set(), []
+    for node in graph.node:
+        users = consumers.get(node.output[0], []) if node.op_type == "GlobalAveragePool" else []
+        if len(users) != 1 or users[0].op_type != "Flatten" or node.output[0] in graph_outputs:
+            continue
+        flatten = users[0]
+        axis = next((helper.get_attribute_value(a) for a in flatten.attribute if a.name == "axis"), 1)
+        if axis != 1 or ranks.get(node.input[0]) != 4:
+            continue
+        name = f"{node.name or flatten.output[0]}_reducemean"
+        if opset >= 18:  # ReduceMean's axes became an input in opset 18
+            axes = helper.make_tensor(f"{name}_axes", onnx.TensorProto.INT64, [2], [2, 3])
+            graph.initializer.append(axes)
+            fused[id(node)] = helper.make_node("ReduceMean", [node.input[0], axes.name], [flatten.output[0]],
+                                               name=name, keepdims=0)
+        else:
+            fused[id(node)] = helper.make_node("ReduceMean", [node.input[0]], [flatten.output[0]],
+                                               name=name, axes=[2, 3], keepdims=0)
+        replaced.add(id(flatten))
+        rewritten.append("GlobalAveragePool+Flatten->ReduceMean")
+    if rewritten:
+        nodes = [fused.get(id(n), n) for n in graph.node if id(n) not in replaced]
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return rewritten
+
+
+def _convert_precision(saved_model: Path, precision: str, calibration: np.ndarray, path: Path) -> dict[str, Any]:
+    """Run TFLiteConverter for one precision, write `path`, and return the settings used."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    settings: dict[str, Any] = {"converter": CONVERTER, "optimizations": [], "inference_input_type": "float32",
+                                "inference_output_type": "float32"}
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        settings.update(optimizations=["DEFAULT"], supported_types=["float16"])
+    elif precision == "int8-dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data = dynamic range
+        settings.update(optimizations=["DEFAULT"])
+    elif precision == "int8":
+        if len(calibration) == 0:
+            raise ExportError("full-int8 needs calibration images, got none")
+        nhwc = np.ascontiguousarray(np.asarray(calibration, dtype=np.float32).transpose(0, 2, 3, 1))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([nhwc[i:i + _CALIBRATION_BATCH]]
+                                                    for i in range(0, len(nhwc), _CALIBRATION_BATCH))
+        # BUILTINS_INT8 only: fail rather than silently keep a float op in a "full-integer" model
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        settings.update(optimizations=["DEFAULT"], supported_ops=["TFLITE_BUILTINS_INT8"],
+                        inference_input_type="int8", inference_output_type="int8", calibration_images=len(nhwc))
+    elif precision != "fp32":
+        raise ExportError(f"unknown TFLite precision {precision!r}")
+    path.write_bytes(converter.convert())
+    return settings
+
+
+def _interpreter(path: Path) -> Any:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=str(path))
+
+
+def _input_spec(path: Path, nhwc_spec: dict[str, Any]) -> dict[str, Any]:
+    """The NHWC spec, plus the input tensor's int8 quantization when the model takes integers."""
+    spec = copy.deepcopy(nhwc_spec)
+    detail = _interpreter(path).get_input_details()[0]
+    dtype = np.dtype(detail["dtype"])
+    if np.issubdtype(dtype, np.integer):
+        scale, zero_point = detail["quantization"]
+        spec.update(dtype=dtype.name, quantization={"scale": float(scale), "zero_point": int(zero_point)})
+    return spec
+
+
+def _graph_info(path: Path) -> dict[str, Any]:
+    """Operator census of the TFLite graph; TRANSPOSE count = the NCHW->NHWC layout tax."""
+    ops = [op["op_name"] for op in _interpreter(path)._get_ops_details()]  # noqa: SLF001 - no public op list
+    return {"transposes": ops.count("TRANSPOSE"), "operators": len(ops)}
+
+
+def _one_line(prefix: str, exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{prefix}: {exc.__class__.__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
+
+
+@contextlib.contextmanager
+def _console_to(log_file: Path) -> Iterator[None]:
+    """Send stdout/stderr, including native TensorFlow/absl logging written straight to file
+    descriptors 1 and 2, to `log_file` for the duration of the block."""
+    # Quiet TF's C++ INFO/WARNING lines; errors still reach the log. Must be set before the import.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_file, "a", encoding="utf-8") as log:
+        try:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])

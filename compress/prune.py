@@ -1,0 +1,90 @@
+"""Pruning passes: unstructured magnitude pruning and structured channel pruning (Torch-Pruning).
+
+What a ratio means here (after Torch-Pruning's definitions): `sparsity` is the share of
+conv/linear weights set to zero; `ratio` is the share of output channels removed from each
+prunable layer, which removes about 1 - (1 - ratio)^2 of a middle conv's parameters and MACs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+import torch.nn.utils.prune as torch_prune
+from torch import nn
+
+from compress.context import PassContext
+from compress.train import FitSettings
+
+
+def _prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def weight_sparsity(model: nn.Module) -> float:
+    """Share of exactly-zero weights over all conv and linear weight tensors."""
+    weights = [m.weight for m, _ in _prunable(model)]
+    total = sum(w.numel() for w in weights)
+    return sum(int((w == 0).sum()) for w in weights) / max(total, 1)
+
+
+def unstructured(model: nn.Module, params: dict[str, Any], ctx: PassContext | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Zero the smallest-magnitude weights, globally or per layer, and make the zeros permanent.
+
+    Dense kernels still multiply the zeros, so expect no speed-up; the gain is in the
+    compressed size of the artifact. Fine-tuning afterwards (finetune pass) keeps the zeros.
+    """
+    targets = _prunable(model)
+    if params["scope"] == "global":
+        torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured, amount=params["sparsity"])
+    else:
+        for module, name in targets:
+            torch_prune.l1_unstructured(module, name, amount=params["sparsity"])
+    for module, name in targets:
+        torch_prune.remove(module, name)  # fold weight_orig * mask into a plain weight tensor
+    return model.eval(), {"sparsity_requested": params["sparsity"], "sparsity_reached": weight_sparsity(model),
+                          "scope": params["scope"]}
+
+
+def _classifier(model: nn.Module) -> list[nn.Module]:
+    """The last Linear layer: its outputs are the classes, so it must keep every output channel."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1:]
+
+
+def _importance(name: str) -> Any:
+    import torch_pruning as tp
+
+    if name == "taylor":
+        return tp.importance.GroupTaylorImportance()
+    return tp.importance.GroupMagnitudeImportance(p=1 if name == "l1" else 2)
+
+
+def _channels(model: nn.Module) -> list[int]:
+    return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tuple[nn.Module, dict[str, Any]]:
+    """Remove whole channels with Torch-Pruning's dependency graph (residuals and concats stay consistent).
+
+    With steps > 1 the ratio is reached gradually, with a one-epoch recovery fine-tune between
+    steps (the final fine-tune is a separate `finetune` pass in the chain).
+    """
+    import torch_pruning as tp
+
+    before = _channels(model)
+    model.eval()
+    pruner = tp.pruner.BasePruner(model, ctx.example_inputs[:1], importance=_importance(params["importance"]),
+                                  pruning_ratio=params["ratio"], iterative_steps=params["steps"],
+                                  ignored_layers=_classifier(model))
+    for step in range(params["steps"]):
+        if params["importance"] == "taylor":  # Taylor importance needs gradients of a real loss
+            model.zero_grad()
+            F.cross_entropy(model(ctx.example_inputs), ctx.example_labels).backward()
+        pruner.step()
+        model.zero_grad(set_to_none=True)
+        if step < params["steps"] - 1:
+            ctx.fit(model, FitSettings(epochs=1, lr=0.02, seed=ctx.seed + step), None, f"recover step {step + 1}")
+    return model.eval(), {"channels_before": before, "channels_after": _channels(model),
+                          "ratio": params["ratio"], "importance": params["importance"], "steps": params["steps"]}
+

@@ -1,0 +1,63 @@
+import tomllib
+
+import pytest
+
+from bench.config import config_from_dict, load_config, to_toml
+from bench.errors import ConfigError
+
+
+def test_default_config_loads_and_round_trips_through_print_config():
+    config = load_config(None)
+    again = config_from_dict(tomllib.loads(to_toml(config)), "printed")
+    assert again == config
+    assert config.baseline.model == "edgecnn"
+
+
+def test_print_config_comments_every_key():
+    text = to_toml(load_config(None))
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if "=" in line and not line.startswith("#") and not line.startswith("name") and not line.startswith("passes"):
+            assert lines[i - 1].startswith("#"), f"no comment above {line!r}"
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"bogus": {}}, "unknown section [bogus]"),
+    ({"benchmak": {}}, "did you mean 'benchmark'"),
+    ({"baseline": {"epoch": 3}}, "did you mean 'epochs'"),
+    ({"baseline": {"epochs": "3"}}, "expected int"),
+    ({"baseline": {"epochs": -1}}, "must be >= 0"),
+    ({"benchmark": {"threads": [0]}}, "integers >= 1"),
+    ({"benchmark": {"batch_sizes": []}}, "non-empty"),
+    ({"benchmark": {"runtimes": ["onnxruntim"]}}, "did you mean 'onnxruntime'"),
+    ({"export": {"formats": ["tflit"]}}, "unknown value 'tflit'"),
+    ({"export": {"tflite_precisions": ["int4"]}}, "unknown value 'int4'"),
+    ({"baseline": {"model": "resnet19"}}, "did you mean 'resnet18'"),
+    ({"variants": [{"name": "a", "passes": ["prune.structured(ratio=1.5)"]}]}, "must be in [0, 1)"),
+    ({"variants": [{"name": "a", "passes": ["prune.structured(importance='l3')"]}]}, "not one of"),
+    ({"variants": [{"name": "a", "passes": ["prune.structrued()"]}]}, "did you mean 'prune.structured'"),
+    ({"variants": [{"name": "a", "passes": ["quantize.static()", "finetune()"]}]}, "cannot follow"),
+    ({"variants": [{"name": "a", "passes": ["finetune()"]}, {"name": "a", "passes": ["finetune()"]}]}, "duplicate"),
+    ({"variants": [{"name": "a b", "passes": ["finetune()"]}]}, "name must"),
+    ({"variants": [{"name": "a"}]}, "missing required key 'passes'"),
+])
+def test_invalid_configs_name_the_problem(raw, message):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(raw, "test.toml")
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_digest_changes_with_config():
+    a, b = load_config(None), load_config(None)
+    b.baseline.epochs += 1
+    assert a.digest() != b.digest()

@@ -1,0 +1,60 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from bench.data import load_fashion_mnist, read_idx
+from bench.errors import DataError
+from tests.conftest import DEBIAN_DATA, write_idx
+
+
+def test_read_idx_roundtrip_plain_and_gzip(tmp_path):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    assert np.array_equal(read_idx(write_idx(tmp_path / "a.gz", array)), array)
+    assert np.array_equal(read_idx(write_idx(tmp_path / "a", array, gz=False)), array)
+
+
+def test_read_idx_rejects_truncated_file(tmp_path):
+    path = write_idx(tmp_path / "a", np.zeros((10, 28, 28)), gz=False)
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(path)
+
+
+def test_read_idx_rejects_bad_magic_and_bad_gzip(tmp_path):
+    (tmp_path / "x").write_bytes(b"\x01\x02\x03\x04hello")
+    with pytest.raises(DataError, match="not an IDX file"):
+        read_idx(tmp_path / "x")
+    (tmp_path / "y.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x10abc")[:-4])
+    with pytest.raises(DataError):
+        read_idx(tmp_path / "y.gz")
+
+
+def test_load_from_data_dir_splits_validation_from_train(fake_idx_dir):
+    ds = load_fashion_mnist(str(fake_idx_dir), val_size=40, seed=1)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (160, 40, 50)
+    assert ds.train.images.shape[1:] == (1, 28, 28) and ds.train.images.dtype == np.uint8
+    # the same seed gives the same split; validation images never come from the test set
+    again = load_fashion_mnist(str(fake_idx_dir), val_size=40, seed=1)
+    assert np.array_equal(ds.val.labels, again.val.labels)
+
+
+def test_mismatched_idx_files_are_rejected(fake_idx_dir):
+    write_idx(fake_idx_dir / "t10k-labels-idx1-ubyte.gz", np.zeros(49))
+    with pytest.raises(DataError, match="mismatched"):
+        load_fashion_mnist(str(fake_idx_dir), val_size=10)
+
+
+def test_missing_and_empty_data_dirs(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_fashion_mnist(str(tmp_path / "nope"))
+    with pytest.raises(DataError, match="holds no Fashion-MNIST"):
+        load_fashion_mnist(str(tmp_path))
+
+
+@pytest.mark.skipif(not DEBIAN_DATA.exists(), reason="Debian package dataset-fashion-mnist not installed")
+def test_real_fashion_mnist_shapes():
+    ds = load_fashion_mnist(val_size=5000)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (55000, 5000, 10000)
+    assert sorted(np.unique(ds.test.labels)) == list(range(10))
+    assert 0.25 < ds.mean[0] < 0.32 and 0.3 < ds.std[0] < 0.4

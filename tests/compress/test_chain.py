@@ -1,0 +1,43 @@
+import pytest
+
+from compress.chain import PassSyntaxError, parse_chain, parse_pass
+from compress.registry import PASSES
+
+
+@pytest.mark.parametrize("name", sorted(PASSES))
+def test_every_registered_pass_parses_with_defaults(name):
+    call = parse_pass(f"{name}()")
+    assert call.spec.name == name
+    assert set(call.params) == set(PASSES[name].params)
+    assert parse_pass(str(call)).params == call.params  # str() round-trips: lineage is re-parsable
+
+
+def test_parameters_and_chain_order():
+    calls = parse_chain(["prune.structured(ratio=0.5, importance='l2')", "distill(width=0)",
+                         "quantize.static(calibration='entropy')"])
+    assert [c.spec.name for c in calls] == ["prune.structured", "distill", "quantize.static"]
+    assert calls[0].params["ratio"] == 0.5 and calls[2].params["calibration"] == "entropy"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("prune.structured(ratio=1.5)", "must be in [0, 1)"),
+    ("prune.unstructured(sparsity=-0.1)", "must be in [0, 1)"),
+    ("prune.structured(importance='fisher')", "not one of"),
+    ("prune.structured(0.5)", "keyword arguments only"),
+    ("prune.structured(ratio='half')", "expected float"),
+    ("prune.structured(rate=0.5)", "no parameter 'rate'"),
+    ("quantise.static()", "did you mean 'quantize.static'"),
+    ("finetune(epochs=__import__('os'))", "must be a literal"),
+    ("finetune(", "cannot parse"),
+])
+def test_invalid_passes_name_the_problem(text, message):
+    with pytest.raises(PassSyntaxError) as err:
+        parse_pass(text)
+    assert message in str(err.value)
+
+
+def test_chain_rules():
+    with pytest.raises(PassSyntaxError, match="must not be empty"):
+        parse_chain([])
+    with pytest.raises(PassSyntaxError, match="only one artifact"):
+        parse_chain(["quantize.static()", "quantize.dynamic()"])

@@ -1,0 +1,115 @@
+"""Every registered pass on a tiny model and random data (parametrised over the registry)."""
+
+import copy
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from bench.export import export_onnx
+from bench.models import count_macs, count_params
+from bench.zoo import tinycnn
+from compress.chain import parse_pass
+from compress.context import PassContext
+from compress.distill import gap_recovered
+from compress.prune import weight_sparsity
+from compress.registry import PASSES, resolve
+from compress.reshape import fit_to_state_dict
+from compress.train import FitSettings, fit, kd_loss
+
+SHAPE = (1, 28, 28)
+
+
+def _data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, *SHAPE, generator=g)
+    y = (x.mean(dim=(1, 2, 3)) > 0).long() + 2 * (x[:, 0, :14].mean(dim=(1, 2)) > 0).long()  # learnable labels
+    return x, y
+
+
+def _context(baseline):
+    x, y = _data()
+
+    def run_fit(model, settings, teacher, description):
+        return fit(model, lambda epoch: [(x[i:i + 16], y[i:i + 16]) for i in range(0, len(x), 16)], 4, settings, teacher=teacher)
+
+    return PassContext(fit=run_fit, baseline=baseline, build_student=lambda w: tinycnn(width=w), example_inputs=x,
+                       example_labels=y, evaluate=lambda m: float((m(x).argmax(1) == y).float().mean()))
+
+
+MODEL_PASSES = sorted(n for n, s in PASSES.items() if s.kind == "model")
+ONNX_PASSES = sorted(n for n, s in PASSES.items() if s.kind == "onnx")
+
+
+@pytest.mark.parametrize("name", MODEL_PASSES)
+def test_model_pass_runs_exports_and_is_rebuildable_from_its_state_dict(name, tmp_path):
+    torch.manual_seed(0)
+    baseline = tinycnn().eval()
+    call = parse_pass(f"{name}(epochs=1)" if "epochs" in PASSES[name].params else f"{name}()")
+    model, info = resolve(call.spec)(copy.deepcopy(baseline), call.params, _context(baseline))
+    assert isinstance(info, dict)
+    out = model(torch.zeros(2, *SHAPE))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    export_onnx(model, tmp_path / "m.onnx", SHAPE)
+    # the cache stores state_dicts only: the architecture must be recoverable from shapes
+    start = tinycnn(width=call.params["width"]) if name == "distill" and call.params["width"] else baseline
+    rebuilt = fit_to_state_dict(start, model.state_dict())
+    x = torch.randn(3, *SHAPE)
+    assert torch.allclose(rebuilt(x), model.eval()(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("sparsity, scope", [(0.5, "global"), (0.9, "global"), (0.8, "layer")])
+def test_unstructured_sparsity_matches_request_and_survives_finetune(sparsity, scope):
+    model = tinycnn()
+    pruned, info = resolve(PASSES["prune.unstructured"])(model, {"sparsity": sparsity, "scope": scope})
+    assert info["sparsity_reached"] == pytest.approx(sparsity, abs=0.01)
+    ctx = _context(tinycnn())
+    ctx.fit(pruned, FitSettings(epochs=1, lr=0.05), None, "ft")
+    assert weight_sparsity(pruned) == pytest.approx(sparsity, abs=0.01)
+
+
+@pytest.mark.parametrize("importance", ["l1", "l2", "taylor"])
+def test_structured_pruning_makes_the_model_physically_smaller(importance):
+    torch.manual_seed(0)
+    model = tinycnn(width=2.0)
+    params, macs = count_params(model), count_macs(model, SHAPE)
+    call = parse_pass(f"prune.structured(ratio=0.5, importance='{importance}')")
+    pruned, info = resolve(call.spec)(model, call.params, _context(tinycnn(width=2.0)))
+    assert count_params(pruned) < 0.45 * params
+    assert count_macs(pruned, SHAPE) < 0.45 * macs
+    assert info["channels_after"][1] == info["channels_before"][1] // 2
+    assert pruned.classifier.out_features == 10
+
+
+def test_kd_loss_decreases_and_is_zero_for_identical_logits():
+    torch.manual_seed(0)
+    teacher, student = tinycnn(width=2.0), tinycnn(width=0.5)
+    x, y = _data()
+    losses = fit(student, lambda e: [(x, y)], 1, FitSettings(epochs=8, lr=0.05, alpha=1.0), teacher=teacher)
+    assert losses[-1] < losses[0]
+    logits = torch.randn(4, 10)
+    assert float(kd_loss(logits, logits, torch.zeros(4, dtype=torch.long), 4.0, 1.0)) == pytest.approx(0, abs=1e-6)
+
+
+def test_gap_recovered():
+    assert gap_recovered(0.9, 0.9, 0.8) == pytest.approx(1.0)
+    assert gap_recovered(0.9, 0.8, 0.8) == pytest.approx(0.0)
+    assert gap_recovered(0.8, 0.85, 0.85) is None
+
+
+@pytest.mark.parametrize("name", ONNX_PASSES)
+def test_onnx_quantization_is_smaller_and_runs(name, tmp_path):
+    torch.manual_seed(0)
+    model = tinycnn(width=4.0).eval()  # enough weights for the size ratio to show
+    source = export_onnx(model, tmp_path / "m.onnx", SHAPE)
+    call = parse_pass(f"{name}()")
+    calib = np.random.default_rng(0).standard_normal((64, *SHAPE)).astype(np.float32)
+    info = resolve(call.spec)(source, tmp_path / "q.onnx", call.params, calib)
+    assert info["method"] in ("static", "dynamic")
+    assert (tmp_path / "q.onnx").stat().st_size < 0.5 * source.stat().st_size
+    session = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"input": calib[:8]})[0]
+    ref = model(torch.from_numpy(calib[:8])).detach().numpy()
+    assert out.shape == (8, 10)
+    assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.9
