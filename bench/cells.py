@@ -20,6 +20,7 @@ from bench.export import ExportError, export_onnx, export_torch
 from bench.inputs import make_input_spec, prepare_input
 from bench.measure import Timing, WorkerFailed, accuracy_block, apply_worker_result, file_sizes, parity_block, run_worker
 from bench.results import Row
+from bench.robustness_stage import RobustnessSets, calibration_block, robustness_block, whitebox_block
 from bench.variants import Variant
 
 log = logging.getLogger("edgebench")
@@ -35,6 +36,7 @@ class Artifact:
     input_spec: dict[str, Any] | None
     error: str | None = None
     info: dict[str, Any] | None = None
+    skip: str | None = None  # why this cell does not apply (a skipped row, not a failure)
 
 
 @dataclass
@@ -46,6 +48,8 @@ class RunContext:
     timing: Timing
     devices: list[str]
     baseline_predictions: np.ndarray | None = None
+    robustness: RobustnessSets | None = None
+    baseline_robustness: dict[str, Any] | None = None  # the baseline torch row's block, for relative numbers
 
 
 def _rel(ctx: RunContext, path: Path) -> str:
@@ -65,6 +69,8 @@ def export_artifacts(variant: Variant, ctx: RunContext, calibration_raw: np.ndar
     onnx_fp32 = _try(lambda: export_onnx(variant.model, folder / f"{variant.name}.fp32.onnx", shape, cfg.export.onnx_opset), "onnx", "fp32", ctx, nchw) if onnx_needed else None
     if variant.artifact_pass:
         artifacts.append(_quantize_onnx(variant, onnx_fp32, folder, ctx, calibration_raw, nchw))
+        why = f"{variant.artifact_pass.spec.name} makes an ONNX artifact only; see the fp32 parent's rows for this format"
+        artifacts += [Artifact(fmt, "n/a", None, None, skip=why) for fmt in cfg.export.formats if fmt != "onnx"]
     elif "onnx" in cfg.export.formats and onnx_fp32:
         artifacts.append(onnx_fp32)
     if "tflite" in cfg.export.formats and not variant.artifact_pass:
@@ -131,7 +137,9 @@ def rows_for_artifact(variant: Variant, artifact: Artifact, ctx: RunContext) -> 
             row.compression = _compression_block(variant, artifact)
             if artifact.path:
                 row.size_bytes, row.size_gzip_bytes = file_sizes(ctx.run_dir / artifact.path)
-            if artifact.error:
+            if artifact.skip:
+                row.fail("skipped", artifact.skip)
+            elif artifact.error:
                 row.fail("export_failed", artifact.error)
             elif device not in spec.devices:
                 row.fail("skipped", f"{spec.name} does not run on {device} in edgebench")
@@ -153,8 +161,10 @@ def _compression_block(variant: Variant, artifact: Artifact) -> dict[str, Any] |
 def measure_row(row: Row, variant: Variant, reference_logits: np.ndarray, ctx: RunContext) -> None:
     """Run the worker, then fill accuracy, parity and the validation verdict into the row."""
     cfg = ctx.config
+    sets = ctx.robustness
     try:
-        result = run_worker(row, ctx.run_dir, ctx.images_file, cfg.benchmark, ctx.timing, cfg.benchmark.throughput_batch)
+        result = run_worker(row, ctx.run_dir, ctx.images_file, cfg.benchmark, ctx.timing, cfg.benchmark.throughput_batch,
+                            extra_images=sets.images_file if sets else None)
     except WorkerFailed as exc:
         row.fail("run_failed", str(exc))
         return
@@ -164,6 +174,14 @@ def measure_row(row: Row, variant: Variant, reference_logits: np.ndarray, ctx: R
     n = min(cfg.export.parity_images, len(labels))
     row.parity = parity_block(logits, reference_logits, f"torch eager ({variant.name}, fp32)", n)
     row.parity["tolerance"] = cfg.export.parity_tolerance
+    row.calibration = calibration_block(logits, labels)
+    if sets:
+        extra = np.load(ctx.run_dir / "logits" / f"{row.slug}__robustness.npy", allow_pickle=False)
+        row.robustness = robustness_block(extra, row.accuracy["top1"], sets, ctx.baseline_robustness)
+        if row.format == "torch":
+            row.robustness["adversarial_whitebox_top1"] = whitebox_block(variant.model, ctx.dataset, cfg.benchmark, sets)
+        if variant.is_baseline and row.format == "torch":
+            ctx.baseline_robustness = row.robustness
     _validate(row, reference_logits, labels, cfg)
 
 

@@ -28,16 +28,28 @@ examples:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bench.config import load_config, to_toml
+    from bench.config import config_from_dict, load_config, to_toml
 
-    config = load_config(args.config)
+    if args.resume:
+        if args.config:
+            raise UserError("--resume continues a run with the config it started with; drop --config")
+        from bench.pipeline import load_results
+
+        document = load_results(args.resume)
+        if document.get("status") == "complete":
+            raise UserError(f"{args.resume} is already complete; nothing to resume")
+        config = config_from_dict(document["config"], f"{args.resume}/results.json config")
+        args.quick = bool(document.get("quick"))
+    else:
+        config = load_config(args.config)
     if args.print_config:
         print(to_toml(config), end="")
         return 0
     from bench.pipeline import RunOptions, run
 
     options = RunOptions(quick=args.quick, checkpoint=args.checkpoint or "", data_dir=args.data_dir or "",
-                         explain=False if args.no_explain else None, out_dir=args.out or "", quiet=args.quiet)
+                         explain=False if args.no_explain else None, out_dir=args.out or "", quiet=args.quiet,
+                         resume=args.resume or "")
     run(config, options)
     return 0
 
@@ -65,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", metavar="PATH", help="baseline weights: a state_dict (.pt/.pth, loaded weights_only) or .safetensors")
     run.add_argument("--data-dir", metavar="DIR", help="folder with the Fashion-MNIST IDX files (or the ImageFolder root)")
     run.add_argument("--no-explain", action="store_true", help="skip SHAP explanations")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run: finished rows are kept, the rest recomputed")
     run.add_argument("--print-config", action="store_true", help="print the resolved config as commented TOML and exit")
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     run.set_defaults(func=_cmd_run)
@@ -91,7 +104,8 @@ def _register_optional_commands() -> None:
             if exc.name != module:
                 raise
             continue
-        _EXTRA_COMMANDS.append(mod.register)
+        if mod.register not in _EXTRA_COMMANDS:  # main() may be called more than once in a process
+            _EXTRA_COMMANDS.append(mod.register)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -106,6 +106,13 @@ class BenchmarkConfig:
     min_seconds: float = _key("minimum timed duration per setting, seconds", default=2.0, check=_at_least(0))
     max_seconds: float = _key("stop a setting after this long even below min_calls (0 = no cap); the row records n", default=20.0, check=_at_least(0))
     eval_batch: int = _key("batch size used to compute predictions on the test set", default=256, check=_at_least(1))
+    robustness: bool = _key("measure accuracy on corrupted test images (MNIST-C style) and ECE for every row", default=True)
+    robustness_images: int = _key("test images per corruption set (--quick caps it at 300)", default=1000, check=_at_least(1))
+    corruption_severities: list[int] = _key("corruption severities to use, each in 1..3", default_factory=lambda: [1, 3], check=lambda v: None if v and all(1 <= s <= 3 for s in v) else "must be a non-empty list of 1, 2 or 3")
+    adversarial: bool = _key("replay FGSM and PGD examples crafted on the fp32 torch baseline on every artifact (transfer attack)", default=True)
+    adversarial_epsilon: float = _key("L-infinity budget of the attacks on the [0, 1] pixel scale", default=0.1, check=lambda v: None if 0 < v < 1 else "must be in (0, 1)")
+    adversarial_images: int = _key("test images attacked (--quick caps it at 200)", default=1000, check=_at_least(1))
+    pgd_steps: int = _key("PGD iterations (step size epsilon/4, random start)", default=10, check=_at_least(1))
 
 
 @dataclass

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import os
 import sys
 import tempfile
@@ -51,12 +52,13 @@ def convert_to_tflite(onnx_path: Path, out_dir: Path, precisions: list[str], cal
     stem = onnx_path.name.removesuffix(".onnx").removesuffix(".fp32")
     results: dict[str, tuple[Path, dict, dict] | ExportError] = {}
     with tempfile.TemporaryDirectory(prefix=".onnx2tf-", dir=out_dir) as tmp, _console_to(log_file):
+        _load_triton_before_tensorflow()
         try:
             saved_model, rewrites = _onnx_to_saved_model(onnx_path, Path(tmp))
         # The converter boundary: onnx2tf and TensorFlow raise many unrelated types (and onnx2tf
         # sometimes calls sys.exit); every one of them means "this model did not convert".
         except (Exception, SystemExit) as exc:  # noqa: BLE001
-            error = ExportError(_one_line("onnx2tf failed", exc))
+            error = ExportError(_one_line("ONNX -> TensorFlow (onnx2tf) failed", exc))
             return {precision: error for precision in precisions}
         for precision in precisions:
             path = out_dir / f"{stem}.{precision}.tflite"
@@ -73,6 +75,20 @@ def convert_to_tflite(onnx_path: Path, out_dir: Path, precisions: list[str], cal
     return results
 
 
+def _load_triton_before_tensorflow() -> None:
+    """Import triton (if installed) before TensorFlow is first imported.
+
+    Why: TF >= 2.20 wheels load their library with RTLD_GLOBAL, so an `import triton` *after*
+    tensorflow binds triton's LLVM to TF's copy and segfaults (tensorflow/tensorflow#124205). torch
+    imports triton lazily (torch.export, torch.compile, even optimizer construction), so without this
+    the pipeline process would crash on the first torch step after a TFLite export. Loaded first,
+    triton keeps its own LLVM and both coexist. If TF is already loaded it is too late: do nothing.
+    """
+    if "tensorflow" in sys.modules or "triton" in sys.modules or importlib.util.find_spec("triton") is None:
+        return
+    import triton  # noqa: F401  (imported for its side effect on the dynamic linker)
+
+
 def _onnx_to_saved_model(onnx_path: Path, tmp: Path) -> tuple[Path, list[str]]:
     """onnx2tf on a rewritten copy of the model (onnx2tf simplifies its input file in place, and the
     fp32 ONNX is itself a benchmarked artifact), then a SavedModel with a dynamic batch dimension."""
@@ -81,6 +97,7 @@ def _onnx_to_saved_model(onnx_path: Path, tmp: Path) -> tuple[Path, list[str]]:
     import tensorflow as tf
 
     model = onnx.load(str(onnx_path))
+    onnx.checker.check_model(model)  # a clear "not a valid model" instead of an error deep in onnx2tf
     rewrites = _fuse_global_pool_flatten(model)
     work_copy = tmp / "model.onnx"
     onnx.save(model, str(work_copy))

@@ -17,7 +17,7 @@ def listing() -> str:
         out.append(f"  {spec.name:<19} [{spec.kind}] {spec.help}")
         for name, p in spec.params.items():
             allowed = f" one of {list(p.choices)}" if p.choices else ""
-            out.append(f"      {name}={p.default!r:<10} {p.type.__name__}{allowed}: {p.help}")
+            out.append(f"      {name + '=' + repr(p.default):<24} {p.type.__name__}{allowed}: {p.help}")
         out.append(f"      formats: {', '.join(spec.formats)}")
     out += ["", "formats:"]
     out.append(f"  {', '.join(FORMATS)}; TFLite precisions: {', '.join(TFLITE_PRECISIONS)}")

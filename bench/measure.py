@@ -44,7 +44,7 @@ def file_sizes(path: Path) -> tuple[int, int]:
 
 
 def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig, timing: Timing,
-               throughput_batch: int, timeout_s: float = 900) -> dict[str, Any]:
+               throughput_batch: int, extra_images: Path | None = None, timeout_s: float = 900) -> dict[str, Any]:
     """Measure `row.artifact` in a fresh Python process; WorkerFailed on a crash or timeout."""
     work = run_dir / "work"
     samples_dir = run_dir / "samples"
@@ -55,7 +55,9 @@ def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig,
     job = {"runtime": row.runtime, "device": row.device, "artifact": str(run_dir / str(row.artifact)),
            "input_spec": row.input_spec, "images": str(images_file), "eval_batch": cfg.eval_batch,
            "throughput_batch": throughput_batch, "settings": settings, "timing": timing.__dict__,
-           "logits_out": str(run_dir / "logits" / f"{row.slug}.npy")}
+           "logits_out": str(run_dir / "logits" / f"{row.slug}.npy"),
+           "extra_images": str(extra_images) if extra_images else None,
+           "extra_logits_out": str(run_dir / "logits" / f"{row.slug}__robustness.npy")}
     job_file, out_file = work / f"{row.slug}.job.json", work / f"{row.slug}.out.json"
     job_file.write_text(json.dumps(job))
     out_file.unlink(missing_ok=True)

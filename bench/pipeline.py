@@ -6,12 +6,14 @@ of ../shared/DESIGN.md and keeps results.json current after every finished row.
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -21,8 +23,10 @@ from bench.cells import RunContext, export_artifacts, measure_row, rows_for_arti
 from bench.config import Config
 from bench.data import Dataset, load_fashion_mnist, load_image_folder
 from bench.environment import environment
+from bench.errors import UserError
 from bench.measure import Timing
 from bench.results import Row, validate_results
+from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, new_run_id
 from bench.summary import print_summary
 from bench.train import baseline_model, to_tensor
@@ -39,6 +43,7 @@ class RunOptions:
     explain: bool | None = None  # None: as [explain].enabled says
     out_dir: str = ""
     quiet: bool = False
+    resume: str = ""  # an interrupted run folder to continue
 
 
 def load_dataset(config: Config, data_dir: str = "") -> Dataset:
@@ -63,59 +68,120 @@ def reference_logits(variant: Variant, dataset: Dataset, batch: int = 512) -> np
 
 
 def run(config: Config, options: RunOptions) -> Path:
-    """Run the whole benchmark; returns the run folder. UserError on bad input."""
+    """Run the whole benchmark (or resume one); returns the run folder. UserError on bad input."""
     started = time.perf_counter()
     torch.set_num_threads(config.baseline.threads or torch.get_num_threads())
     dataset = load_dataset(config, options.data_dir)
-    out_root = Path(options.out_dir or config.output.dir)
-    run_id = new_run_id(config.digest())
-    run_dir = out_root / run_id
-    run_dir.mkdir(parents=True, exist_ok=False)
-    (run_dir / "logs").mkdir()
+    if options.resume:
+        run_dir = Path(options.resume)
+    else:  # the folder is created only once config and data are known to be good
+        run_dir = Path(options.out_dir or config.output.dir) / new_run_id(config.digest())
+        run_dir.mkdir(parents=True, exist_ok=False)
+    (run_dir / "logs").mkdir(exist_ok=True)
     _log_to_file(run_dir / "logs" / "run.log")
     with RunLock(run_dir):
-        writer = RunWriter(run_dir, {
-            "run_id": run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "status": "running", "quick": options.quick, "config": config.to_dict(), "environment": environment(),
-            "dataset": {"name": dataset.name, "source": dataset.source, "train_size": len(dataset.train),
-                        "val_size": len(dataset.val), "test_size": len(dataset.test), "classes": list(dataset.classes),
-                        "mean": list(dataset.mean), "std": list(dataset.std)},
-            "baseline": "baseline"})
-        _say(options, f"run {run_id}: {len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test images from {dataset.source}")
-        stage = time.perf_counter()
-        trained = baseline_model(config.baseline, dataset, config.output.cache_dir, checkpoint=options.checkpoint, quiet=options.quiet)
-        _say(options, f"baseline {config.baseline.model}: {trained.info['source']}, val top-1 {trained.info['val_top1']:.4f}")
-        writer.update(baseline_info={k: v for k, v in trained.info.items() if k != "losses"},
-                      stages={"baseline_s": round(time.perf_counter() - stage, 1)})
-        stage = time.perf_counter()
-        variants = build_variants(config, dataset, trained.model, trained.info.get("cache_key", "checkpoint"),
-                                  config.output.cache_dir, quiet=options.quiet,
-                                  on_step=lambda text: _say(options, f"  pass {text}"))
-        writer.document["stages"]["variants_s"] = round(time.perf_counter() - stage, 1)
-        ctx = RunContext(config, dataset, run_dir, _save_images(run_dir, dataset), Timing.from_config(config.benchmark, options.quick),
-                         _devices(config.benchmark.device))
-        stage = time.perf_counter()
-        _measure_variants(variants, ctx, writer, options)
-        writer.document["stages"]["measure_s"] = round(time.perf_counter() - stage, 1)
+        document = load_results(run_dir) if options.resume else _new_document(run_dir.name, config, dataset, options)
+        writer = RunWriter(run_dir, document)
+        writer.update(status="running")
+        try:
+            _run_stages(config, dataset, run_dir, writer, options)
+        except KeyboardInterrupt:
+            writer.update(status="incomplete")
+            print(f"\nedgebench: interrupted; {len(writer.rows)} finished rows are saved. Resume with:\n"
+                  f"  edgebench run --resume {run_dir}", file=sys.stderr)
+            raise
         _finish(writer, run_dir, started, options)
     return run_dir
 
 
+def _new_document(run_id: str, config: Config, dataset: Dataset, options: RunOptions) -> dict[str, Any]:
+    return {"run_id": run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "status": "running", "quick": options.quick, "config": config.to_dict(), "environment": environment(),
+            "dataset": {"name": dataset.name, "source": dataset.source, "train_size": len(dataset.train),
+                        "val_size": len(dataset.val), "test_size": len(dataset.test), "classes": list(dataset.classes),
+                        "mean": list(dataset.mean), "std": list(dataset.std)},
+            "baseline": "baseline", "stages": {}, "variants_done": []}
+
+
+def load_results(run_dir: Path) -> dict[str, Any]:
+    """results.json of an existing run folder; UserError when it is missing or unreadable."""
+    path = Path(run_dir) / "results.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{run_dir} is not an edgebench run folder (no results.json)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} cannot be read: {exc}") from None
+
+
+def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWriter, options: RunOptions) -> None:
+    stages = writer.document.setdefault("stages", {})
+    _say(options, f"run {run_dir.name}: {len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test images from {dataset.source}")
+    stage = time.perf_counter()
+    trained = baseline_model(config.baseline, dataset, config.output.cache_dir, checkpoint=options.checkpoint, quiet=options.quiet)
+    _say(options, f"baseline {config.baseline.model}: {trained.info['source']}, val top-1 {trained.info['val_top1']:.4f}")
+    stages["baseline_s"] = round(time.perf_counter() - stage, 1)
+    writer.update(baseline_info={k: v for k, v in trained.info.items() if k != "losses"})
+    stage = time.perf_counter()
+    variants = build_variants(config, dataset, trained.model, trained.info["cache_key"], config.output.cache_dir,
+                              quiet=options.quiet, on_step=lambda text: _say(options, f"  pass {text}"))
+    stages["variants_s"] = round(time.perf_counter() - stage, 1)
+    writer.update(variants={v.name: {"lineage": v.lineage, **v.info} for v in variants})
+    ctx = RunContext(config, dataset, run_dir, _save_images(run_dir, dataset), Timing.from_config(config.benchmark, options.quick),
+                     _devices(config.benchmark.device))
+    ctx.robustness = build_sets(config.benchmark, dataset, trained.model, run_dir, options.quick, seed=config.baseline.seed)
+    if ctx.robustness:
+        writer.update(robustness_sets={**ctx.robustness.settings, "sets": list(ctx.robustness.spans)})
+    ctx.baseline_robustness = next((r.get("robustness") for r in writer.rows
+                                    if r["variant"] == "baseline" and r["format"] == "torch"), None)
+    stage = time.perf_counter()
+    _measure_variants(variants, ctx, writer, options)
+    stages["measure_s"] = round(time.perf_counter() - stage, 1)
+    for hook in post_run_hooks(config, options):
+        stage = time.perf_counter()
+        hook(run_dir, writer)
+        stages[f"{hook.__name__}_s"] = round(time.perf_counter() - stage, 1)
+
+
 def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWriter, options: RunOptions) -> None:
     calibration_raw = ctx.dataset.train.images  # each quantizer takes the first N it is configured for
+    done_rows = {tuple(r[k] for k in ("variant", "format", "precision", "runtime", "device")) for r in writer.rows}
+    done_variants = set(writer.document.setdefault("variants_done", []))
+    ctx.baseline_predictions = reference_logits(variants[0], ctx.dataset).argmax(1)
     with tqdm(total=len(variants), desc="variants", unit="variant", disable=options.quiet) as bar:
         for variant in variants:
-            bar.set_postfix_str(variant.name)
-            reference = reference_logits(variant, ctx.dataset)
-            if variant.is_baseline:
-                ctx.baseline_predictions = reference.argmax(1)
-            for artifact in export_artifacts(variant, ctx, calibration_raw):
-                for row in rows_for_artifact(variant, artifact, ctx):
-                    if row.status == "ok":
-                        bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}")
-                        measure_row(row, variant, reference, ctx)
-                    writer.add_row(row)
+            bar.update(0)
+            if variant.name not in done_variants:  # a resumed run skips finished variants entirely
+                bar.set_postfix_str(variant.name)
+                reference = reference_logits(variant, ctx.dataset)
+                for artifact in export_artifacts(variant, ctx, calibration_raw):
+                    for row in rows_for_artifact(variant, artifact, ctx):
+                        if row.key in done_rows:
+                            continue
+                        if row.status == "ok":
+                            bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}")
+                            measure_row(row, variant, reference, ctx)
+                        writer.add_row(row)
+                writer.document["variants_done"].append(variant.name)
+                writer.flush()
             bar.update(1)
+
+
+def post_run_hooks(config: Config, options: RunOptions) -> list[Callable[[Path, RunWriter], None]]:
+    """Stages that work from results.json alone, run after the measurements (explain, report)."""
+    hooks: list[Callable[[Path, RunWriter], None]] = []
+    if options.explain if options.explain is not None else config.explain.enabled:
+        hooks.append(explain_stage)
+    return hooks
+
+
+def explain_stage(run_dir: Path, writer: RunWriter) -> None:
+    from bench.explain_stage import explain_run
+
+    cfg = writer.document["config"]["explain"]
+    explain_run(run_dir, writer.document, per_class=cfg["per_class"], max_evals=cfg["max_evals"], seed=cfg["seed"],
+                quiet=False)
+    writer.flush()
 
 
 def _finish(writer: RunWriter, run_dir: Path, started: float, options: RunOptions) -> None:
@@ -124,9 +190,13 @@ def _finish(writer: RunWriter, run_dir: Path, started: float, options: RunOption
     problems = validate_results(writer.document)
     if problems:
         log.error("results.json does not validate against the schema: %s", problems[:3])
+    from bench.report import write_report
+
+    html, markdown = write_report(run_dir)
     if not options.quiet:
         print_summary(writer.document)
         print(f"\nresults: {run_dir / 'results.json'}  ({writer.document['stages']['total_s']:.0f} s)")
+        print(f"report:  {html}\n         {markdown}")
 
 
 def _save_images(run_dir: Path, dataset: Dataset) -> Path:

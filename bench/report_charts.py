@@ -16,6 +16,7 @@ import numpy as np
 from bench.report_table import Line
 
 MARKERS = {"torch": "o", "onnx": "s", "tflite": "^"}
+MAX_LABELS = 12
 
 
 def _figure(width: float, height: float) -> Any:
@@ -69,14 +70,19 @@ def _tradeoff(lines: list[Line], cost: list[float], xlabel: str, title: str) -> 
     ax = fig.add_subplot()
     colours = _colours(lines)
     accuracy = [line.top1 * 100 for line in lines]  # type: ignore[operator]
-    for line, x, y in zip(lines, cost, accuracy):
+    front = pareto_front(list(zip(cost, accuracy)))
+    # past a dozen points every label collides: then name the frontier and the reference only
+    labelled = set(range(len(lines))) if len(lines) <= MAX_LABELS else set(front)
+    for i, (line, x, y) in enumerate(zip(lines, cost, accuracy)):
         err = None
         if line.ci:
             err = [[max(0.0, y - line.ci[0] * 100)], [max(0.0, line.ci[1] * 100 - y)]]
         ax.errorbar([x], [y], yerr=err, fmt=MARKERS.get(str(line.row.get("format")), "D"), ms=7,
-                    color=colours[str(line.row.get("runtime"))], ecolor="0.7", capsize=2)
-        ax.annotate(line.label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    front = pareto_front(list(zip(cost, accuracy)))
+                    color=colours[str(line.row.get("runtime"))], ecolor=(0.6, 0.6, 0.6, 0.5), capsize=2)
+        if i in labelled or line.is_reference:
+            ax.annotate(line.label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    if len(labelled) < len(lines):
+        title += "\n(labels on the frontier only; every row is in the table)"
     fx, fy = [cost[i] for i in front], [accuracy[i] for i in front]
     ax.step(fx, fy, where="post", color="crimson", lw=1.2, ls="--", label="Pareto frontier")
     ax.scatter(fx, fy, s=160, facecolors="none", edgecolors="crimson", lw=1.5)

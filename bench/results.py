@@ -47,6 +47,8 @@ class Row:
     load_ms: float | None = None
     first_inference_ms: float | None = None
     compression: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    robustness: dict[str, Any] | None = None
     explanation: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -75,6 +77,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; results are meant to be shared
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -6,6 +6,7 @@ in numpy: cheap, seeded per epoch, and independent of torch's DataLoader workers
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -108,7 +109,8 @@ def baseline_model(cfg: BaselineConfig, dataset: Dataset, cache_dir: str | Path,
     checkpoint = checkpoint or cfg.checkpoint
     if checkpoint:
         model.load_state_dict(load_state_dict_file(checkpoint, model))
-        return TrainedModel(model.eval(), {"source": "checkpoint", "checkpoint": str(checkpoint),
+        digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]  # keys the passes' cache
+        return TrainedModel(model.eval(), {"source": "checkpoint", "checkpoint": str(checkpoint), "cache_key": digest,
                                            "val_top1": accuracy(model, dataset.val, dataset)})
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint", "threads")}
     key = cache_key({"baseline": settings, "data": data_fingerprint(dataset), "torch": torch.__version__})

@@ -91,6 +91,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     np.save(job["logits_out"], all_logits, allow_pickle=False)
     result["nonfinite_outputs"] = int((~np.isfinite(all_logits)).any(axis=1).sum())
 
+    # 2b. predictions on the robustness sets (corrupted and adversarial copies), when asked for
+    if job.get("extra_images"):
+        extra = np.load(job["extra_images"], mmap_mode="r", allow_pickle=False)
+        out = [predict(prepare_input(np.array(extra[i:i + job["eval_batch"]]), spec)) for i in range(0, len(extra), job["eval_batch"])]
+        np.save(job["extra_logits_out"], np.concatenate(out).astype(np.float32), allow_pickle=False)
+
     # 3. latency per (batch size, threads) setting, raw samples saved beside the results
     result["latency"] = []
     for setting in settings:

@@ -30,6 +30,13 @@ class PassCall:
         return f"{self.spec.name}({args})"
 
 
+def _literal(node: ast.expr) -> Any:
+    """A Python literal, also accepting TOML's lower-case true/false (configs are TOML files)."""
+    if isinstance(node, ast.Name) and node.id in ("true", "false"):
+        return node.id == "true"
+    return ast.literal_eval(node)
+
+
 def parse_pass(text: str, where: str = "pass") -> PassCall:
     """Parse one pass string; raises PassSyntaxError with the pass and key that are wrong."""
     try:
@@ -53,7 +60,7 @@ def parse_pass(text: str, where: str = "pass") -> PassCall:
         if kw.arg not in spec.params:
             raise PassSyntaxError(f"{where}: {name} has no parameter {kw.arg!r}; parameters: {', '.join(spec.params) or 'none'}")
         try:
-            value = ast.literal_eval(kw.value)
+            value = _literal(kw.value)
         except ValueError:
             raise PassSyntaxError(f"{where}: {name}({kw.arg}=...) must be a literal value") from None
         problem = spec.params[kw.arg].validate(value)

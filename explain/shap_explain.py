@@ -92,6 +92,7 @@ def explain_images(proba: Proba, images: np.ndarray, classes: Sequence[int], *, 
     ids = list(range(len(images))) if image_ids is None else [int(i) for i in image_ids]
     image_masker = make_masker(masker, images.shape[1:])
     explainer = shap.Explainer(_float64(proba), image_masker, algorithm="partition")
+    _densify_masks(explainer)
     values = np.zeros(images.shape, dtype=np.float32)
     base, seconds = np.zeros(len(images)), []
     state = np.random.get_state()  # shap breaks ties with the global RNG; restore it for the caller
@@ -110,6 +111,18 @@ def explain_images(proba: Proba, images: np.ndarray, classes: Sequence[int], *, 
     probabilities = np.asarray(proba(images), dtype=np.float64)
     outputs = probabilities[np.arange(len(images)), np.asarray(classes, dtype=int)]
     return Attributions(values, base, outputs, probabilities, seconds)
+
+
+def _densify_masks(explainer: Any, max_features: int = 20_000) -> None:
+    """Swap shap's sparse cluster-mask matrix for a dense bool one on small images.
+
+    Partition reads one row of it per explored node; slicing a scipy CSR matrix costs ~40 us,
+    a quarter of the explainer's own time on 28x28 images. A dense row gives the same masks
+    (bool += bool is a logical or). Skipped for large images, where the dense matrix would not fit.
+    """
+    matrix = getattr(explainer, "_mask_matrix", None)
+    if matrix is not None and hasattr(matrix, "toarray") and matrix.shape[1] <= max_features:
+        explainer._mask_matrix = matrix.toarray().astype(bool)
 
 
 def _float64(proba: Proba) -> Proba:

@@ -1,0 +1,103 @@
+"""`edgebench explain RUN_DIR`: (re)compute SHAP explanations of an existing run.
+
+Registered by bench.cli._register_optional_commands. Defaults come from the run's own
+[explain] config (results.json "config"), so a recomputation matches the run unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+
+_CONFIG_DEFAULTS = {"per_class": 2, "max_evals": 500, "seed": 0}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "explain", help="recompute SHAP explanations, drift and plots of an existing run",
+        description="Explain every ok row of a finished run on its deployed artifact (SHAP Partition explainer), "
+                    "compare attributions with the baseline (drift), score faithfulness (deletion AUC) and "
+                    "write plots to RUN_DIR/explanations/. results.json is updated in place.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (holds results.json)")
+    parser.add_argument("--variant", metavar="NAME", help="explain only this variant's rows (plus the baseline reference)")
+    parser.add_argument("--samples", type=_positive, metavar="N", help="explained test images per class (default: the run's [explain].per_class)")
+    parser.add_argument("--max-evals", type=_at_least(10), metavar="N", help="model evaluations per image (default: the run's [explain].max_evals)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.set_defaults(func=_cmd_explain)
+
+
+def _positive(text: str) -> int:
+    return _at_least(1)(text)
+
+
+def _at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def read_results(run_dir: Path) -> dict[str, Any]:
+    """results.json of a run folder; UserError when missing or unreadable."""
+    path = run_dir / "results.json"
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir}")
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run folder: it has no results.json")
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} cannot be read as JSON: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("rows"), list) or "baseline" not in document:
+        raise UserError(f"{path} is not an edgebench results file (no rows or baseline)")
+    return document
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from bench.explain_stage import DEFAULTS, explain_run
+    from bench.rundir import RunLock
+
+    run_dir = Path(args.run_dir)
+    document = read_results(run_dir)
+    configured = (document.get("config") or {}).get("explain") or {}
+    settings = {k: configured.get(k, v) for k, v in _CONFIG_DEFAULTS.items()}
+    extra = {k: configured[k] for k in DEFAULTS if k in configured}  # keys the config may add later
+    if args.samples is not None:
+        settings["per_class"] = args.samples
+    if args.max_evals is not None:
+        settings["max_evals"] = args.max_evals
+    with RunLock(run_dir):
+        explain_run(run_dir, document, variant=args.variant, quiet=args.quiet, **settings, **extra)
+    if not args.quiet:
+        print_summary(document)
+        print(f"\nexplanations: {run_dir / 'explanations'}  ({document['explanation_set'].get('seconds', 0):.0f} s)")
+    return 0
+
+
+def print_summary(document: dict[str, Any]) -> None:
+    """One line per row with an explanation: drift vs the baseline, deletion AUC, time."""
+    print(f"\n{'row':58} {'spearman':>8} {'iou10':>6} {'cosine':>6} {'del.auc':>7} {'s/img':>6}  note")
+    for row in document["rows"]:
+        block = row.get("explanation")
+        if not block:
+            continue
+        name = f"{row['variant']} {row['format']}/{row['precision']} {row['runtime']}"
+        if block.get("status") != "ok":
+            print(f"{name:58} {'':>8} {'':>6} {'':>6} {'':>7} {'':>6}  failed: {block.get('reason')}")
+            continue
+        drift = block.get("drift") or {}
+        cells = [f"{drift[m]['mean']:.3f}" if m in drift else "-" for m in ("spearman", "iou_top10", "cosine")]
+        spi = block.get("seconds_per_image")
+        note = ("DRIFTED " if drift.get("drifted") else "") + (f"shares {block['shared_from']}" if block.get("shared_from") else "")
+        print(f"{name:58} {cells[0]:>8} {cells[1]:>6} {cells[2]:>6} {block['faithfulness']['auc']['mean']:>7.3f} "
+              f"{(f'{spi:.2f}' if spi is not None else '-'):>6}  {note}")

@@ -1,0 +1,95 @@
+"""pytest-benchmark over the artifacts of a finished run: one benchmark per ok row, grouped by variant.
+
+edgebench's own timings live in results.json; this entry point re-times every deployed artifact
+with pytest-benchmark, so its history, comparison and regression tooling work on edgebench runs:
+
+    EDGEBENCH_RUN=results/<run-id> .venv/bin/python -m pytest bench/pytest_artifacts.py --benchmark-autosave
+    .venv/bin/pytest-benchmark compare            # the saved history in .benchmarks/
+    .venv/bin/pytest-benchmark compare 0001 0002 --group-by=group
+
+Each benchmark loads the row's artifact with bench.runtimes.load(runtime, artifact, threads=1)
+and times predict() on one test image (batch 1) prepared by the row's input_spec from
+<run>/work/test_images.npy. extra_info carries the row key and the run's own p50, so the two
+measurements can be set side by side.
+
+The file is deliberately outside tests/ and not named test_*.py, so a plain `pytest` never
+collects it; given explicitly without EDGEBENCH_RUN it skips with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+RUN_ENV = "EDGEBENCH_RUN"
+
+
+def ok_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of a run that have an artifact to time (status ok, artifact and input_spec present)."""
+    document = json.loads((run_dir / "results.json").read_text())
+    return [r for r in document.get("rows") or []
+            if r.get("status") == "ok" and r.get("artifact") and r.get("input_spec")]
+
+
+def _run_dir() -> Path | None:
+    value = os.environ.get(RUN_ENV)
+    if not value:
+        return None
+    run_dir = Path(value)
+    if not (run_dir / "results.json").is_file():
+        # a collection error, not a skip: the user asked for this run and would otherwise see "0 tests"
+        pytest.fail(f"{RUN_ENV}={value} has no results.json (expected a run folder such as results/<run-id>)", pytrace=False)
+    return run_dir
+
+
+RUN_DIR = _run_dir()
+if RUN_DIR is None:
+    pytest.skip(f"set {RUN_ENV}=results/<run-id> to benchmark the artifacts of a run", allow_module_level=True)
+ROWS = ok_rows(RUN_DIR)
+
+
+def _row_id(row: dict[str, Any]) -> str:
+    return "-".join(str(row.get(k, "cpu")) for k in ("variant", "format", "precision", "runtime", "device"))
+
+
+@pytest.fixture(scope="module")
+def raw_image() -> np.ndarray:
+    """The first test image of the run as uint8 (1, C, H, W): every row times the same input."""
+    path = RUN_DIR / "work" / "test_images.npy"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing (the run folder was copied without work/)")
+    images = np.load(path, mmap_mode="r", allow_pickle=False)
+    return np.ascontiguousarray(images[:1])
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[_row_id(r) for r in ROWS])
+def test_artifact_latency(benchmark: Any, row: dict[str, Any], raw_image: np.ndarray) -> None:
+    """Time predict() at batch 1, 1 thread, for one row; checks the output has one logit row."""
+    from bench import runtimes
+    from bench.inputs import prepare_input
+    from bench.results import batch1_latency
+
+    spec = runtimes.RUNTIMES.get(row["runtime"])
+    if spec is None or not runtimes.is_installed(spec):
+        pytest.skip(f"runtime {row['runtime']} is not available here")
+    device = row.get("device", "cpu")
+    if device.startswith("cuda") and (why := runtimes.cuda_reason(row["runtime"])):
+        pytest.skip(why)
+    artifact = RUN_DIR / row["artifact"]
+    if not artifact.is_file():
+        pytest.skip(f"{artifact} is missing (model files are not kept with copied runs)")
+    predict = runtimes.load(row["runtime"], artifact, threads=1, device=device)
+    x = prepare_input(raw_image, row["input_spec"])
+    predict(x)  # first call outside the timing: lazy init is not steady-state latency
+    benchmark.group = row["variant"]
+    own = batch1_latency(row) or {}
+    benchmark.extra_info.update({"format": row["format"], "precision": row["precision"], "runtime": row["runtime"],
+                                 "device": device, "artifact": row["artifact"], "threads": 1, "batch_size": 1,
+                                 "edgebench_p50_ms": own.get("p50"), "edgebench_threads": own.get("threads")})
+    out = benchmark(predict, x)
+    assert np.asarray(out).shape[0] == 1

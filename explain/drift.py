@@ -1,0 +1,96 @@
+"""Attribution drift: how far a variant's explanations moved from the baseline's on the same images.
+
+Three views of similarity, each per image and aggregated (mean, min):
+- Spearman rank correlation of the pixel attributions (does the ranking of pixels survive?),
+- IoU of the top 10 % pixels by |attribution| (do the same pixels matter most?),
+- cosine similarity of the attribution vectors (same direction, sign included).
+
+Identical attributions give exactly 1.0 on all three (checked first, not left to rounding).
+Multi-channel attributions are summed over channels first, so a "pixel" is a location.
+
+>>> import numpy as np
+>>> a = np.random.default_rng(0).normal(size=(3, 8, 8, 1))
+>>> drift_metrics(a, a)["spearman"]
+{'mean': 1.0, 'min': 1.0}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+METRICS = ("spearman", "iou_top10", "cosine")
+DEFAULT_TOP_FRACTION = 0.10
+DEFAULT_THRESHOLD = 0.5  # mean Spearman below this flags a drifted variant
+
+
+def _pixels(values: np.ndarray) -> np.ndarray:
+    """(H, W, C) or (H, W) attributions -> flat per-location attributions (float64)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 3:
+        v = v.sum(axis=-1)
+    return v.ravel()
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties); 1.0 when equal, 0.0 when undefined."""
+    x, y = _pixels(a), _pixels(b)
+    if np.array_equal(x, y):
+        return 1.0
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x), rankdata(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
+    # A constant attribution map has no ranking: call it uncorrelated rather than NaN (JSON-safe).
+    return float(np.clip((rx * ry).sum() / denom, -1.0, 1.0)) if denom > 0 else 0.0
+
+
+def top_fraction_iou(a: np.ndarray, b: np.ndarray, fraction: float = DEFAULT_TOP_FRACTION) -> float:
+    """IoU of the top `fraction` of pixels by |attribution| in a and in b (ties broken by position)."""
+    x, y = np.abs(_pixels(a)), np.abs(_pixels(b))
+    k = max(1, int(round(fraction * x.size)))
+    # A stable sort of -|v| keeps the lowest index first among ties, so equal maps pick equal sets.
+    top_x = set(np.argsort(-x, kind="stable")[:k].tolist())
+    top_y = set(np.argsort(-y, kind="stable")[:k].tolist())
+    return len(top_x & top_y) / len(top_x | top_y)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity; 1.0 when equal (even all-zero), 0.0 when exactly one map is all zero."""
+    x, y = _pixels(a), _pixels(b)
+    if np.array_equal(x, y):
+        return 1.0
+    nx, ny = np.linalg.norm(x), np.linalg.norm(y)
+    if nx == 0 or ny == 0:
+        return 0.0
+    return float(np.clip(np.dot(x, y) / (nx * ny), -1.0, 1.0))
+
+
+def image_metrics(a: np.ndarray, b: np.ndarray, fraction: float = DEFAULT_TOP_FRACTION) -> dict[str, float]:
+    """All three similarities of one image's attributions."""
+    return {"spearman": spearman(a, b), "iou_top10": top_fraction_iou(a, b, fraction), "cosine": cosine(a, b)}
+
+
+def drift_metrics(reference: np.ndarray, values: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
+                  fraction: float = DEFAULT_TOP_FRACTION, image_ids: list[int] | None = None) -> dict[str, Any]:
+    """Per-image and aggregated similarity of `values` to `reference`, both (N, H, W[, C]).
+
+    `drifted` is True when the mean Spearman correlation is below `threshold`.
+    """
+    reference, values = np.asarray(reference), np.asarray(values)
+    if reference.shape != values.shape:
+        raise ValueError(f"attribution shapes differ: reference {reference.shape} vs {values.shape}")
+    if len(values) == 0:
+        raise ValueError("no attributions to compare")
+    ids = list(range(len(values))) if image_ids is None else [int(i) for i in image_ids]
+    per_image = [{"index": i, **image_metrics(r, v, fraction)} for i, r, v in zip(ids, reference, values)]
+    block: dict[str, Any] = {}
+    for name in METRICS:
+        scores = np.array([p[name] for p in per_image])
+        block[name] = {"mean": float(scores.mean()), "min": float(scores.min())}
+    block.update({"threshold": {"metric": "spearman.mean", "below": threshold},
+                  "drifted": bool(block["spearman"]["mean"] < threshold),
+                  "top_fraction": fraction, "per_image": per_image})
+    return block

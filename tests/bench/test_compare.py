@@ -1,0 +1,151 @@
+"""`edgebench compare`: row matching, noise-aware latency verdicts, --fail-on thresholds, exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from bench import cli
+from bench.compare import bootstrap_quantiles, bootstrap_ratio, compare_runs, parse_threshold
+from bench.errors import UserError
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "report_run"
+STAT_KEYS = ("p50", "p90", "p95", "p99", "mean", "std", "min", "max")
+
+
+def copy_run(dst: Path, factor: float = 1.0, only: Callable[[dict[str, Any]], bool] = lambda row: True,
+             edit: Callable[[dict[str, Any]], None] = lambda doc: None) -> Path:
+    """The fixture run copied, with the latency samples and stats of some rows multiplied by factor."""
+    shutil.copytree(FIXTURE, dst)
+    document = json.loads((dst / "results.json").read_text())
+    for row in document["rows"]:
+        for entry in row["latency"] if only(row) else []:
+            entry.update({k: entry[k] * factor for k in STAT_KEYS if k in entry})
+            samples_path = dst / entry["samples_file"]
+            np.save(samples_path, np.load(samples_path, allow_pickle=False) * factor, allow_pickle=False)
+    edit(document)
+    (dst / "results.json").write_text(json.dumps(document))
+    return dst
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
+    monkeypatch.setattr(cli, "_EXTRA_COMMANDS", [])  # main() appends the commands on every call
+    return cli.main(argv)
+
+
+def test_injected_2x_regression_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    slow = copy_run(tmp_path / "slow", factor=2.0)
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(slow), "--fail-on", "p50:+10%"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("FAIL p50:+10%") == 5  # every ok row
+    assert "×2.000" in out and "slower" in out
+
+
+def test_run_against_itself_passes(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["compare", str(FIXTURE), str(FIXTURE), "--fail-on", "p50:+10%", "--fail-on", "top1:-0.5pt", "--fail-on", "size:+5%"]
+    assert run_cli(monkeypatch, argv) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and "noise" in out and "exit 0" in out
+
+
+def test_change_within_noise_does_not_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """+15% on the torch baseline row, whose 60 noisy samples give a CI wider than that: not significant."""
+    noisy = copy_run(tmp_path / "noisy", factor=1.15, only=lambda r: (r["variant"], r["runtime"]) == ("baseline", "torch"))
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(noisy), "--fail-on", "p50:+10%", "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    torch_row = next(r for r in result["rows"] if r["key"]["variant"] == "baseline" and r["key"]["runtime"] == "torch")
+    lat = torch_row["latency"]["p50"]
+    assert lat["ratio"] == pytest.approx(1.15) and lat["ci95"][0] < 1 < lat["ci95"][1] and lat["verdict"] == "noise"
+
+
+def test_accuracy_and_size_thresholds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def worse(doc: dict[str, Any]) -> None:
+        row = doc["rows"][0]
+        row["accuracy"]["top1"] -= 0.01
+        row["size_bytes"] = int(row["size_bytes"] * 1.10)
+
+    worse_run = copy_run(tmp_path / "worse", edit=worse)
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(worse_run), "--fail-on", "top1:-0.5pt"]) == 1
+    assert "top1 -1.00 pt" in capsys.readouterr().out
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(worse_run), "--fail-on", "size:+5%"]) == 1
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(worse_run), "--fail-on", "top1:-2pt", "--fail-on", "size:+20%"]) == 0
+
+
+def test_missing_and_changed_rows_are_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        doc["rows"] = [r for r in doc["rows"] if r["variant"] != "int8-static"]  # gone in B
+        doc["rows"][0].update(status="run_failed", reason="worker timed out")  # was ok
+        doc["rows"].append({**doc["rows"][-1], "variant": "prune-new"})  # new in B
+
+    changed = copy_run(tmp_path / "changed", edit=edit)
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(changed), "--fail-on", "p50:+10%"]) == 0
+    out = capsys.readouterr().out
+    assert "only in A: int8-static onnx/int8-static onnxruntime" in out
+    assert "only in B: prune-new torch/fp32 torch/cuda" in out
+    assert "status changed: baseline torch/fp32 torch (worker timed out)" in out
+    assert "ok -> run_failed" in out
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(changed), "--strict", "--format", "md"]) == 1
+    assert "strict: baseline torch/fp32 torch: ok in A, run_failed in B" in capsys.readouterr().out
+
+
+def test_without_samples_compares_stats_and_says_so(tmp_path: Path) -> None:
+    slow = copy_run(tmp_path / "slow", factor=2.0)
+    shutil.rmtree(slow / "samples")
+    comparison = compare_runs(FIXTURE, slow, [parse_threshold("p50:+10%")])
+    assert comparison.exit_code == 1
+    assert any("without a noise test" in note for note in comparison.notes)
+    lat = comparison.pairs[0].latency["p50"]
+    assert lat.ci is None and lat.verdict == "untested" and lat.ratio == pytest.approx(2.0)
+    assert "noise not tested" in comparison.failures[0].message
+
+
+@pytest.mark.parametrize("expr", ["p50:10%", "p50:+10pt", "latency:+5%", "top1:-0.5", "top1:-x pt", "", "size+5%"])
+def test_bad_threshold_is_a_user_error_naming_it(expr: str) -> None:
+    with pytest.raises(UserError, match="bad --fail-on expression"):
+        parse_threshold(expr)
+
+
+def test_bad_threshold_on_the_command_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(FIXTURE), "--fail-on", "p50:fast"]) == 2
+    assert "'p50:fast'" in capsys.readouterr().err
+
+
+def test_missing_run_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(tmp_path)]) == 2
+    assert "has no results.json" in capsys.readouterr().err
+
+
+def test_parse_threshold_fields() -> None:
+    t = parse_threshold("P99:+12.5%")
+    assert (t.metric, t.direction, t.limit, t.unit) == ("p99", 1, 12.5, "%")
+
+
+def test_bootstrap_is_seeded_and_separates_real_changes() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.lognormal(0, 0.3, 2000)
+    b = rng.lognormal(0, 0.3, 2000) * 1.1
+    first, second = bootstrap_ratio(a, b, seed=3), bootstrap_ratio(a, b, seed=3)
+    assert first == second
+    ratio, low, high = first
+    assert 1 < low < ratio < high and ratio == pytest.approx(1.1, rel=0.05)
+    _, low, high = bootstrap_ratio(a, rng.permutation(a), seed=3)
+    assert low < 1 < high
+
+
+@pytest.mark.parametrize("q", [0.5, 0.99])
+def test_fast_bootstrap_matches_resampling(q: float) -> None:
+    """The order-statistic shortcut has the distribution of real resampling (checked on 300 samples)."""
+    x = np.random.default_rng(0).lognormal(0, 0.5, 300)
+    fast = bootstrap_quantiles(x, q, 50_000, np.random.default_rng(1))
+    rng = np.random.default_rng(2)
+    naive = np.array([np.quantile(x[rng.integers(0, x.size, x.size)], q) for _ in range(5_000)])
+    assert fast.mean() == pytest.approx(naive.mean(), rel=0.01)
+    assert fast.std() == pytest.approx(naive.std(), rel=0.1)
+    np.testing.assert_allclose(np.percentile(fast, [2.5, 97.5]), np.percentile(naive, [2.5, 97.5]), rtol=0.03)

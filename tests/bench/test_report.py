@@ -1,0 +1,136 @@
+"""report.html / report.md from a results.json fixture with every row status, and `edgebench report`."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench import cli
+from bench.report import VNNI_NOTE, write_report
+from bench.report_charts import pareto_front
+from bench.report_table import STATUS_LABELS, summary_lines
+from bench.results import STATUSES
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "report_run"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """The fixture run copied (the report writes into its run folder) and its report, made once."""
+    run = tmp_path_factory.mktemp("report") / "run"
+    shutil.copytree(FIXTURE, run)
+    html_path, md_path = write_report(run)
+    return run, html_path.read_text(), md_path.read_text()
+
+
+def test_fixture_has_every_status() -> None:
+    document = json.loads((FIXTURE / "results.json").read_text())
+    assert {row["status"] for row in document["rows"]} == set(STATUSES)
+
+
+def test_html_table_has_every_row_and_status_with_reason(report: tuple[Path, str, str]) -> None:
+    run, html, _ = report
+    document = json.loads((run / "results.json").read_text())
+    body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert body.count("<tr") == len(document["rows"])
+    for status in STATUSES:
+        assert f'class="badge {status}"' in body
+    # the reason is on hover (title) and listed below the table
+    assert 'title="run failed: worker exited with code -11 (SIGSEGV)"' in body
+    assert "Rows that are not ok" in html and "no CUDA device visible to torch" in html
+
+
+def test_html_escapes_strings_and_is_offline(report: tuple[Path, str, str]) -> None:
+    _, html, _ = report
+    assert "<script" not in html  # the planted reason <script>alert("x")</script> must be text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; bad &#x27;quote&#x27;" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), "report must not load anything remote"
+    sources = re.findall(r'<img [^>]*src="([^"]*)"', html)
+    assert len(sources) >= 5 and all(s.startswith("data:image/png;base64,") for s in sources)
+
+
+def test_html_contents(report: tuple[Path, str, str]) -> None:
+    run, html, _ = report
+    for text in ("Pareto frontier", "Latency distributions", "Per-class accuracy", "Explanations",
+                 "AMD EPYC", "avx2", "onnxruntime", "3286a161e27baa7ec447d2f95046473ffc52fa36", VNNI_NOTE,
+                 "ρ 0.91", "explanations/flips_missing.png"):  # the last: a listed figure that does not exist
+        assert text in html, text
+    assert sorted(p.name for p in (run / "plots").iterdir()) == [
+        "accuracy_latency.png", "latency_distributions.png", "per_class_delta.png", "size_accuracy.png"]
+
+
+def test_markdown_has_the_same_table_and_reasons(report: tuple[Path, str, str]) -> None:
+    run, _, md = report
+    document = json.loads((run / "results.json").read_text())
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(document["rows"])  # header + one line per row
+    for label, symbol in STATUS_LABELS.values():
+        assert f"| {symbol} {label} |" in md
+    assert "- **run failed** distill-w50 onnx/fp32 onnxruntime: `worker exited with code -11 (SIGSEGV)`" in md
+    assert "![Accuracy vs latency](plots/accuracy_latency.png)" in md
+    assert VNNI_NOTE in md
+
+
+def test_summary_numbers_against_the_baselines() -> None:
+    document = json.loads((FIXTURE / "results.json").read_text())
+    lines = {(line.row["variant"], line.row["format"], line.row["device"]): line for line in summary_lines(document)}
+    ref = lines[("baseline", "torch", "cpu")]
+    assert ref.is_reference and ref.speedup_ref == 1.0
+    prune_onnx, base_onnx = lines[("prune-struct-50", "onnx", "cpu")], lines[("baseline", "onnx", "cpu")]
+    assert prune_onnx.delta_top1_pt == pytest.approx(-1.2)
+    assert prune_onnx.speedup_rt == pytest.approx(base_onnx.p50 / prune_onnx.p50)  # against the same runtime
+    assert prune_onnx.speedup_ref == pytest.approx(ref.p50 / prune_onnx.p50)  # against torch fp32
+    assert prune_onnx.size_ratio_rt == pytest.approx(0.4, abs=0.01)
+    failed = lines[("distill-w50", "onnx", "cpu")]
+    assert failed.top1 is None and failed.speedup_rt is None
+
+
+def test_report_survives_missing_blocks(tmp_path: Path) -> None:
+    """Only the schema's required fields: every optional block absent or null."""
+    rows = [{"variant": "baseline", "lineage": [], "format": "onnx", "precision": "fp32", "runtime": "onnxruntime",
+             "status": "ok", "accuracy": None, "latency": [], "explanation": None},
+            {"variant": "q", "lineage": ["quantize.dynamic"], "format": "onnx", "precision": "int8-dynamic",
+             "runtime": "onnxruntime", "status": "skipped", "reason": None}]
+    (tmp_path / "results.json").write_text(json.dumps({"run_id": "r", "baseline": "baseline", "rows": rows}))
+    html_path, md_path = write_report(tmp_path)
+    html = html_path.read_text()
+    assert "nothing to draw" in html and "no reason recorded" in html
+    assert "<img" not in html and VNNI_NOTE not in html  # int8_dot_product unknown: no claim either way
+    assert "| ✓ ok | baseline |" in md_path.read_text()
+
+
+def test_pareto_front() -> None:
+    assert pareto_front([(1.0, 0.8), (2.0, 0.9), (3.0, 0.85), (0.5, 0.5)]) == [3, 0, 1]
+    assert pareto_front([(1.0, 0.8), (1.0, 0.9)]) == [1]  # a tie in cost: only the more accurate
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
+    # bench.cli.main() appends the optional commands to a module list on every call, so a second
+    # call in one process would register `report` twice; give each call a fresh list.
+    monkeypatch.setattr(cli, "_EXTRA_COMMANDS", [])
+    return cli.main(argv)
+
+
+def test_cli_report_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    document = json.loads((FIXTURE / "results.json").read_text())
+    document["rows"] = [r for r in document["rows"] if r["status"] != "ok"]  # no charts: keeps the test fast
+    (run / "results.json").write_text(json.dumps(document))
+    assert run_cli(monkeypatch, ["report", str(run)]) == 0
+    assert (run / "report.html").is_file() and (run / "report.md").is_file()
+    assert str(run / "report.html") in capsys.readouterr().out
+
+
+def test_cli_report_without_results_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(monkeypatch, ["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "has no results.json" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "results.json").write_text("{not json")
+    assert run_cli(monkeypatch, ["report", str(tmp_path)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
