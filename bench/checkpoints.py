@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -46,11 +47,21 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
-        raise ModelFileError(f"{path}: refused to load: not a plain state_dict of tensors ({first[:160]}); "
+        raise ModelFileError(f"{path}: refused to load: not a plain state_dict of tensors ({_refusal(exc)}); "
                              "edgebench never unpickles code") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise ModelFileError(f"{path}: corrupt or truncated weight file ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from None
+        first = re.split(r"(?<=\.)\s", (str(exc).strip() or "no detail").splitlines()[0])[0]  # first sentence only
+        raise ModelFileError(f"{path}: corrupt or truncated weight file ({exc.__class__.__name__}: {first[:160]})") from None
+
+
+def _refusal(exc: pickle.UnpicklingError) -> str:
+    """The one useful fact in torch's multi-paragraph weights_only error (which also suggests unsafe loading)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch colours part of the message
+    if found := re.search(r"Unsupported global: GLOBAL (\S+)", text):
+        return f"it references {found.group(1)}"
+    if found := re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text):
+        return found.group(1).strip()[:120]
+    return "unsupported content"
 
 
 def load_state_dict_file(path: str | Path, model: nn.Module) -> dict[str, torch.Tensor]:

@@ -96,7 +96,7 @@ def print_summary(document: dict[str, Any]) -> None:
             print(f"{name:58} {'':>8} {'':>6} {'':>6} {'':>7} {'':>6}  failed: {block.get('reason')}")
             continue
         drift = block.get("drift") or {}
-        cells = [f"{drift[m]['mean']:.3f}" if m in drift else "-" for m in ("spearman", "iou_top10", "cosine")]
+        cells = [f"{drift[f'{m}_mean']:.3f}" if f"{m}_mean" in drift else "-" for m in ("spearman", "iou_top10", "cosine")]
         spi = block.get("seconds_per_image")
         note = ("DRIFTED " if drift.get("drifted") else "") + (f"shares {block['shared_from']}" if block.get("shared_from") else "")
         print(f"{name:58} {cells[0]:>8} {cells[1]:>6} {cells[2]:>6} {block['faithfulness']['auc']['mean']:>7.3f} "

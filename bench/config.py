@@ -255,7 +255,7 @@ def load_config(path: str | Path | None) -> Config:
         return config_from_dict(tomllib.loads(text), "default config")
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")  # TOML is UTF-8 by definition, whatever the locale
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:

@@ -1,6 +1,6 @@
 """Attribution drift: how far a variant's explanations moved from the baseline's on the same images.
 
-Three views of similarity, each per image and aggregated (mean, min):
+Three views of similarity, each per image and aggregated as <metric>_mean and <metric>_min:
 - Spearman rank correlation of the pixel attributions (does the ranking of pixels survive?),
 - IoU of the top 10 % pixels by |attribution| (do the same pixels matter most?),
 - cosine similarity of the attribution vectors (same direction, sign included).
@@ -10,8 +10,9 @@ Multi-channel attributions are summed over channels first, so a "pixel" is a loc
 
 >>> import numpy as np
 >>> a = np.random.default_rng(0).normal(size=(3, 8, 8, 1))
->>> drift_metrics(a, a)["spearman"]
-{'mean': 1.0, 'min': 1.0}
+>>> m = drift_metrics(a, a)
+>>> m["spearman_mean"], m["iou_top10_min"], m["cosine_mean"], m["drifted"]
+(1.0, 1.0, 1.0, False)
 """
 
 from __future__ import annotations
@@ -89,8 +90,28 @@ def drift_metrics(reference: np.ndarray, values: np.ndarray, *, threshold: float
     block: dict[str, Any] = {}
     for name in METRICS:
         scores = np.array([p[name] for p in per_image])
-        block[name] = {"mean": float(scores.mean()), "min": float(scores.min())}
-    block.update({"threshold": {"metric": "spearman.mean", "below": threshold},
-                  "drifted": bool(block["spearman"]["mean"] < threshold),
+        block[f"{name}_mean"], block[f"{name}_min"] = float(scores.mean()), float(scores.min())
+    block.update({"threshold": {"metric": "spearman_mean", "below": threshold},
+                  "drifted": bool(block["spearman_mean"] < threshold),
                   "top_fraction": fraction, "per_image": per_image})
     return block
+
+
+def choose_flips(flipped_by_row: dict[Any, np.ndarray], limit: int) -> dict[Any, list[int]]:
+    """Up to `limit` flipped images per row (in the given row order), preferring images already
+    chosen for an earlier row: the baseline explains every chosen image once, so reuse keeps that
+    cost small. Ascending indices otherwise, so the choice is deterministic.
+
+    >>> choose_flips({"a": np.array([5, 7, 9]), "b": np.array([1, 2, 9])}, 2)
+    {'a': [5, 7], 'b': [1, 2]}
+    >>> choose_flips({"a": np.array([5, 7, 9]), "b": np.array([1, 5])}, 1)  # b reuses 5
+    {'a': [5], 'b': [5]}
+    """
+    chosen: set[int] = set()
+    out: dict[Any, list[int]] = {}
+    for key, flipped in flipped_by_row.items():
+        ordered = sorted(int(k) for k in flipped)
+        pick = sorted(([k for k in ordered if k in chosen] + [k for k in ordered if k not in chosen])[:max(0, limit)])
+        chosen.update(pick)
+        out[key] = pick
+    return out

@@ -73,7 +73,7 @@ def _save(fig: Any, path: Path, handle: Any, label: str) -> None:
         bar = fig.colorbar(handle, ax=fig.axes, orientation="horizontal", shrink=0.6, aspect=40, label=label, format="%.1e")
         bar.ax.locator_params(nbins=3)  # few ticks: narrow figures would overlap their labels
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight")  # tight: never clip the colour bar label
     plt.close(fig)
 
 

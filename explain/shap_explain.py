@@ -67,7 +67,8 @@ class Attributions:
     base_values: np.ndarray     # (N,) proba[class] of the fully masked image
     outputs: np.ndarray         # (N,) proba[class] of the image itself
     probabilities: np.ndarray   # (N, K) proba of each image
-    seconds_per_image: list[float]
+    seconds_per_image: list[float]     # wall time of each image's explanation
+    cpu_seconds_per_image: list[float]  # CPU time of this process: robust when other jobs share the cores
 
     @property
     def predicted(self) -> np.ndarray:
@@ -94,23 +95,24 @@ def explain_images(proba: Proba, images: np.ndarray, classes: Sequence[int], *, 
     explainer = shap.Explainer(_float64(proba), image_masker, algorithm="partition")
     _densify_masks(explainer)
     values = np.zeros(images.shape, dtype=np.float32)
-    base, seconds = np.zeros(len(images)), []
+    base, seconds, cpu = np.zeros(len(images)), [], []
     state = np.random.get_state()  # shap breaks ties with the global RNG; restore it for the caller
     try:
         for i, (image, cls) in enumerate(zip(images, classes)):
             np.random.seed([seed, ids[i]])
             image_masker.last_xid = None  # see masked_image: never reuse another image's blur
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             result = explainer(image[None].copy(), max_evals=max_evals, batch_size=batch_size,
                                outputs=np.array([int(cls)]), silent=True)
             seconds.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
             values[i] = np.asarray(result.values, dtype=np.float32).reshape(images.shape[1:])
             base[i] = float(np.ravel(result.base_values)[0])
     finally:
         np.random.set_state(state)
     probabilities = np.asarray(proba(images), dtype=np.float64)
     outputs = probabilities[np.arange(len(images)), np.asarray(classes, dtype=int)]
-    return Attributions(values, base, outputs, probabilities, seconds)
+    return Attributions(values, base, outputs, probabilities, seconds, cpu)
 
 
 def _densify_masks(explainer: Any, max_features: int = 20_000) -> None:
@@ -137,3 +139,17 @@ def save_array(path: Any, array: np.ndarray) -> None:
 
 def load_array(path: Any) -> np.ndarray:
     return np.load(path, allow_pickle=False)
+
+
+def choose_explanation_set(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """`per_class` seeded image indices of every class, grouped by class (ascending class, then index).
+
+    >>> choose_explanation_set(np.array([0, 1, 0, 1, 0]), 1, seed=0).tolist()
+    [4, 3]
+    """
+    rng = np.random.default_rng(seed)
+    picks: list[int] = []
+    for cls in np.unique(labels):
+        candidates = np.flatnonzero(labels == cls)
+        picks.extend(sorted(rng.choice(candidates, size=min(per_class, len(candidates)), replace=False).tolist()))
+    return np.asarray(picks, dtype=np.int64)

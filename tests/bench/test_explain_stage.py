@@ -1,0 +1,208 @@
+"""The explanation stage on a small synthetic run folder (ONNX fp32, int8 static and dynamic, a
+shared fp32 row, a broken artifact), the worker pool's failure handling, and `edgebench explain`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.errors import UserError
+from bench.explain_stage import explain_run, plan_rows, slug_of
+from bench.explain_worker import run_jobs
+from bench.results import validate_results
+from explain.shap_explain import choose_explanation_set
+from tests.conftest import DEBIAN_DATA
+
+N_TEST = 120
+FAST = dict(per_class=1, max_evals=80, seed=0, quiet=True, flip_gallery=2, deletion_steps=4, workers=2)
+
+
+def _images_and_labels() -> tuple[np.ndarray, np.ndarray]:
+    if (DEBIAN_DATA / "t10k-images-idx3-ubyte.gz").exists():
+        from bench.data import read_idx
+
+        return (read_idx(DEBIAN_DATA / "t10k-images-idx3-ubyte.gz")[:N_TEST, None],
+                read_idx(DEBIAN_DATA / "t10k-labels-idx1-ubyte.gz")[:N_TEST].astype(np.int64))
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (N_TEST, 1, 28, 28), dtype=np.uint8), np.arange(N_TEST, dtype=np.int64) % 10
+
+
+def _row(variant: str, fmt: str, precision: str, runtime: str, artifact: str, spec: dict, status: str = "ok") -> dict:
+    return {"variant": variant, "lineage": [] if variant == "baseline" else ["quantize"], "format": fmt,
+            "precision": precision, "runtime": runtime, "device": "cpu", "status": status, "reason": None,
+            "artifact": artifact, "input_spec": spec, "parity": {"max_abs_diff": 1e-6}, "explanation": None, "notes": []}
+
+
+def build_run(run_dir: Path) -> dict:
+    """A run folder as the pipeline leaves it: results.json, artifacts, logits, test images/labels."""
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_dynamic, quantize_static
+
+    from bench.export import export_onnx
+    from bench.inputs import make_input_spec, prepare_input
+    from bench.runtimes import load
+
+    images, labels = _images_and_labels()
+    for sub in ("work", "logits", "artifacts"):
+        (run_dir / sub).mkdir(parents=True)
+    np.save(run_dir / "work" / "test_images.npy", images, allow_pickle=False)
+    np.save(run_dir / "work" / "test_labels.npy", labels, allow_pickle=False)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 5, stride=3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(6 * 8 * 8, 10))
+    spec = make_input_spec((1, 28, 28), (0.28,), (0.35,))
+    fp32 = export_onnx(model, run_dir / "artifacts" / "m.fp32.onnx", (1, 28, 28))
+    calibration = prepare_input(images[:32], spec)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"input": calibration[i:i + 1]} for i in range(len(calibration))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(str(fp32), str(run_dir / "artifacts" / "m.int8s.onnx"), Reader(), quant_format=QuantFormat.QDQ)
+    quantize_dynamic(str(fp32), str(run_dir / "artifacts" / "m.int8d.onnx"))
+    (run_dir / "artifacts" / "m.pt2").write_bytes(b"never loaded: this fp32 row shares the ONNX row's explanation")
+    (run_dir / "artifacts" / "broken.onnx").write_bytes(b"not an onnx file")
+    rows = [_row("baseline", "torch", "fp32", "torch", "artifacts/m.pt2", spec),
+            _row("baseline", "onnx", "fp32", "onnxruntime", "artifacts/m.fp32.onnx", spec),
+            _row("q8", "onnx", "int8-static", "onnxruntime", "artifacts/m.int8s.onnx", spec),
+            _row("q8d", "onnx", "int8-dynamic", "onnxruntime", "artifacts/m.int8d.onnx", spec),
+            _row("broken", "onnx", "int8-static", "onnxruntime", "artifacts/broken.onnx", spec),
+            _row("skipped", "tflite", "fp32", "litert", None, None, status="skipped")]
+    rows[-1].pop("input_spec")
+    for row in rows[1:4]:
+        predict = load("onnxruntime", run_dir / row["artifact"], 1)
+        np.save(run_dir / "logits" / f"{slug_of(row)}.npy", predict(prepare_input(images, spec)).astype(np.float32))
+    shutil.copy(run_dir / "logits" / f"{slug_of(rows[1])}.npy", run_dir / "logits" / f"{slug_of(rows[0])}.npy")
+    np.save(run_dir / "logits" / f"{slug_of(rows[4])}.npy", np.random.default_rng(0).normal(size=(N_TEST, 10)).astype(np.float32))
+    document = {"schema_version": 1, "run_id": "test", "created": "2026-01-01T00:00:00+00:00",
+                "environment": {"python": "3.11", "platform": "linux", "cpu": {"model": "x", "logical_cores": 2}, "packages": {}},
+                "dataset": {"name": "fashion-mnist", "test_size": N_TEST, "classes": [f"class{i}" for i in range(10)]},
+                "baseline": "baseline", "rows": rows}
+    (run_dir / "results.json").write_text(json.dumps(document))
+    return document
+
+
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory) -> tuple[Path, dict]:
+    run_dir = tmp_path_factory.mktemp("run") / "r"
+    document = build_run(run_dir)
+    explain_run(run_dir, document, **FAST)
+    return run_dir, document
+
+
+def _by_variant(document: dict) -> dict:
+    return {(r["variant"], r["format"]): r for r in document["rows"]}
+
+
+def test_every_ok_row_gets_a_block_and_results_json_is_persisted(explained):
+    run_dir, document = explained
+    rows = _by_variant(document)
+    assert rows[("skipped", "tflite")]["explanation"] is None
+    for key in [("baseline", "onnx"), ("q8", "onnx"), ("q8d", "onnx"), ("baseline", "torch")]:
+        assert rows[key]["explanation"]["status"] == "ok", key
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert [r["explanation"] for r in on_disk["rows"]] == json.loads(json.dumps([r["explanation"] for r in document["rows"]]))
+    assert validate_results(on_disk) == []
+
+
+def test_values_files_round_trip_and_are_additive(explained):
+    run_dir, document = explained
+    es = document["explanation_set"]
+    assert es["indices"] == choose_explanation_set(np.load(run_dir / "work" / "test_labels.npy"), 1, 0).tolist()
+    assert es["max_evals"] == 80 and es["masker"] and es["shap_version"] and es["status"] == "complete"
+    images = np.load(run_dir / es["images_file"], allow_pickle=False)
+    assert images.shape == (10, 28, 28, 1) and images.dtype == np.uint8
+    for key in [("baseline", "onnx"), ("q8", "onnx"), ("q8d", "onnx")]:
+        block = _by_variant(document)[key]["explanation"]
+        values = np.load(run_dir / block["values_file"], allow_pickle=False)
+        assert values.shape == images.shape
+        assert block["class_indices"] == es["labels"]
+        np.testing.assert_allclose(np.array(block["base_values"]) + values.sum(axis=(1, 2, 3)), block["outputs"], atol=1e-4)
+        assert 0.0 <= block["faithfulness"]["auc"]["mean"] <= 1.0
+        assert np.load(run_dir / block["faithfulness"]["curves_file"], allow_pickle=False).shape == (2, 10, 5)
+        assert (run_dir / block["plot"]).is_file() and block["seconds_per_image"] > 0
+
+
+def test_reference_drift_is_exactly_one_and_fp32_rows_share(explained):
+    _, document = explained
+    rows = _by_variant(document)
+    reference = rows[("baseline", "onnx")]["explanation"]
+    assert document["explanation_set"]["reference"] == slug_of(rows[("baseline", "onnx")])
+    assert reference["shared_from"] is None
+    assert (reference["drift"]["spearman_mean"], reference["drift"]["iou_top10_min"], reference["drift"]["cosine_min"]) == (1.0, 1.0, 1.0)
+    shared = rows[("baseline", "torch")]["explanation"]
+    assert shared["shared_from"] == slug_of(rows[("baseline", "onnx")])
+    assert shared["values_file"] == reference["values_file"] and shared["seconds"] == 0.0
+    quantized = rows[("q8", "onnx")]["explanation"]["drift"]
+    assert -1.0 <= quantized["spearman_mean"] <= 1.0 and isinstance(quantized["drifted"], bool)
+    assert len(quantized["per_image"]) == 10
+
+
+def test_broken_artifact_becomes_a_failed_block(explained):
+    _, document = explained
+    block = _by_variant(document)[("broken", "onnx")]["explanation"]
+    assert block["status"] == "failed" and block["reason"]
+
+
+def test_flip_galleries_and_comparison_grid(explained):
+    run_dir, document = explained
+    es = document["explanation_set"]
+    assert (run_dir / es["comparison_grid"]).is_file()
+    assert es["rows_explained"] == 3 and es["rows_shared"] == 1
+    for key in [("q8", "onnx"), ("q8d", "onnx")]:
+        flips = _by_variant(document)[key]["explanation"]["flips"]
+        assert len(flips["indices"]) <= 2 and flips["n_flipped"] >= len(flips["indices"])
+        if flips["indices"]:
+            assert (run_dir / flips["plot"]).is_file()
+            assert np.load(run_dir / flips["values_file"], allow_pickle=False).shape == (len(flips["indices"]), 28, 28, 1)
+            assert set(flips["indices"]) <= set(es["reference_flips"]["indices"])
+
+
+def test_one_variant_is_recomputed_alone_and_settings_must_match(explained, tmp_path):
+    source, _ = explained
+    run_dir = tmp_path / "copy"
+    shutil.copytree(source, run_dir)
+    document = json.loads((run_dir / "results.json").read_text())
+    before = _by_variant(document)[("q8d", "onnx")]["explanation"]
+    with pytest.raises(UserError, match="differ"):
+        explain_run(run_dir, document, **{**FAST, "max_evals": 90}, variant="q8")
+    with pytest.raises(UserError, match="no ok rows of variant"):
+        explain_run(run_dir, document, **FAST, variant="nope")
+    explain_run(run_dir, document, **{**FAST, "workers": 1}, variant="q8")
+    assert _by_variant(document)[("q8d", "onnx")]["explanation"] == before  # other variants untouched
+    assert _by_variant(document)[("q8", "onnx")]["explanation"]["status"] == "ok"
+
+
+def test_plan_shares_fp32_rows_and_puts_the_reference_first():
+    rows = [{"variant": v, "format": f, "precision": p, "status": s, "artifact": "a", "device": "cpu"}
+            for v, f, p, s in [("baseline", "torch", "fp32", "ok"), ("small", "tflite", "int8", "ok"),
+                               ("baseline", "tflite", "fp32", "ok"), ("baseline", "onnx", "fp32", "ok"),
+                               ("small", "torch", "fp32", "ok"), ("small", "onnx", "fp32", "run_failed")]]
+    reference, jobs, shared = plan_rows(rows, "baseline", None, share_fp32=True)
+    assert reference == 3 and jobs == [3, 1, 4]
+    assert shared == {0: 3, 2: 3}
+    assert plan_rows(rows, "baseline", None, share_fp32=False)[1] == [3, 0, 1, 2, 4]
+    assert plan_rows(rows, "baseline", "small", share_fp32=True)[1] == [3, 1, 4]  # the reference comes along
+
+
+def test_worker_that_stalls_fails_only_its_job(tmp_path):
+    results: dict[int, dict] = {}
+    jobs = [{"never": "read"}, {"never": "read"}]
+    run_jobs(jobs, tmp_path / "log.txt", lambda k, r: results.__setitem__(k, r), workers=1, job_timeout_s=0.5)
+    assert sorted(results) == [0, 1]
+    assert all(r["status"] == "failed" and "no result within" in r["reason"] for r in results.values())
+
+
+def test_cli_user_errors(tmp_path, capsys):
+    from bench.cli import main
+
+    assert main(["explain", str(tmp_path / "missing")]) == 2
+    assert "run folder not found" in capsys.readouterr().err
+    assert main(["explain", str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err

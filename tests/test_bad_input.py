@@ -1,0 +1,421 @@
+"""Every error a user can cause ends in one line on stderr, exit code 2, no traceback, nothing written.
+
+One table of cases drives the real CLI (`bench.cli.main`, in-process; a few also as a subprocess).
+Each case builds its bad input under tmp_path and returns the argv; the test checks the exit code,
+that stderr is exactly one "edgebench: error:" line holding the case's key words, and that nothing
+under tmp_path changed (so a rejected run leaves no run folder, cache or results file behind).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.data import FASHION_MNIST_FILES
+from tests.conftest import write_idx
+
+GOOD_CONFIG = """
+[data]
+val_size = 50
+[baseline]
+model = "tinycnn"
+epochs = 0
+[export]
+formats = ["torch", "onnx"]
+[benchmark]
+runtimes = ["torch", "onnxruntime"]
+robustness = false
+adversarial = false
+[explain]
+enabled = false
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    setup: Callable[[Path], list[str]]  # builds files under the tmp dir, returns argv after "edgebench"
+    words: tuple[str, ...]  # all must appear in the error line (case-insensitive)
+    after: Callable[[Path], None] | None = None  # an extra check, e.g. a payload never ran
+
+
+def _run(*extra: str) -> Callable[[Path], list[str]]:
+    """`run` with the good config plus the given options (paths may use {tmp})."""
+    return lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), *[e.format(tmp=tmp) for e in extra]]
+
+
+def _config(text: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["run", "--config", str(toml(tmp, text))]
+
+
+def _data(**kw: object) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data", **kw))]
+
+
+def _ckpt(kind: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data")),
+                        "--checkpoint", str(checkpoint(tmp, kind))]
+
+
+def _no_marker(tmp: Path) -> None:
+    assert not (tmp / "PWNED").exists(), "the pickle payload ran"
+
+
+def _variant(passes: str) -> str:
+    return f'[[variants]]\nname = "v"\npasses = [{passes}]\n'
+
+
+CASES = [
+    # config file
+    Case("config-missing", lambda tmp: ["run", "--config", str(tmp / "nope.toml")], ("config file not found", "nope.toml")),
+    Case("config-is-directory", lambda tmp: ["run", "--config", str(tmp)], ("cannot be read", "IsADirectoryError")),
+    Case("config-invalid-utf8", lambda tmp: ["run", "--config", str(toml(tmp, b"[data]\nseed = 1 # \xff\xfe\n"))], ("cannot be read", "utf-8")),
+    Case("config-invalid-toml", _config("[data\nseed = 1\n"), ("not valid TOML", "line 1")),
+    Case("config-unknown-section", _config("[benchmarks]\nthreads = [1]\n"), ("unknown section [benchmarks]", "did you mean 'benchmark'")),
+    Case("config-unknown-key", _config("[baseline]\nepoch = 3\n"), ("[baseline]", "unknown key 'epoch'", "did you mean 'epochs'")),
+    Case("config-wrong-type", _config('[baseline]\nepochs = "five"\n'), ("[baseline].epochs", "expected int", "'five'")),
+    Case("config-section-not-table", _config("data = 3\n"), ("[data]", "expected a table")),
+    Case("config-epochs-negative", _config("[baseline]\nepochs = -1\n"), ("[baseline].epochs = -1", ">= 0")),
+    Case("config-batch-size-zero", _config("[baseline]\nbatch_size = 0\n"), ("[baseline].batch_size = 0", ">= 1")),
+    Case("config-bench-batch-sizes-zero", _config("[benchmark]\nbatch_sizes = [1, 0]\n"), ("batch_sizes", ">= 1")),
+    Case("config-threads-zero", _config("[benchmark]\nthreads = [0]\n"), ("[benchmark].threads", ">= 1")),
+    Case("config-unknown-precision", _config('[export]\ntflite_precisions = ["int4"]\n'), ("tflite_precisions", "'int4'", "expected any of")),
+    Case("config-unknown-format", _config('[export]\nformats = ["onx"]\n'), ("[export].formats", "'onx'", "did you mean 'onnx'")),
+    Case("config-unknown-runtime", _config('[benchmark]\nruntimes = ["onnxruntim"]\n'), ("unknown runtime 'onnxruntim'", "did you mean 'onnxruntime'")),
+    Case("config-unknown-model", _config('[baseline]\nmodel = "tinycn"\n'), ("[baseline].model", "unknown model", "did you mean 'tinycnn'")),
+    Case("config-unknown-pass", _config(_variant('"prune.unstructred()"')), ("unknown pass 'prune.unstructred'", "did you mean 'prune.unstructured'")),
+    Case("config-sparsity-out-of-range", _config(_variant('"prune.unstructured(sparsity=1.5)"')), ("sparsity=1.5", "[0, 1)")),
+    Case("config-ratio-out-of-range", _config(_variant('"prune.structured(ratio=1.0)"')), ("ratio=1.0", "[0, 1)")),
+    Case("config-pass-bad-param", _config(_variant('"finetune(epoch=1)"')), ("finetune has no parameter 'epoch'",)),
+    Case("config-duplicate-variant", _config(_variant('"finetune()"') + _variant('"finetune()"')), ("duplicate variant name",)),
+    Case("config-label-smoothing-one", _config("[baseline]\nlabel_smoothing = 1.0\n"), ("label_smoothing", "[0, 1)")),
+    # --data-dir
+    Case("data-dir-missing", _run("--data-dir", "{tmp}/nope"), ("data directory not found", "nope")),
+    Case("data-dir-empty", lambda tmp: _run("--data-dir", str(_mkdir(tmp / "empty")))(tmp), ("holds no Fashion-MNIST IDX files",)),
+    Case("data-missing-one-file", _data(drop="t10k-labels-idx1-ubyte.gz"), ("lacks", "t10k-labels-idx1-ubyte")),
+    Case("data-truncated-idx", _data(truncate="train-images-idx3-ubyte"), ("train-images-idx3-ubyte", "truncated")),
+    Case("data-truncated-gzip", _data(truncate="t10k-images-idx3-ubyte.gz"), ("cannot read IDX file", "t10k-images-idx3-ubyte.gz")),
+    Case("data-not-idx", _data(garbage="train-labels-idx1-ubyte"), ("train-labels-idx1-ubyte", "not an IDX file")),
+    Case("data-mismatched-idx", _data(n_train_labels=150), ("mismatched", "200 images but 150 labels")),
+    Case("data-labels-out-of-range", _data(max_label=20), ("labels outside 0..9",)),
+    Case("data-val-size-too-big", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG.replace("val_size = 50", "val_size = 500"))),
+                                                "--data-dir", str(fake_data(tmp / "data"))], ("val_size = 500", "leaves no training images")),
+    # --checkpoint (the run folder is still created first today: see PENDING_PIPELINE_FIX)
+    Case("checkpoint-missing", _ckpt("missing"), ("checkpoint not found", "w.pt")),
+    Case("checkpoint-truncated", _ckpt("truncated"), ("corrupt or truncated", "w.pt")),
+    Case("checkpoint-not-state-dict", _ckpt("list"), ("expected a state_dict", "list")),
+    Case("checkpoint-wrong-shapes", _ckpt("wrong-shapes"), ("has shape", "the model expects")),
+    Case("checkpoint-pickle-with-code", _ckpt("evil"), ("refused", "never unpickles code"), after=_no_marker),
+    Case("checkpoint-raw-pickle-with-code", _ckpt("evil-raw"), ("w.pt",), after=_no_marker),
+    Case("model-factory-not-importable", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG.replace('"tinycnn"', '"no_such_mod_xyz:build"'))),
+                                                      "--data-dir", str(fake_data(tmp / "data"))], ("no_such_mod_xyz", "cannot import")),
+    # artifacts (`edgebench inspect`)
+    Case("inspect-missing-file", lambda tmp: ["inspect", str(tmp / "nope.onnx")], ("model file not found", "nope.onnx")),
+    Case("inspect-unknown-suffix", lambda tmp: ["inspect", str(_write(tmp / "m.bin", b"x"))], ("unknown artifact type '.bin'",)),
+    Case("onnx-garbage", lambda tmp: ["inspect", str(_write(tmp / "m.onnx", b"not an onnx model" * 20))], ("m.onnx", "not a valid ONNX model")),
+    Case("onnx-truncated", lambda tmp: ["inspect", str(external_onnx(tmp / "model", truncate=True))], ("m.onnx", "corrupt or truncated")),
+    Case("onnx-empty-file", lambda tmp: ["inspect", str(_write(tmp / "m.onnx", b""))], ("m.onnx", "not a valid ONNX model")),
+    Case("onnx-external-escape", lambda tmp: ["inspect", str(external_onnx(tmp / "model", location="../secret.bin"))], ("'../secret.bin'", "outside the model's folder")),
+    Case("onnx-external-absolute", lambda tmp: ["inspect", str(external_onnx(tmp / "model", location="/etc/passwd"))], ("'/etc/passwd'", "absolute path")),
+    Case("onnx-external-symlink-escape", lambda tmp: ["inspect", str(external_onnx(tmp / "model", symlink=True))], ("outside the model's folder",)),
+    Case("onnx-external-missing", lambda tmp: ["inspect", str(external_onnx(tmp / "model", location="gone.bin"))], ("gone.bin", "does not exist")),
+    Case("onnx-external-truncated", lambda tmp: ["inspect", str(external_onnx(tmp / "model", data_bytes=16))], ("weights.bin", "truncated external data")),
+    Case("tflite-too-short", lambda tmp: ["inspect", str(_write(tmp / "m.tflite", b"\x10\0\0\0TF"))], ("m.tflite", "too short")),
+    Case("tflite-wrong-identifier", lambda tmp: ["inspect", str(_write(tmp / "m.tflite", b"\x10\0\0\0ONNX" + bytes(64)))], ("not a TFLite model", "TFL3")),
+    Case("tflite-root-past-end", lambda tmp: ["inspect", str(_write(tmp / "m.tflite", b"\xff\xff\0\0TFL3" + bytes(64)))], ("truncated or corrupt",)),
+    Case("tflite-truncated", lambda tmp: ["inspect", str(bad_tflite(tmp, "truncated"))], ("m.tflite", "corrupt or truncated")),
+    Case("tflite-bad-tensor-index", lambda tmp: ["inspect", str(bad_tflite(tmp, "bad-index"))], ("refers to tensor 7",)),
+    Case("pt2-not-zip", lambda tmp: ["inspect", str(_write(tmp / "m.pt2", b"PK\x03\x04 truncated zip"))], ("m.pt2", "not a valid .pt2 archive")),
+    Case("pt2-zip-without-program", lambda tmp: ["inspect", str(_zip(tmp / "m.pt2"))], ("without a serialized program",)),
+    # --resume
+    Case("resume-not-a-run", lambda tmp: ["run", "--resume", str(_mkdir(tmp / "run"))], ("not an edgebench run folder",)),
+    Case("resume-with-config", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running"})), "--config", "x.toml"], ("drop --config",)),
+    Case("resume-complete", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "complete", "config": {}}))], ("already complete",)),
+    Case("resume-corrupt-json", lambda tmp: ["run", "--resume", str(results_json(tmp, "{\"rows\": ["))], ("results.json", "cannot be read")),
+    Case("resume-bad-config", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running", "config": {"baseline": {"epochs": -1}}}))],
+         ("results.json config [baseline].epochs = -1", ">= 0")),
+]
+
+# Cases whose error is clean but which still create the run folder first: pipeline.run loads the
+# checkpoint and imports the model factory only after `run_dir.mkdir` (fix reported to the lead).
+PENDING_PIPELINE_FIX = {c.id for c in CASES if c.id.startswith("checkpoint-")} | {"model-factory-not-importable"}
+
+# Bugs in files this suite may not edit: a traceback instead of one line (fixes reported to the lead).
+KNOWN_BUGS = [
+    Case("resume-results-without-config", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running"}))],
+         ("results.json", "config")),
+    Case("out-is-a-file", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data")),
+                                      "--out", str(_write(tmp / "results", b"a file"))], ("results", "cannot create")),
+]
+
+
+# ---------------------------------------------------------------- builders of bad input
+
+def toml(tmp: Path, text: str | bytes) -> Path:
+    path = tmp / "config.toml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def fake_data(directory: Path, *, drop: str = "", truncate: str = "", garbage: str = "", n_train_labels: int = 200,
+              max_label: int = 10) -> Path:
+    """Small Fashion-MNIST-shaped IDX files (200 train, 50 test), with one defect if asked for."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    arrays = {"train_images": rng.integers(0, 256, (200, 28, 28)), "train_labels": rng.integers(0, max_label, n_train_labels),
+              "test_images": rng.integers(0, 256, (50, 28, 28)), "test_labels": rng.integers(0, max_label, 50)}
+    for key, stem in FASHION_MNIST_FILES.items():
+        if garbage == stem:
+            (directory / stem).write_bytes(b"this is not an IDX file")
+        elif truncate == stem:  # plain IDX with its last bytes missing
+            raw = write_idx(directory / stem, arrays[key], gz=False).read_bytes()
+            (directory / stem).write_bytes(raw[:-100])
+        elif truncate == f"{stem}.gz":  # a download that stopped half-way
+            raw = write_idx(directory / f"{stem}.gz", arrays[key]).read_bytes()
+            (directory / f"{stem}.gz").write_bytes(raw[: len(raw) // 2])
+        elif drop != f"{stem}.gz":
+            write_idx(directory / f"{stem}.gz", arrays[key])
+    return directory
+
+
+class _Evil:
+    """A pickle payload: loading it with plain pickle would create the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple:
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+def checkpoint(tmp: Path, kind: str) -> Path:
+    import pickle
+
+    import torch
+
+    from bench.zoo import edgecnn, tinycnn
+
+    path = tmp / "w.pt"
+    if kind == "truncated":
+        torch.save(tinycnn().state_dict(), path)
+        path.write_bytes(path.read_bytes()[:2000])
+    elif kind == "list":
+        torch.save([1, 2, 3], path)
+    elif kind == "wrong-shapes":
+        torch.save(edgecnn().state_dict(), path)
+    elif kind == "evil":
+        torch.save({"features.0.0.weight": _Evil(tmp / "PWNED")}, path)
+    elif kind == "evil-raw":
+        path.write_bytes(pickle.dumps(_Evil(tmp / "PWNED")))
+    return path  # "missing": never written
+
+
+_ONNX: dict[str, bytes] = {}
+
+
+def _tiny_onnx() -> bytes:
+    """The tiny CNN as ONNX bytes, exported once per session."""
+    if not _ONNX:
+        import tempfile
+
+        from bench.export import export_onnx
+        from bench.zoo import tinycnn
+
+        with tempfile.TemporaryDirectory() as folder:
+            _ONNX["m"] = export_onnx(tinycnn(), Path(folder) / "m.onnx", (1, 28, 28)).read_bytes()
+    return _ONNX["m"]
+
+
+def external_onnx(folder: Path, *, location: str = "", data_bytes: int = 0, symlink: bool = False,
+                  truncate: bool = False) -> Path:
+    """folder/m.onnx with its weights in folder/weights.bin (valid), or with one defect."""
+    import onnx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "m.onnx"
+    if truncate:
+        return _write(path, _tiny_onnx()[: len(_tiny_onnx()) // 2])
+    onnx.save_model(onnx.load_from_string(_tiny_onnx()), str(path), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    weights = folder / "weights.bin"
+    (folder.parent / "secret.bin").write_bytes(weights.read_bytes())  # what an escaping path would read
+    if data_bytes:
+        weights.write_bytes(weights.read_bytes()[:data_bytes])
+    if symlink:
+        weights.unlink()
+        weights.symlink_to(folder.parent / "secret.bin")
+    if location:
+        model = onnx.load(str(path), load_external_data=False)
+        for tensor in model.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = location
+        path.write_bytes(model.SerializeToString())
+    return path
+
+
+def relu_tflite(path: Path, *, bad_index: bool = False) -> Path | None:
+    """A minimal valid TFLite model (one RELU), built with LiteRT's flatbuffer schema; None without it."""
+    try:
+        import flatbuffers
+        from ai_edge_litert import schema_py_generated as s
+    except ImportError:
+        return None
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.RELU
+    tensors = []
+    for i, name in enumerate(("x", "y")):
+        t = s.TensorT()
+        t.shape, t.type, t.buffer, t.name = [1, 4], s.TensorType.FLOAT32, i + 1, name
+        tensors.append(t)
+    op = s.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [7 if bad_index else 0], [1]
+    graph = s.SubGraphT()
+    graph.tensors, graph.inputs, graph.outputs, graph.operators = tensors, [0], [1], [op]
+    model = s.ModelT()
+    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [code], [graph], [s.BufferT() for _ in range(3)]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return _write(path, bytes(builder.Output()))
+
+
+def bad_tflite(tmp: Path, kind: str) -> Path:
+    path = relu_tflite(tmp / "m.tflite", bad_index=kind == "bad-index")
+    if path is None:
+        pytest.skip("ai-edge-litert (its flatbuffer schema) is not installed")
+    if kind == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    return path
+
+
+def results_json(tmp: Path, document: dict | str) -> Path:
+    import json
+
+    run = _mkdir(tmp / "run")
+    (run / "results.json").write_text(document if isinstance(document, str) else json.dumps(document))
+    return run
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _zip(path: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("m/readme.txt", "no program here")
+    return path
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tmp_path as the working directory (default relative paths land here), logger restored after."""
+    monkeypatch.chdir(tmp_path)
+    logger = logging.getLogger("edgebench")
+    before = list(logger.handlers)
+    yield tmp_path
+    for handler in [h for h in logger.handlers if h not in before]:  # run() adds a file handler per run
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def _check(case: Case, tmp: Path, code: int, err: str, before: dict[str, tuple[int, int]]) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2, f"exit code {code}, stderr: {err[-800:]}"
+    assert len(lines) == 1 and lines[0].startswith("edgebench: error:"), f"not one error line:\n{err[-1500:]}"
+    for word in case.words:
+        assert word.lower() in lines[0].lower(), f"{word!r} missing from: {lines[0]}"
+    if case.after:
+        case.after(tmp)
+    changed = sorted(set(_snapshot(tmp).items()) ^ set(before.items()))
+    if changed and case.id in PENDING_PIPELINE_FIX:
+        pytest.xfail(f"clean error, but the run folder was created before the check: {changed[0][0]}")
+    assert not changed, f"a rejected command wrote files: {[c[0] for c in changed][:5]}"
+
+
+def _out_args(argv: list[str], tmp: Path) -> list[str]:
+    return argv + ["--out", str(tmp / "results")] if argv[0] == "run" and "--resume" not in argv and "--out" not in argv else argv
+
+
+@pytest.mark.parametrize("case", CASES + [pytest.param(c, marks=pytest.mark.xfail(reason="traceback: fix reported to the lead", strict=True))
+                                          for c in KNOWN_BUGS], ids=lambda c: c.id)
+def test_bad_input_is_one_clean_line(case: Case, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = _out_args(case.setup(workdir), workdir)
+    before = _snapshot(workdir)
+    capsys.readouterr()
+    code = main(argv)
+    _check(case, workdir, code, capsys.readouterr().err, before)
+
+
+@pytest.mark.parametrize("case_id", ["config-missing", "config-invalid-toml", "onnx-external-escape", "checkpoint-pickle-with-code"])
+def test_bad_input_in_a_real_process(case_id: str, workdir: Path) -> None:
+    """The installed entry point behaves the same: exit status 2 and one line, no traceback."""
+    case = next(c for c in CASES if c.id == case_id)
+    argv = _out_args(case.setup(workdir), workdir)
+    before = _snapshot(workdir)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-m", "bench", *argv], capture_output=True, text=True, env=env, timeout=300)
+    assert "Traceback" not in proc.stderr
+    _check(case, workdir, proc.returncode, proc.stderr, before)
+
+
+def test_debug_shows_the_traceback(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--debug", "run", "--config", str(workdir / "nope.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("edgebench: error: config file not found")
+
+
+def test_case_table_is_large_and_unique() -> None:
+    ids = [c.id for c in CASES + KNOWN_BUGS]
+    assert len(ids) == len(set(ids)) and len(ids) >= 20
+
+
+def test_inspect_valid_artifacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Good files pass the same checks: ONNX with in-folder external data, TFLite, .pt2."""
+    import json
+
+    files = [external_onnx(tmp_path / "onnx")]
+    if (tfl := relu_tflite(tmp_path / "relu.tflite")) is not None:
+        files.append(tfl)
+    for path in files:
+        assert main(["inspect", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "inputs:" in out and "outputs:" in out and "operators" in out
+    assert main(["inspect", "--json", str(files[0])]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["operators"]["Conv"] == 4
+    assert info["outputs"][0] == {"name": "logits", "shape": ["N", 10], "dtype": "float32", "quantization": None}
+
+
+def test_inspect_pt2_reads_the_program_without_unpickling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.export import export_torch
+    from bench.zoo import tinycnn
+
+    path = export_torch(tinycnn().eval(), tmp_path / "m.pt2", (1, 28, 28))
+    assert main(["inspect", "--json", str(path)]) == 0
+    import json
+
+    info = json.loads(capsys.readouterr().out)
+    assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["inputs"][0]["dtype"] == "float"
+    assert info["operators"]["aten.conv2d.default"] == 4
+    assert np.prod(info["outputs"][0]["shape"][1:]) == 10
