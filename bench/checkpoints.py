@@ -10,6 +10,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,9 @@ def _read(path: Path) -> Any:
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
             raise ModelFileError(f"{path}: not a valid safetensors file ({exc})") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing; our error says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ModelFileError(f"{path}: refused to load: not a plain state_dict of tensors ({_refusal(exc)}); "
                              "edgebench never unpickles code") from None

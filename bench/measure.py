@@ -88,6 +88,8 @@ def apply_worker_result(row: Row, result: dict[str, Any], run_dir: Path) -> np.n
                     "samples_file": str(Path(e["samples"]).relative_to(run_dir))} for e in result["latency"]]
     for entry in row.latency:
         entry.pop("warmup")
+    if result.get("nonfinite_inputs"):
+        row.notes.append(f"{result['nonfinite_inputs']} test inputs were NaN/inf after the input_spec")
     if result["nonfinite_outputs"]:
         row.notes.append(f"{result['nonfinite_outputs']} test images gave NaN/inf logits (counted as wrong)")
     return np.load(run_dir / "logits" / f"{row.slug}.npy", allow_pickle=False)

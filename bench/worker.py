@@ -84,11 +84,15 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                         "measured": f"high-water mark after load and inference at batch 1 and {job['throughput_batch']}"}
 
     # 2. predictions on the evaluation images (full test set unless limited)
-    logits = []
+    logits, bad_inputs = [], 0
     for start in range(0, len(raw), job["eval_batch"]):
-        logits.append(predict(prepare_input(np.array(raw[start:start + job["eval_batch"]]), spec)))
+        x = prepare_input(np.array(raw[start:start + job["eval_batch"]]), spec)
+        if np.issubdtype(x.dtype, np.floating):  # e.g. a std of 0 in a hand-written input_spec
+            bad_inputs += int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
+        logits.append(predict(x))
     all_logits = np.concatenate(logits).astype(np.float32)
     np.save(job["logits_out"], all_logits, allow_pickle=False)
+    result["nonfinite_inputs"] = bad_inputs
     result["nonfinite_outputs"] = int((~np.isfinite(all_logits)).any(axis=1).sum())
 
     # 2b. predictions on the robustness sets (corrupted and adversarial copies), when asked for

@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -363,7 +364,12 @@ def test_bad_input_is_one_clean_line(case: Case, workdir: Path, capsys: pytest.C
     argv = _out_args(case.setup(workdir), workdir)
     before = _snapshot(workdir)
     capsys.readouterr()
-    code = main(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # what a user's terminal would show
+        code = main(argv)
+    shown = [f"{w.category.__name__}: {w.message}" for w in caught
+             if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, ImportWarning))]
+    assert not shown, f"a warning would add lines to stderr: {shown[0][:300]}"
     _check(case, workdir, code, capsys.readouterr().err, before)
 
 
