@@ -266,7 +266,9 @@ def _describe_tflite(path: Path) -> ArtifactInfo:
         code = model.operatorCodes[op.opcodeIndex]
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)  # schema v3a keeps both fields
         ops[code.customCode.decode() if code.customCode else op_names.get(builtin, str(builtin))] += 1
-    notes = [f"schema version {model.version}; {len(model.subgraphs)} subgraph(s)"]
+    dtypes = Counter(type_names.get(t.type, str(t.type)).lower() for t in graph.tensors or [])
+    notes = [f"schema version {model.version}; {len(model.subgraphs)} subgraph(s); tensor types: "
+             + ", ".join(f"{name} x{n}" for name, n in dtypes.most_common())]
     if any(t.quantization is not None and t.quantization.scale is not None and len(t.quantization.scale)
            for t in graph.tensors or []):
         notes.append("quantized: yes (integer tensors with scale/zero-point)")

@@ -40,6 +40,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise UserError(f"{args.resume} is already complete; nothing to resume")
         config = config_from_dict(document["config"], f"{args.resume}/results.json config")
         args.quick = bool(document.get("quick"))
+        saved = document.get("run_options") or {}
+        args.checkpoint = args.checkpoint or saved.get("checkpoint") or ""
+        args.data_dir = args.data_dir or saved.get("data_dir") or ""
+        args.no_explain = args.no_explain or saved.get("explain") is False
     else:
         config = load_config(args.config)
     if args.print_config:

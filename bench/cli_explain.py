@@ -24,8 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "write plots to RUN_DIR/explanations/. results.json is updated in place.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (holds results.json)")
     parser.add_argument("--variant", metavar="NAME", help="explain only this variant's rows (plus the baseline reference)")
-    parser.add_argument("--samples", type=_positive, metavar="N", help="explained test images per class (default: the run's [explain].per_class)")
-    parser.add_argument("--max-evals", type=_at_least(10), metavar="N", help="model evaluations per image (default: the run's [explain].max_evals)")
+    parser.add_argument("--samples", type=_positive, metavar="N",
+                        help="explained test images per class (default: the run's [explain].per_class, or with --variant its explanation set's)")
+    parser.add_argument("--max-evals", type=_at_least(10), metavar="N",
+                        help="model evaluations per image (default: the run's [explain].max_evals, or with --variant its explanation set's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.set_defaults(func=_cmd_explain)
 
@@ -72,6 +74,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     configured = (document.get("config") or {}).get("explain") or {}
     settings = {k: configured.get(k, v) for k, v in _CONFIG_DEFAULTS.items()}
     extra = {k: configured[k] for k in DEFAULTS if k in configured}  # keys the config may add later
+    previous = document.get("explanation_set") or {}
+    if args.variant and previous:  # one variant joins the run's existing explanation set: same settings
+        settings.update({k: previous[k] for k in _CONFIG_DEFAULTS if k in previous})
+        extra.update({k: previous[k] for k in ("masker", "batch_size", "flip_gallery", "drift_threshold", "deletion_steps") if k in previous})
     if args.samples is not None:
         settings["per_class"] = args.samples
     if args.max_evals is not None:

@@ -1,26 +1,29 @@
-"""Explain artifacts in isolated processes: `python -m bench.explain_worker` (jobs on stdin).
+"""Explain artifacts in isolated processes: `python -m bench.explain_worker --workers N --timeout S`.
 
-Why subprocesses: a native runtime that crashes on an artifact (ORT, LiteRT) kills a worker, not
-the run, and shap (numba, ~6 s to import) stays out of the main process. Why long-lived workers
-fed one job at a time rather than one process per row: that import would otherwise be paid ~30
-times per run, and a small pool (`workers`) keeps every core busy once measurement is over.
+Why not in the main process: a native runtime (ORT, LiteRT) that crashes on an artifact must fail
+one row, not the run, and shap (numba) stays out of the main process.
 
-Protocol: the parent writes one JSON job per line to a worker's stdin; the worker answers each
-with one line `RESULT <json>` on stdout and exits at end of input. If a worker dies or stalls,
-its job fails (that row's explanation says why) and a fresh worker takes the remaining jobs.
+Why a fork server: importing shap and JIT-compiling its numba kernels costs ~15 s of CPU per
+process. This server pays it once, then forks one child per job (the children inherit the
+compiled code), up to N at a time. A child that crashes, raises or overruns its time fails only
+its own job, and the server goes on with the next.
+
+Protocol: the parent writes every job as one JSON line {"id": k, "job": {...}} on stdin and closes
+it; the server prints `RESULT {"id": k, "result": {...}}` on stdout as each job ends.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import selectors
 import subprocess
 import sys
+import tempfile
 import time
-from collections import deque
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -77,123 +80,126 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def warm_up() -> None:
-    """Import shap and compile its numba kernels on a dummy model, so that the first row's
-    timing measures explaining, not a one-off ~10 s of imports and JIT compilation."""
+    """Import shap (and ONNX Runtime, the usual runtime) and compile shap's numba kernels on a
+    dummy model, once, in the server: every forked child starts warm, and no row's timing
+    includes this one-off cost."""
+    import importlib.util
+
     from explain.shap_explain import explain_images
+
+    if importlib.util.find_spec("onnxruntime"):
+        import onnxruntime  # noqa: F401 - import only: no session, no threads before fork
 
     explain_images(lambda x: np.stack([x.mean((1, 2, 3)), 255 - x.mean((1, 2, 3))], axis=1) / 255,
                    np.full((1, 8, 8, 1), 100.0), [0], max_evals=40, batch_size=10)
 
 
-def main() -> int:
+def _child(job: dict[str, Any], out_file: str) -> None:
+    """Body of a forked child: run one job, write its result file. Never returns normally."""
+    os.dup2(2, 1)  # library chatter goes to the log, never into the server's RESULT stream
+    try:
+        result = run_job(job)
+    except Exception as exc:  # noqa: BLE001 - any failure of one row's explanation must become that row's status
+        message = str(exc).splitlines()[0][:300] if str(exc) else ""
+        result = {"status": "failed", "reason": f"{exc.__class__.__name__}: {message}"}
+    Path(out_file).write_text(json.dumps(result))
+
+
+def serve(jobs: list[tuple[int, dict[str, Any]]], workers: int, timeout_s: float) -> None:
+    """Run jobs in forked children, at most `workers` at a time; print one RESULT line per job."""
+    import multiprocessing
+    import multiprocessing.connection
+
     warm_up()
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            result = run_job(json.loads(line))
-        except Exception as exc:  # noqa: BLE001 - any failure of one row's explanation must become that row's status
-            message = str(exc).splitlines()[0][:300] if str(exc) else ""
-            result = {"status": "failed", "reason": f"{exc.__class__.__name__}: {message}"}
-        # Leading newline: a library's unterminated print on stdout can't swallow the marker.
-        print("\nRESULT " + json.dumps(result), flush=True)
+    context = multiprocessing.get_context("fork")
+    pending = list(jobs)
+    running: dict[int, tuple[int, Any, str, float]] = {}  # sentinel -> (id, process, result file, deadline)
+    scratch = tempfile.mkdtemp(prefix="edgebench-explain-")
+    while pending or running:
+        while pending and len(running) < max(1, workers):
+            k, job = pending.pop(0)
+            out_file = os.path.join(scratch, f"{k}.json")
+            process = context.Process(target=_child, args=(job, out_file), daemon=True)
+            process.start()
+            running[process.sentinel] = (k, process, out_file, time.monotonic() + timeout_s)
+        nearest = min(deadline for *_, deadline in running.values())
+        ready = multiprocessing.connection.wait(list(running), timeout=max(0.0, nearest - time.monotonic()))
+        for sentinel in list(running):
+            k, process, out_file, deadline = running[sentinel]
+            if sentinel in ready:
+                process.join()
+                if process.exitcode == 0 and os.path.exists(out_file):
+                    result = json.loads(Path(out_file).read_text())
+                else:
+                    result = {"status": "failed", "reason": f"explanation process {_exit_text(process.exitcode)}"}
+            elif time.monotonic() > deadline:
+                process.kill()
+                process.join()
+                result = {"status": "failed", "reason": f"explanation gave no result within {timeout_s:.0f} s (killed)"}
+            else:
+                continue
+            del running[sentinel]
+            Path(out_file).unlink(missing_ok=True)
+            print("\nRESULT " + json.dumps({"id": k, "result": result}), flush=True)
+    os.rmdir(scratch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.explain_worker")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args(argv)
+    jobs = [(item["id"], item["job"]) for item in map(json.loads, sys.stdin.read().splitlines()) if item]
+    serve(jobs, args.workers, args.timeout)
     return 0
-
-
-class _Worker:
-    """One worker process, the job it is on, and the partial line read from it."""
-
-    def __init__(self, log: IO[str]) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_CPP_MIN_LOG_LEVEL": "3"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.explain_worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=log, env=env)
-        self.job: int | None = None
-        self.deadline = float("inf")
-        self.buffer = b""
-
-    def send(self, k: int, job: dict[str, Any], timeout_s: float) -> None:
-        assert self.proc.stdin is not None
-        self.job, self.deadline = k, time.monotonic() + timeout_s
-        self.proc.stdin.write((json.dumps(job) + "\n").encode())
-        self.proc.stdin.flush()
-
-    def lines(self) -> list[str] | None:
-        """Complete lines available now; None at end of output (the process exited)."""
-        assert self.proc.stdout is not None
-        chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
-        if not chunk:
-            return None
-        self.buffer += chunk
-        *complete, self.buffer = self.buffer.split(b"\n")
-        return [line.decode(errors="replace") for line in complete]
-
-    def stop(self, kill: bool = False) -> int:
-        if kill:
-            self.proc.kill()
-        elif self.proc.stdin is not None and not self.proc.stdin.closed:
-            try:
-                self.proc.stdin.close()
-            except BrokenPipeError:  # it already exited; wait() below reports how
-                pass
-        return self.proc.wait()
 
 
 def run_jobs(jobs: list[dict[str, Any]], log_file: Path, on_result: OnResult, *, workers: int = 1,
              job_timeout_s: float = 600) -> None:
-    """Run jobs on a pool of worker processes; on_result(k, result) as soon as job k ends, in the
-    parent. A crash or a stall (no result within job_timeout_s) fails only the job a worker was on."""
-    queue = deque(range(len(jobs)))
-    selector = selectors.DefaultSelector()
-    pool: list[_Worker] = []
+    """Run jobs on the fork server; on_result(k, result) in this process as soon as job k ends.
+
+    Never raises for a job's failure: a failed, crashed or overrunning job is a failed result.
+    If the server itself dies or stalls, every job without a result fails with its last log line.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done: set[int] = set()
     with open(log_file, "a") as log:
-
-        def feed(worker: _Worker) -> None:
-            if not queue:
-                retire(worker)
-                return
-            k = queue.popleft()
-            try:
-                worker.send(k, jobs[k], job_timeout_s)
-            except BrokenPipeError:  # it died between two jobs: report it on the job it was handed
-                retire(worker, failure="exited before taking the job")
-
-        def start() -> None:
-            worker = _Worker(log)
-            pool.append(worker)
-            selector.register(worker.proc.stdout, selectors.EVENT_READ, worker)  # type: ignore[arg-type]
-            feed(worker)
-
-        def retire(worker: _Worker, *, failure: str | None = None, kill: bool = False) -> None:
-            selector.unregister(worker.proc.stdout)  # type: ignore[arg-type]
-            pool.remove(worker)
-            code = worker.stop(kill)
-            if worker.job is not None:
-                log.flush()
-                on_result(worker.job, {"status": "failed", "reason": f"explanation worker {failure or _exit_text(code)}: {_log_tail(log_file)}"})
-            if queue:
-                start()
-
-        for _ in range(min(max(1, workers), len(queue))):
-            start()
-        while pool:
-            wait = min(w.deadline for w in pool) - time.monotonic()
-            for key, _ in selector.select(timeout=max(0.0, min(wait, 3600.0))):
-                worker: _Worker = key.data
-                lines = worker.lines()
-                if lines is None:
-                    retire(worker)
-                    continue
-                for line in lines:
-                    if line.startswith("RESULT ") and worker.job is not None:  # other stdout is a library's chatter
-                        k, worker.job, worker.deadline = worker.job, None, float("inf")
-                        on_result(k, json.loads(line[len("RESULT "):]))
-                        feed(worker)
-            for worker in [w for w in pool if time.monotonic() > w.deadline]:
-                retire(worker, failure=f"gave no result within {job_timeout_s:.0f} s", kill=True)
-    selector.close()
+        proc = subprocess.Popen([sys.executable, "-m", "bench.explain_worker", "--workers", str(workers),
+                                 "--timeout", str(job_timeout_s)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=log, env=env)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write("".join(json.dumps({"id": k, "job": job}) + "\n" for k, job in enumerate(jobs)).encode())
+            proc.stdin.close()
+        except BrokenPipeError:  # it died at start; reported below like any other death
+            pass
+        # The server enforces each job's limit; this outer limit only catches a hung server.
+        limit = time.monotonic() + 120 + job_timeout_s * (len(jobs) // max(1, workers) + 1)
+        selector = selectors.DefaultSelector()
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        buffer = b""
+        while len(done) < len(jobs) and selector.select(timeout=max(0.0, limit - time.monotonic())):
+            chunk = os.read(proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                break
+            *lines, buffer = (buffer + chunk).split(b"\n")
+            for line in lines:
+                if line.startswith(b"RESULT "):
+                    message = json.loads(line[len(b"RESULT "):])
+                    done.add(message["id"])
+                    on_result(message["id"], message["result"])
+        selector.close()
+        if proc.poll() is None:
+            proc.kill()
+        code = proc.wait()
+    for k in range(len(jobs)):
+        if k not in done:
+            on_result(k, {"status": "failed", "reason": f"explanation server {_exit_text(code)}: {_log_tail(log_file)}"})
 
 
-def _exit_text(code: int) -> str:
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "did not finish"
     return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
 
 

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.artifacts import check_artifact
 from bench.config import BenchmarkConfig
+from bench.errors import ModelFileError
 from bench.results import Row
 from bench.stats import classification_metrics
 
@@ -58,6 +60,10 @@ def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig,
            "logits_out": str(run_dir / "logits" / f"{row.slug}.npy"),
            "extra_images": str(extra_images) if extra_images else None,
            "extra_logits_out": str(run_dir / "logits" / f"{row.slug}__robustness.npy")}
+    try:  # pure-Python checks: a corrupt or hostile file becomes a clear reason, not a native crash
+        check_artifact(run_dir / str(row.artifact), row.format)
+    except ModelFileError as exc:
+        raise WorkerFailed(f"artifact rejected before loading: {exc}") from None
     job_file, out_file = work / f"{row.slug}.job.json", work / f"{row.slug}.out.json"
     job_file.write_text(json.dumps(job))
     out_file.unlink(missing_ok=True)

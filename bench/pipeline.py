@@ -72,11 +72,15 @@ def run(config: Config, options: RunOptions) -> Path:
     started = time.perf_counter()
     torch.set_num_threads(config.baseline.threads or torch.get_num_threads())
     dataset = load_dataset(config, options.data_dir)
+    _check_baseline_inputs(config, dataset, options)
     if options.resume:
         run_dir = Path(options.resume)
-    else:  # the folder is created only once config and data are known to be good
+    else:  # the folder is created only once config, data, model and checkpoint are known to be good
         run_dir = Path(options.out_dir or config.output.dir) / new_run_id(config.digest())
-        run_dir.mkdir(parents=True, exist_ok=False)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+        except OSError as exc:
+            raise UserError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}") from None
     (run_dir / "logs").mkdir(exist_ok=True)
     _log_to_file(run_dir / "logs" / "run.log")
     with RunLock(run_dir):
@@ -94,24 +98,40 @@ def run(config: Config, options: RunOptions) -> Path:
     return run_dir
 
 
+def _check_baseline_inputs(config: Config, dataset: Dataset, options: RunOptions) -> None:
+    """Import the model factory and check the checkpoint up front: their errors come before any folder."""
+    from bench.checkpoints import load_state_dict_file
+    from bench.models import build_model
+
+    model = build_model(config.baseline.model, in_channels=dataset.input_shape[0],
+                        num_classes=len(dataset.classes), width=config.baseline.width)
+    if checkpoint := options.checkpoint or config.baseline.checkpoint:
+        load_state_dict_file(checkpoint, model)
+
+
 def _new_document(run_id: str, config: Config, dataset: Dataset, options: RunOptions) -> dict[str, Any]:
     return {"run_id": run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "status": "running", "quick": options.quick, "config": config.to_dict(), "environment": environment(),
             "dataset": {"name": dataset.name, "source": dataset.source, "train_size": len(dataset.train),
                         "val_size": len(dataset.val), "test_size": len(dataset.test), "classes": list(dataset.classes),
                         "mean": list(dataset.mean), "std": list(dataset.std)},
-            "baseline": "baseline", "stages": {}, "variants_done": []}
+            "baseline": "baseline", "stages": {}, "variants_done": [],
+            # what --resume needs to rebuild the same baseline from the same data
+            "run_options": {"checkpoint": options.checkpoint, "data_dir": options.data_dir, "explain": options.explain}}
 
 
 def load_results(run_dir: Path) -> dict[str, Any]:
     """results.json of an existing run folder; UserError when it is missing or unreadable."""
     path = Path(run_dir) / "results.json"
     try:
-        return json.loads(path.read_text())
+        document = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{run_dir} is not an edgebench run folder (no results.json)") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} cannot be read: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("config"), dict) or not isinstance(document.get("rows", []), list):
+        raise UserError(f"{path} is not an edgebench results file (expected an object with a 'config' object and a 'rows' list)")
+    return document
 
 
 def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWriter, options: RunOptions) -> None:
@@ -121,6 +141,10 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
     trained = baseline_model(config.baseline, dataset, config.output.cache_dir, checkpoint=options.checkpoint, quiet=options.quiet)
     _say(options, f"baseline {config.baseline.model}: {trained.info['source']}, val top-1 {trained.info['val_top1']:.4f}")
     stages["baseline_s"] = round(time.perf_counter() - stage, 1)
+    previous = (writer.document.get("baseline_info") or {}).get("cache_key")
+    if previous and previous != trained.info["cache_key"]:
+        raise UserError(f"cannot resume {run_dir}: its baseline ({previous}) differs from the one rebuilt now "
+                        f"({trained.info['cache_key']}); was the checkpoint or the data changed?")
     writer.update(baseline_info={k: v for k, v in trained.info.items() if k != "losses"})
     stage = time.perf_counter()
     variants = build_variants(config, dataset, trained.model, trained.info["cache_key"], config.output.cache_dir,

@@ -123,7 +123,20 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the run process dies (kill -9 included), so an orphan
+    never writes into a run folder that a resumed run is using."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass  # not Linux: the worker just finishes its row
+
+
 def main(argv: list[str]) -> int:
+    _die_with_parent()
     job = json.loads(Path(argv[0]).read_text())
     result = run_job(job)
     Path(argv[1]).write_text(json.dumps(result))

@@ -110,7 +110,7 @@ CASES = [
     Case("data-labels-out-of-range", _data(max_label=20), ("labels outside 0..9",)),
     Case("data-val-size-too-big", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG.replace("val_size = 50", "val_size = 500"))),
                                                 "--data-dir", str(fake_data(tmp / "data"))], ("val_size = 500", "leaves no training images")),
-    # --checkpoint (the run folder is still created first today: see PENDING_PIPELINE_FIX)
+    # --checkpoint (checked before the run folder is created)
     Case("checkpoint-missing", _ckpt("missing"), ("checkpoint not found", "w.pt")),
     Case("checkpoint-truncated", _ckpt("truncated"), ("corrupt or truncated", "w.pt")),
     Case("checkpoint-not-state-dict", _ckpt("list"), ("expected a state_dict", "list")),
@@ -144,19 +144,12 @@ CASES = [
     Case("resume-corrupt-json", lambda tmp: ["run", "--resume", str(results_json(tmp, "{\"rows\": ["))], ("results.json", "cannot be read")),
     Case("resume-bad-config", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running", "config": {"baseline": {"epochs": -1}}}))],
          ("results.json config [baseline].epochs = -1", ">= 0")),
-]
-
-# Cases whose error is clean but which still create the run folder first: pipeline.run loads the
-# checkpoint and imports the model factory only after `run_dir.mkdir` (fix reported to the lead).
-PENDING_PIPELINE_FIX = {c.id for c in CASES if c.id.startswith("checkpoint-")} | {"model-factory-not-importable"}
-
-# Bugs in files this suite may not edit: a traceback instead of one line (fixes reported to the lead).
-KNOWN_BUGS = [
     Case("resume-results-without-config", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running"}))],
          ("results.json", "config")),
     Case("out-is-a-file", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data")),
                                       "--out", str(_write(tmp / "results", b"a file"))], ("results", "cannot create")),
 ]
+
 
 
 # ---------------------------------------------------------------- builders of bad input
@@ -349,8 +342,6 @@ def _check(case: Case, tmp: Path, code: int, err: str, before: dict[str, tuple[i
     if case.after:
         case.after(tmp)
     changed = sorted(set(_snapshot(tmp).items()) ^ set(before.items()))
-    if changed and case.id in PENDING_PIPELINE_FIX:
-        pytest.xfail(f"clean error, but the run folder was created before the check: {changed[0][0]}")
     assert not changed, f"a rejected command wrote files: {[c[0] for c in changed][:5]}"
 
 
@@ -358,8 +349,7 @@ def _out_args(argv: list[str], tmp: Path) -> list[str]:
     return argv + ["--out", str(tmp / "results")] if argv[0] == "run" and "--resume" not in argv and "--out" not in argv else argv
 
 
-@pytest.mark.parametrize("case", CASES + [pytest.param(c, marks=pytest.mark.xfail(reason="traceback: fix reported to the lead", strict=True))
-                                          for c in KNOWN_BUGS], ids=lambda c: c.id)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_bad_input_is_one_clean_line(case: Case, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = _out_args(case.setup(workdir), workdir)
     before = _snapshot(workdir)
@@ -392,7 +382,7 @@ def test_debug_shows_the_traceback(workdir: Path, capsys: pytest.CaptureFixture[
 
 
 def test_case_table_is_large_and_unique() -> None:
-    ids = [c.id for c in CASES + KNOWN_BUGS]
+    ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids)) and len(ids) >= 20
 
 

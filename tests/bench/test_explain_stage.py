@@ -164,16 +164,24 @@ def test_flip_galleries_and_comparison_grid(explained):
             assert set(flips["indices"]) <= set(es["reference_flips"]["indices"])
 
 
-def test_one_variant_is_recomputed_alone_and_settings_must_match(explained, tmp_path):
+def test_variant_recomputation_needs_matching_settings(explained, tmp_path):
+    run_dir, document = explained
+    document = json.loads(json.dumps(document))
+    with pytest.raises(UserError, match="differ"):
+        explain_run(run_dir, document, **{**FAST, "max_evals": 90}, variant="q8")
+    with pytest.raises(UserError, match="no ok rows of variant"):
+        explain_run(run_dir, document, **FAST, variant="nope")
+    with pytest.raises(TypeError, match="unknown settings"):
+        explain_run(run_dir, document, **FAST, drift_treshold=0.3)
+
+
+@pytest.mark.e2e  # a second fork server start (~15 s of numba compilation)
+def test_one_variant_is_recomputed_alone(explained, tmp_path):
     source, _ = explained
     run_dir = tmp_path / "copy"
     shutil.copytree(source, run_dir)
     document = json.loads((run_dir / "results.json").read_text())
     before = _by_variant(document)[("q8d", "onnx")]["explanation"]
-    with pytest.raises(UserError, match="differ"):
-        explain_run(run_dir, document, **{**FAST, "max_evals": 90}, variant="q8")
-    with pytest.raises(UserError, match="no ok rows of variant"):
-        explain_run(run_dir, document, **FAST, variant="nope")
     explain_run(run_dir, document, **{**FAST, "workers": 1}, variant="q8")
     assert _by_variant(document)[("q8d", "onnx")]["explanation"] == before  # other variants untouched
     assert _by_variant(document)[("q8", "onnx")]["explanation"]["status"] == "ok"
@@ -191,12 +199,20 @@ def test_plan_shares_fp32_rows_and_puts_the_reference_first():
     assert plan_rows(rows, "baseline", "small", share_fp32=True)[1] == [3, 1, 4]  # the reference comes along
 
 
-def test_worker_that_stalls_fails_only_its_job(tmp_path):
+@pytest.mark.e2e  # a second fork server start (~15 s of numba compilation)
+def test_failing_and_overrunning_jobs_fail_alone(explained, tmp_path):
+    run_dir, document = explained
+    row = _by_variant(document)[("q8", "onnx")]
+    job = {"runtime": "onnxruntime", "device": "cpu", "artifact": str(run_dir / row["artifact"]), "input_spec": row["input_spec"],
+           "images": str(run_dir / "work" / "test_images.npy"), "masker": "blur(10,10)", "batch_size": 50, "seed": 0,
+           "threads": 1, "one_at_a_time": False, "deletion_steps": 4, "max_evals": 40,
+           "sets": {"main": {"indices": [0, 1], "classes": [0, 1], "values_out": str(tmp_path / "v.npy")}}}
+    slow = {**job, "max_evals": 10**7, "sets": {"main": {**job["sets"]["main"], "values_out": str(tmp_path / "slow.npy")}}}
     results: dict[int, dict] = {}
-    jobs = [{"never": "read"}, {"never": "read"}]
-    run_jobs(jobs, tmp_path / "log.txt", lambda k, r: results.__setitem__(k, r), workers=1, job_timeout_s=0.5)
-    assert sorted(results) == [0, 1]
-    assert all(r["status"] == "failed" and "no result within" in r["reason"] for r in results.values())
+    run_jobs([{"not": "a job"}, slow, job], tmp_path / "log.txt", lambda k, r: results.__setitem__(k, r), workers=2, job_timeout_s=4)
+    assert results[0]["status"] == "failed" and "KeyError" in results[0]["reason"]
+    assert results[1]["status"] == "failed" and "no result within" in results[1]["reason"]
+    assert results[2]["status"] == "ok" and np.load(tmp_path / "v.npy").shape == (2, 28, 28, 1)
 
 
 def test_cli_user_errors(tmp_path, capsys):
@@ -206,3 +222,35 @@ def test_cli_user_errors(tmp_path, capsys):
     assert "run folder not found" in capsys.readouterr().err
     assert main(["explain", str(tmp_path)]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+E2E_VARIANTS = """
+[[variants]]
+name = "int8"
+passes = ["quantize.static(images=64)"]
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not DEBIAN_DATA.exists(), reason="dataset-fashion-mnist not installed")
+def test_cli_explains_a_real_run(tmp_path, capsys):
+    from bench.cli import main
+    from tests.conftest import TINY_CONFIG
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_CONFIG + E2E_VARIANTS + f'\n[output]\ndir = "{tmp_path / "results"}"\ncache_dir = "{tmp_path / "cache"}"\n')
+    assert main(["run", "--config", str(config), "--quick", "--quiet", "--no-explain"]) == 0
+    (run_dir,) = [p for p in (tmp_path / "results").iterdir() if (p / "results.json").exists()]
+    assert main(["explain", str(run_dir), "--samples", "1", "--max-evals", "100"]) == 0
+    assert "spearman" in capsys.readouterr().out
+    document = json.loads((run_dir / "results.json").read_text())
+    assert validate_results(document) == []
+    blocks = {(r["variant"], r["format"]): r["explanation"] for r in document["rows"] if r["status"] == "ok"}
+    assert blocks[("baseline", "onnx")]["drift"]["spearman_mean"] == 1.0
+    assert blocks[("baseline", "torch")]["shared_from"] == slug_of(next(r for r in document["rows"] if r["variant"] == "baseline" and r["format"] == "onnx"))
+    assert blocks[("int8", "onnx")]["status"] == "ok" and blocks[("int8", "onnx")]["seconds_per_image"] > 0
+    assert (run_dir / document["explanation_set"]["comparison_grid"]).is_file()
+    assert main(["explain", str(run_dir), "--variant", "int8", "--max-evals", "120", "--quiet"]) == 2  # set is 1 / 100
+    assert main(["explain", str(run_dir), "--variant", "int8", "--quiet"]) == 0  # joins the existing set
+    document = json.loads((run_dir / "results.json").read_text())
+    assert document["explanation_set"]["max_evals"] == 100 and len(document["explanation_set"]["indices"]) == 10
