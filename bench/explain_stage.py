@@ -1,9 +1,9 @@
 """The explanation stage of a run: SHAP on every ok row's deployed artifact, drift against the
 baseline, deletion faithfulness, plots; results.json rewritten after every row.
 
-It needs only the run folder: results.json, artifacts/, logits/, work/test_images.npy and the
-test labels (work/test_labels.npy, else the Fashion-MNIST IDX file the run read). Artifacts run
-in `bench.explain_worker` processes; this module plans the jobs and writes the blocks.
+It needs only the run folder: results.json, artifacts/, logits/ and the raw test images and
+labels (work/test_images.npy, work/test_labels.npy). The artifacts run in `bench.explain_worker`
+processes; this module plans the jobs and writes the blocks.
 
 Which rows get their own explanation: every ok row, except the fp32 rows of a variant other than
 its primary fp32 row (ONNX on the CPU first, see _FORMAT_ORDER). An ok fp32 row passed parity
@@ -51,25 +51,14 @@ def slug_of(row: dict[str, Any]) -> str:
     return Row(**{k: v for k, v in row.items() if k in Row.__dataclass_fields__}).slug
 
 
-def load_labels(run_dir: Path, document: dict[str, Any], n: int) -> np.ndarray:
-    """Test labels: work/test_labels.npy, else the first n of Fashion-MNIST's t10k labels."""
-    saved = run_dir / "work" / "test_labels.npy"
-    dataset = document.get("dataset") or {}
-    if saved.is_file():
-        labels = np.load(saved, allow_pickle=False).astype(np.int64)
-    elif dataset.get("name") == "fashion-mnist":
-        from bench.data import DEBIAN_FASHION_MNIST, read_idx
-
-        source = Path(str(dataset.get("source", "")).split(" -> ")[-1])
-        names = ("t10k-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz")
-        found = [d / name for d in (source, source / "raw", DEBIAN_FASHION_MNIST) for name in names if (d / name).is_file()]
-        if not found:
-            raise UserError(f"{saved} is missing and no Fashion-MNIST test labels were found in {source} or {DEBIAN_FASHION_MNIST}")
-        labels = read_idx(found[0])[:n].astype(np.int64)
-    else:
-        raise UserError(f"{saved} is missing: the explanation stage needs the test labels of dataset {dataset.get('name')!r}")
-    if len(labels) != n:
-        raise UserError(f"{len(labels)} test labels for {n} test images in {run_dir / 'work'}")
+def load_labels(run_dir: Path, n: int) -> np.ndarray:
+    """The test labels the pipeline saved beside the test images (work/test_labels.npy, int64)."""
+    path = run_dir / "work" / "test_labels.npy"
+    if not path.is_file():
+        raise UserError(f"{path} is missing: the explanation stage needs the run's test labels (saved by `edgebench run`)")
+    labels = np.load(path, allow_pickle=False).astype(np.int64)
+    if labels.shape != (n,):
+        raise UserError(f"{path} holds {labels.shape} labels for {n} test images")
     return labels
 
 
@@ -98,21 +87,37 @@ def plan_rows(rows: list[dict[str, Any]], baseline: str, variant: str | None,
     return reference, jobs, shared
 
 
-def flipped_images(run_dir: Path, rows: list[dict[str, Any]], jobs: list[int], reference: int | None) -> dict[int, dict[str, np.ndarray]]:
-    """Per explained row: reference and row top-1 on the test set, and where they differ."""
-    if reference is None:
-        return {}
-    ref_file = run_dir / "logits" / f"{slug_of(rows[reference])}.npy"
-    if not ref_file.is_file():
+def plan_flips(run_dir: Path, rows: list[dict[str, Any]], jobs: list[int], reference: int | None,
+               limit: int) -> dict[int, dict[str, Any]]:
+    """Per explained row: test images whose top-1 differs from the reference row's (from the
+    logits the measurement saved), the count, and up to `limit` of them chosen for its gallery."""
+    ref_file = run_dir / "logits" / f"{slug_of(rows[reference])}.npy" if reference is not None else None
+    if ref_file is None or not ref_file.is_file():
         return {}
     base = np.load(ref_file, allow_pickle=False).argmax(axis=1)
-    out = {}
+    predicted = {}
     for i in jobs:
         own = run_dir / "logits" / f"{slug_of(rows[i])}.npy"
         if i != reference and own.is_file():
-            mine = np.load(own, allow_pickle=False).argmax(axis=1)
-            out[i] = {"base": base, "mine": mine, "flipped": np.flatnonzero(base != mine)}
-    return out
+            predicted[i] = np.load(own, allow_pickle=False).argmax(axis=1)
+    chosen = choose_flips({i: np.flatnonzero(base != p) for i, p in predicted.items()}, limit)
+    return {i: {"n_flipped": int((base != p).sum()), "indices": chosen[i],
+                "baseline_predicted": base[chosen[i]].tolist(), "predicted": p[chosen[i]].tolist()}
+            for i, p in predicted.items()}
+
+
+def _set_block(settings: dict[str, Any], indices: np.ndarray, labels: np.ndarray, per_class: int, max_evals: int,
+               seed: int, reference_slug: str | None) -> dict[str, Any]:
+    """The run's explanation set: what every row's explanation shares (recorded for readers)."""
+    return {"indices": indices.tolist(), "labels": labels[indices].tolist(), "per_class": per_class, "seed": seed,
+            "masker": settings["masker"], "max_evals": max_evals, "batch_size": settings["batch_size"],
+            "class": "true label",
+            "explainer": "shap.Explainer(f, shap.maskers.Image(masker, (H, W, C))) -> Partition (Owen values)",
+            "background": "none: the masker hides pixels with its own blur/inpainting of the same image",
+            "pixel_space": "float (H, W, C) raw pixels 0..255; f = softmax(runtime predict(prepare_input(x, input_spec)))",
+            "shap_version": _version("shap"), "images_file": f"{OUT}/images.npy", "images_layout": "NHWC uint8",
+            "reference": reference_slug, "flip_gallery": settings["flip_gallery"],
+            "drift_threshold": settings["drift_threshold"], "deletion_steps": settings["deletion_steps"], "status": "running"}
 
 
 def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_evals: int, seed: int,
@@ -136,37 +141,25 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
     if not images_file.is_file():
         raise UserError(f"{images_file} is missing: the explanation stage needs the run's raw test images")
     raw = np.load(images_file, mmap_mode="r", allow_pickle=False)
-    labels = load_labels(run_dir, document, len(raw))
+    labels = load_labels(run_dir, len(raw))
     rows = document["rows"]
     if variant is not None and not any(r["variant"] == variant and r.get("status") == "ok" for r in rows):
         names = sorted({r["variant"] for r in rows if r.get("status") == "ok"})
         raise UserError(f"no ok rows of variant {variant!r} in {run_dir}; variants with ok rows: {', '.join(names) or 'none'}")
     indices = choose_explanation_set(labels, per_class, seed)
-    new_set = {"indices": indices.tolist(), "masker": settings["masker"], "max_evals": max_evals, "seed": seed,
-               "batch_size": settings["batch_size"]}
+    reference, jobs, shared = plan_rows(rows, document["baseline"], variant, settings["share_fp32"])
+    new_set = _set_block(settings, indices, labels, per_class, max_evals, seed,
+                         slug_of(rows[reference]) if reference is not None else None)
     previous = document.get("explanation_set")
     if variant is not None and previous and any(previous.get(k) != new_set[k] for k in _SET_KEYS):
         raise UserError("these settings differ from the run's explanation set (images, masker, max_evals, seed or batch size); "
                         "recompute every variant (omit --variant) so all explanations stay comparable")
-    reference, jobs, shared = plan_rows(rows, document["baseline"], variant, settings["share_fp32"])
-    flipped = flipped_images(run_dir, rows, jobs, reference)
-    chosen = choose_flips({i: f["flipped"] for i, f in flipped.items()}, settings["flip_gallery"])
-    flips = {i: {"n_flipped": int(f["flipped"].size), "indices": chosen[i],
-                 "baseline_predicted": f["base"][chosen[i]].tolist(), "predicted": f["mine"][chosen[i]].tolist()}
-             for i, f in flipped.items()}
+    flips = plan_flips(run_dir, rows, jobs, reference, settings["flip_gallery"])
     (run_dir / OUT).mkdir(parents=True, exist_ok=True)
     (run_dir / "logs").mkdir(exist_ok=True)
     set_images = np.asarray(raw[indices]).transpose(0, 2, 3, 1)
     np.save(run_dir / OUT / "images.npy", set_images, allow_pickle=False)
-    document["explanation_set"] = {
-        **new_set, "labels": labels[indices].tolist(), "per_class": per_class, "class": "true label",
-        "explainer": "shap.Explainer(f, shap.maskers.Image(masker, (H, W, C))) -> Partition (Owen values)",
-        "background": "none: the masker hides pixels with its own blur/inpainting of the same image",
-        "pixel_space": "float (H, W, C) raw pixels 0..255; f = softmax(runtime predict(prepare_input(x, input_spec)))",
-        "shap_version": _version("shap"), "images_file": f"{OUT}/images.npy", "images_layout": "NHWC uint8",
-        "reference": slug_of(rows[reference]) if reference is not None else None,
-        "flip_gallery": settings["flip_gallery"], "drift_threshold": settings["drift_threshold"],
-        "deletion_steps": settings["deletion_steps"], "status": "running"}
+    document["explanation_set"] = new_set
     recorder = Recorder(run_dir, document, settings, indices, labels, set_images, reference, shared, flips)
     tasks = recorder.tasks(jobs, images_file=images_file, max_evals=max_evals, seed=seed)
     atomic_write_json(run_dir / "results.json", document)
@@ -276,14 +269,14 @@ class Recorder:
 
     def _ok_block(self, i: int, slug: str, result: dict[str, Any]) -> dict[str, Any]:
         from explain.drift import drift_metrics
-        from explain.plots import image_plot
+        from explain.plots import image_plot, short_label
 
         main = result["sets"]["main"]
         values = np.load(self.run_dir / self._file(slug, ".values.npy"), allow_pickle=False)
         if i == self.reference:
             self.reference_values = values
         true = self.labels[self.indices]
-        titles = [f"{_short(self.names[t])}\n-> {_short(self.names[p])}" for t, p in zip(true, main["predicted"])]
+        titles = [f"{short_label(self.names[t])}\n-> {short_label(self.names[p])}" for t, p in zip(true, main["predicted"])]
         image_plot(self.run_dir / self._file(slug, ".png"), self.set_images, values, titles,
                    f"{slug}\nSHAP of the true class (red raises its probability); titles: true -> predicted")
         block: dict[str, Any] = {
@@ -337,10 +330,6 @@ class Recorder:
         es.update(status="complete", seconds=round(seconds, 1), rows_explained=len(columns),
                   rows_shared=sum(1 for r in self.rows if (r.get("explanation") or {}).get("shared_from")))
         self.document.setdefault("stages", {})["explain_s"] = round(seconds, 1)
-
-
-def _short(name: str, width: int = 10) -> str:
-    return name if len(name) <= width else name[: width - 1] + "."
 
 
 def _version(package: str) -> str | None:

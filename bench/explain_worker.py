@@ -161,6 +161,8 @@ def run_jobs(jobs: list[dict[str, Any]], log_file: Path, on_result: OnResult, *,
     Never raises for a job's failure: a failed, crashed or overrunning job is a failed result.
     If the server itself dies or stalls, every job without a result fails with its last log line.
     """
+    if not jobs:
+        return  # nothing to explain: don't pay the server's warm-up
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_CPP_MIN_LOG_LEVEL": "3"}
     done: set[int] = set()
     with open(log_file, "a") as log:

@@ -27,8 +27,8 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in [
-        ModelEntry("edgecnn", "bench.zoo:edgecnn", "default: 4-conv BN CNN, ~94K params at width 1, downsamples early for cheap CPU training"),
-        ModelEntry("tinycnn", "bench.zoo:tinycnn", "2-conv CNN of a few thousand params, for tests and smoke runs"),
+        ModelEntry("edgecnn", "bench.zoo:edgecnn", "default: 4-conv BN CNN + 7x7 conv head, ~91K params, 7.7M MACs; downsamples early for cheap CPU training"),
+        ModelEntry("tinycnn", "bench.zoo:tinycnn", "edgecnn with 8-16 channels (12K params), for tests and smoke runs"),
         ModelEntry("mobilenet_v2", "bench.zoo:mobilenet_v2", "torchvision MobileNetV2 (width 0.5 by default), stem adapted to 1x28x28"),
         ModelEntry("resnet18", "bench.zoo:resnet18", "torchvision ResNet-18, 3x3 stem without max-pool for 28x28 input"),
     ]

@@ -47,9 +47,9 @@ def unstructured(model: nn.Module, params: dict[str, Any], ctx: PassContext | No
 
 
 def _classifier(model: nn.Module) -> list[nn.Module]:
-    """The last Linear layer: its outputs are the classes, so it must keep every output channel."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return linears[-1:]
+    """The last conv or linear layer registered: its outputs are the classes, so it must keep them all."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return layers[-1:]
 
 
 def _importance(name: str) -> Any:

@@ -63,7 +63,8 @@ def _panel(ax: Any, image: np.ndarray, values: np.ndarray | None, limit: float, 
     return handle
 
 
-def _short(name: str, width: int = 11) -> str:
+def short_label(name: str, width: int = 11) -> str:
+    """A class name cut to fit a small panel's title."""
     return name if len(name) <= width else name[: width - 1] + "."
 
 
@@ -111,10 +112,10 @@ def comparison_grid(path: Path, images: np.ndarray, true_labels: Sequence[int],
     handle = None
     for r in range(n):
         true = int(true_labels[r])
-        _panel(axes[r, 0], images[r], None, limit, f"true: {_short(class_names[true])}")
+        _panel(axes[r, 0], images[r], None, limit, f"true: {short_label(class_names[true])}")
         for c, (name, values, predicted) in enumerate(columns):
             pred = int(predicted[r])
-            title = f"pred: {_short(class_names[pred])}"
+            title = f"pred: {short_label(class_names[pred])}"
             if r == 0:
                 title = f"{name}\n{title}"
             handle = _panel(axes[r, c + 1], images[r], values[r], limit, title, "black" if pred == true else "red") or handle
@@ -136,12 +137,12 @@ def flip_gallery(path: Path, images: np.ndarray, true_labels: Sequence[int], bas
     handle = None
     for r in range(n):
         true = int(true_labels[r])
-        _panel(axes[r, 0], images[r], None, limit, f"true: {_short(class_names[true])}")
+        _panel(axes[r, 0], images[r], None, limit, f"true: {short_label(class_names[true])}")
         cells = [("baseline", baseline_values, baseline_predicted)] if baseline_values is not None else []
         cells.append(("variant", values, predicted))
         for c, (name, vals, preds) in enumerate(cells):
             pred = int(preds[r])
-            handle = _panel(axes[r, c + 1], images[r], vals[r], limit, f"{name}: {_short(class_names[pred])}",
+            handle = _panel(axes[r, c + 1], images[r], vals[r], limit, f"{name}: {short_label(class_names[pred])}",
                             "black" if pred == true else "red") or handle
     for ax in axes.ravel()[n * cols:]:
         ax.axis("off")

@@ -79,7 +79,7 @@ def test_structured_pruning_makes_the_model_physically_smaller(importance):
     assert count_params(pruned) < 0.45 * params
     assert count_macs(pruned, SHAPE) < 0.45 * macs
     assert info["channels_after"][1] == info["channels_before"][1] // 2
-    assert pruned.classifier.out_features == 10
+    assert pruned(torch.zeros(1, *SHAPE)).shape == (1, 10)  # the classes are never pruned
 
 
 def test_kd_loss_decreases_and_is_zero_for_identical_logits():
