@@ -399,7 +399,7 @@ def test_inspect_valid_artifacts(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert "inputs:" in out and "outputs:" in out and "operators" in out
     assert main(["inspect", "--json", str(files[0])]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["operators"]["Conv"] == 4
+    assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["operators"]["Conv"] == 5
     assert info["outputs"][0] == {"name": "logits", "shape": ["N", 10], "dtype": "float32", "quantization": None}
 
 
@@ -413,5 +413,5 @@ def test_inspect_pt2_reads_the_program_without_unpickling(tmp_path: Path, capsys
 
     info = json.loads(capsys.readouterr().out)
     assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["inputs"][0]["dtype"] == "float"
-    assert info["operators"]["aten.conv2d.default"] == 4
+    assert info["operators"]["aten.conv2d.default"] == 5
     assert np.prod(info["outputs"][0]["shape"][1:]) == 10
