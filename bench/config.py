@@ -121,6 +121,14 @@ class ExplainConfig:
     per_class: int = _key("explained test images per class (seeded)", default=2, check=_at_least(1))
     max_evals: int = _key("model evaluations per explained image (Partition explainer budget)", default=500, check=_at_least(10))
     seed: int = _key("seed of the explanation image choice", default=0)
+    masker: str = _key("how SHAP hides pixels: 'blur(kx,ky)', 'inpaint_telea' or 'inpaint_ns'", default="blur(10,10)")
+    batch_size: int = _key("masked images per model call in the Partition explainer", default=50, check=_at_least(1))
+    flip_gallery: int = _key("test images whose top-1 flipped vs the baseline, explained and plotted per variant (0 = none)", default=8, check=_at_least(0))
+    drift_threshold: float = _key("flag a variant as drifted when its mean Spearman correlation with the baseline's attributions is below this", default=0.5, check=lambda v: None if -1 <= v <= 1 else "must be in [-1, 1]")
+    deletion_steps: int = _key("steps of the deletion faithfulness curve", default=20, check=_at_least(2))
+    share_fp32: bool = _key("fp32 rows of a variant that passed parity reuse one explanation (the row says so)", default=True)
+    workers: int = _key("parallel explanation processes", default=2, check=_at_least(1))
+    job_timeout_s: float = _key("a row's explanation fails after this many seconds", default=600.0, check=lambda v: None if v > 0 else "must be > 0")
 
 
 @dataclass

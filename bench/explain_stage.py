@@ -218,6 +218,9 @@ class Recorder:
                 sets = {"flips": {"indices": self.flip_union, "classes": self.labels[self.flip_union].tolist(),
                                   "values_out": str(self.run_dir / self._file(slug, ".flips.npy"))}}
                 out.append(("reference_flips", i, self._job(i, sets, images_file, max_evals, seed)))
+        # Longest first, so no worker is left with a slow job at the end: the reference (everyone's
+        # drift waits for it), its flips, then one-image-per-call (dynamic int8) rows, then the rest.
+        out.sort(key=lambda t: (t[0] != "row" or t[1] != self.reference, t[0] != "reference_flips", not t[2]["one_at_a_time"]))
         self.kinds = [(kind, i) for kind, i, _ in out]
         self.pending = [] if self.reference in jobs else None
         return out

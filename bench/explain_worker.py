@@ -95,7 +95,8 @@ def warm_up() -> None:
 
 
 def _child(job: dict[str, Any], out_file: str) -> None:
-    """Body of a forked child: run one job, write its result file. Never returns normally."""
+    """Body of a forked child: run one job and write its result file (the server reads it once the
+    child has exited with code 0; any other exit means the runtime crashed the child)."""
     os.dup2(2, 1)  # library chatter goes to the log, never into the server's RESULT stream
     try:
         result = run_job(job)
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
-    jobs = [(item["id"], item["job"]) for item in map(json.loads, sys.stdin.read().splitlines()) if item]
+    jobs = [(item["id"], item["job"]) for item in (json.loads(line) for line in sys.stdin.read().splitlines() if line.strip())]
     serve(jobs, args.workers, args.timeout)
     return 0
 

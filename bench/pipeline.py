@@ -71,6 +71,11 @@ def run(config: Config, options: RunOptions) -> Path:
     """Run the whole benchmark (or resume one); returns the run folder. UserError on bad input."""
     started = time.perf_counter()
     torch.set_num_threads(config.baseline.threads or torch.get_num_threads())
+    if _explain_enabled(config, options):
+        from bench.explain_stage import missing_dependencies
+
+        if missing := missing_dependencies():
+            raise UserError(f"explanations need {', '.join(missing)} (pip install 'edgebench[explain]'), or pass --no-explain")
     dataset = load_dataset(config, options.data_dir)
     _check_baseline_inputs(config, dataset, options)
     if options.resume:
@@ -163,7 +168,7 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
     stages["measure_s"] = round(time.perf_counter() - stage, 1)
     for hook in post_run_hooks(config, options):
         stage = time.perf_counter()
-        hook(run_dir, writer)
+        hook(run_dir, writer, options)
         stages[f"{hook.__name__}_s"] = round(time.perf_counter() - stage, 1)
 
 
@@ -191,20 +196,23 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
             bar.update(1)
 
 
-def post_run_hooks(config: Config, options: RunOptions) -> list[Callable[[Path, RunWriter], None]]:
+def post_run_hooks(config: Config, options: RunOptions) -> list[Callable[[Path, RunWriter, RunOptions], None]]:
     """Stages that work from results.json alone, run after the measurements (explain, report)."""
-    hooks: list[Callable[[Path, RunWriter], None]] = []
-    if options.explain if options.explain is not None else config.explain.enabled:
+    hooks: list[Callable[[Path, RunWriter, RunOptions], None]] = []
+    if _explain_enabled(config, options):
         hooks.append(explain_stage)
     return hooks
 
 
-def explain_stage(run_dir: Path, writer: RunWriter) -> None:
+def _explain_enabled(config: Config, options: RunOptions) -> bool:
+    return options.explain if options.explain is not None else config.explain.enabled
+
+
+def explain_stage(run_dir: Path, writer: RunWriter, options: RunOptions) -> None:
     from bench.explain_stage import explain_run
 
-    cfg = writer.document["config"]["explain"]
-    explain_run(run_dir, writer.document, per_class=cfg["per_class"], max_evals=cfg["max_evals"], seed=cfg["seed"],
-                quiet=False)
+    cfg = {k: v for k, v in writer.document["config"]["explain"].items() if k != "enabled"}
+    explain_run(run_dir, writer.document, **cfg, quiet=options.quiet)
     writer.flush()
 
 

@@ -82,8 +82,12 @@ def explanation_figures(document: dict[str, Any], lines: list[Line]) -> list[tup
     for block in ("explanation_set", "robustness"):
         found += [(f"{block}: {key}", path) for key, path in _png_fields(document.get(block), "")]
     for line in lines:
-        found += [(f"{line.label}: {key}", path) for key, path in _png_fields(line.row.get("explanation"), "")]
-    return found
+        block = line.row.get("explanation") or {}
+        if block.get("shared_from"):  # the same figure is already shown for the row it is shared from
+            continue
+        found += [(f"{line.label}: {key}", path) for key, path in _png_fields(block, "")]
+    seen: set[str] = set()
+    return [(caption, path) for caption, path in found if not (path in seen or seen.add(path))]
 
 
 def _png_fields(block: Any, prefix: str) -> Iterator[tuple[str, str]]:
