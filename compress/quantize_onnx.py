@@ -53,11 +53,12 @@ def quantize_static(source: Path, target: Path, params: dict[str, Any], calibrat
         prepared = _pre_process(source, Path(tmp))
         ort_quantize_static(str(prepared), str(target), _Batches(calibration, _input_name(prepared)),
                             quant_format=QuantFormat.QDQ, per_channel=params["per_channel"],
-                            reduce_range=params.get("reduce_range", False), activation_type=activation,
+                            reduce_range=params.get("reduce_range", True), activation_type=activation,
                             weight_type=QuantType.QInt8, calibrate_method=methods[params["calibration"]],
                             extra_options={"CalibTensorRangeSymmetric": False})
     return {"method": "static", "format": "QDQ", "calibration_images": int(len(calibration)),
-            "activation_type": activation.name, "weight_type": "QInt8"}
+            "activation_type": activation.name, "weight_type": "QInt8",
+            "reduce_range": params.get("reduce_range", True)}
 
 
 def quantize_dynamic(source: Path, target: Path, params: dict[str, Any], calibration: np.ndarray | None = None) -> dict[str, Any]:

@@ -114,7 +114,8 @@ PASSES: dict[str, PassSpec] = {
                 "per_channel": Param(bool, True, "per-channel weight scales"),
                 "images": Param(int, 256, "calibration images from the training split", check=lambda v: None if v >= 1 else "must be >= 1"),
                 "activations": Param(str, "uint8", "activation type: uint8 (U8S8, ORT's fast path on x86) or int8 (S8S8)", choices=("uint8", "int8")),
-                "reduce_range": Param(bool, False, "7-bit weights: avoids int16 saturation of U8S8 on CPUs without VNNI"),
+                # Measured on the default baseline (AVX2, no VNNI): off 92.28% top-1, on 92.99% (= fp32).
+                "reduce_range": Param(bool, True, "7-bit weights: avoids the int16 saturation of U8S8 kernels on CPUs without VNNI"),
             },
             formats=("onnx",),
         ),
