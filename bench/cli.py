@@ -28,7 +28,8 @@ examples:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bench.config import config_from_dict, load_config, to_toml
+    from bench.config import config_from_dict, load_config
+    from bench.config_toml import to_toml
 
     if args.resume:
         if args.config:

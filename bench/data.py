@@ -7,7 +7,6 @@ through the artifact's `input_spec`, so the spec is exercised exactly as a user 
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +207,3 @@ def batches(split: Split, batch_size: int, *, shuffle: bool = False, seed: int =
         idx = order[start:start + batch_size]
         yield split.images[idx], split.labels[idx]
 
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1

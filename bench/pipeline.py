@@ -25,7 +25,7 @@ from bench.data import Dataset, load_fashion_mnist, load_image_folder
 from bench.environment import environment
 from bench.errors import UserError
 from bench.measure import Timing
-from bench.results import Row, validate_results
+from bench.results import validate_results
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, new_run_id
 from bench.summary import print_summary
@@ -252,6 +252,3 @@ def _log_to_file(path: Path) -> None:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
 
-
-def rows_of(document: dict[str, Any]) -> list[Row]:
-    return [Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__}) for r in document["rows"]]

@@ -97,9 +97,3 @@ def _one_cycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int) ->
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.25)
 
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, inputs: Iterable[torch.Tensor]) -> torch.Tensor:
-    """Concatenated logits of the model in eval mode over an iterable of input batches."""
-    model.eval()
-    return torch.cat([model(x) for x in inputs])

@@ -21,8 +21,18 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.data import FASHION_MNIST_FILES
-from tests.conftest import write_idx
+from tests.bad_input_files import (
+    toml,
+    fake_data,
+    checkpoint,
+    external_onnx,
+    relu_tflite,
+    bad_tflite,
+    results_json,
+    mkdir_p,
+    write_file,
+    zip_without_program,
+)
 
 GOOD_CONFIG = """
 [data]
@@ -101,7 +111,7 @@ CASES = [
     Case("config-label-smoothing-one", _config("[baseline]\nlabel_smoothing = 1.0\n"), ("label_smoothing", "[0, 1)")),
     # --data-dir
     Case("data-dir-missing", _run("--data-dir", "{tmp}/nope"), ("data directory not found", "nope")),
-    Case("data-dir-empty", lambda tmp: _run("--data-dir", str(_mkdir(tmp / "empty")))(tmp), ("holds no Fashion-MNIST IDX files",)),
+    Case("data-dir-empty", lambda tmp: _run("--data-dir", str(mkdir_p(tmp / "empty")))(tmp), ("holds no Fashion-MNIST IDX files",)),
     Case("data-missing-one-file", _data(drop="t10k-labels-idx1-ubyte.gz"), ("lacks", "t10k-labels-idx1-ubyte")),
     Case("data-truncated-idx", _data(truncate="train-images-idx3-ubyte"), ("train-images-idx3-ubyte", "truncated")),
     Case("data-truncated-gzip", _data(truncate="t10k-images-idx3-ubyte.gz"), ("cannot read IDX file", "t10k-images-idx3-ubyte.gz")),
@@ -121,24 +131,24 @@ CASES = [
                                                       "--data-dir", str(fake_data(tmp / "data"))], ("no_such_mod_xyz", "cannot import")),
     # artifacts (`edgebench inspect`)
     Case("inspect-missing-file", lambda tmp: ["inspect", str(tmp / "nope.onnx")], ("model file not found", "nope.onnx")),
-    Case("inspect-unknown-suffix", lambda tmp: ["inspect", str(_write(tmp / "m.bin", b"x"))], ("unknown artifact type '.bin'",)),
-    Case("onnx-garbage", lambda tmp: ["inspect", str(_write(tmp / "m.onnx", b"not an onnx model" * 20))], ("m.onnx", "not a valid ONNX model")),
+    Case("inspect-unknown-suffix", lambda tmp: ["inspect", str(write_file(tmp / "m.bin", b"x"))], ("unknown artifact type '.bin'",)),
+    Case("onnx-garbage", lambda tmp: ["inspect", str(write_file(tmp / "m.onnx", b"not an onnx model" * 20))], ("m.onnx", "not a valid ONNX model")),
     Case("onnx-truncated", lambda tmp: ["inspect", str(external_onnx(tmp / "model", truncate=True))], ("m.onnx", "corrupt or truncated")),
-    Case("onnx-empty-file", lambda tmp: ["inspect", str(_write(tmp / "m.onnx", b""))], ("m.onnx", "not a valid ONNX model")),
+    Case("onnx-empty-file", lambda tmp: ["inspect", str(write_file(tmp / "m.onnx", b""))], ("m.onnx", "not a valid ONNX model")),
     Case("onnx-external-escape", lambda tmp: ["inspect", str(external_onnx(tmp / "model", location="../secret.bin"))], ("'../secret.bin'", "outside the model's folder")),
     Case("onnx-external-absolute", lambda tmp: ["inspect", str(external_onnx(tmp / "model", location="/etc/passwd"))], ("'/etc/passwd'", "absolute path")),
     Case("onnx-external-symlink-escape", lambda tmp: ["inspect", str(external_onnx(tmp / "model", symlink=True))], ("outside the model's folder",)),
     Case("onnx-external-missing", lambda tmp: ["inspect", str(external_onnx(tmp / "model", location="gone.bin"))], ("gone.bin", "does not exist")),
     Case("onnx-external-truncated", lambda tmp: ["inspect", str(external_onnx(tmp / "model", data_bytes=16))], ("weights.bin", "truncated external data")),
-    Case("tflite-too-short", lambda tmp: ["inspect", str(_write(tmp / "m.tflite", b"\x10\0\0\0TF"))], ("m.tflite", "too short")),
-    Case("tflite-wrong-identifier", lambda tmp: ["inspect", str(_write(tmp / "m.tflite", b"\x10\0\0\0ONNX" + bytes(64)))], ("not a TFLite model", "TFL3")),
-    Case("tflite-root-past-end", lambda tmp: ["inspect", str(_write(tmp / "m.tflite", b"\xff\xff\0\0TFL3" + bytes(64)))], ("truncated or corrupt",)),
+    Case("tflite-too-short", lambda tmp: ["inspect", str(write_file(tmp / "m.tflite", b"\x10\0\0\0TF"))], ("m.tflite", "too short")),
+    Case("tflite-wrong-identifier", lambda tmp: ["inspect", str(write_file(tmp / "m.tflite", b"\x10\0\0\0ONNX" + bytes(64)))], ("not a TFLite model", "TFL3")),
+    Case("tflite-root-past-end", lambda tmp: ["inspect", str(write_file(tmp / "m.tflite", b"\xff\xff\0\0TFL3" + bytes(64)))], ("truncated or corrupt",)),
     Case("tflite-truncated", lambda tmp: ["inspect", str(bad_tflite(tmp, "truncated"))], ("m.tflite", "corrupt or truncated")),
     Case("tflite-bad-tensor-index", lambda tmp: ["inspect", str(bad_tflite(tmp, "bad-index"))], ("refers to tensor 7",)),
-    Case("pt2-not-zip", lambda tmp: ["inspect", str(_write(tmp / "m.pt2", b"PK\x03\x04 truncated zip"))], ("m.pt2", "not a valid .pt2 archive")),
-    Case("pt2-zip-without-program", lambda tmp: ["inspect", str(_zip(tmp / "m.pt2"))], ("without a serialized program",)),
+    Case("pt2-not-zip", lambda tmp: ["inspect", str(write_file(tmp / "m.pt2", b"PK\x03\x04 truncated zip"))], ("m.pt2", "not a valid .pt2 archive")),
+    Case("pt2-zip-without-program", lambda tmp: ["inspect", str(zip_without_program(tmp / "m.pt2"))], ("without a serialized program",)),
     # --resume
-    Case("resume-not-a-run", lambda tmp: ["run", "--resume", str(_mkdir(tmp / "run"))], ("not an edgebench run folder",)),
+    Case("resume-not-a-run", lambda tmp: ["run", "--resume", str(mkdir_p(tmp / "run"))], ("not an edgebench run folder",)),
     Case("resume-with-config", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running"})), "--config", "x.toml"], ("drop --config",)),
     Case("resume-complete", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "complete", "config": {}}))], ("already complete",)),
     Case("resume-corrupt-json", lambda tmp: ["run", "--resume", str(results_json(tmp, "{\"rows\": ["))], ("results.json", "cannot be read")),
@@ -147,174 +157,9 @@ CASES = [
     Case("resume-results-without-config", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running"}))],
          ("results.json", "config")),
     Case("out-is-a-file", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data")),
-                                      "--out", str(_write(tmp / "results", b"a file"))], ("results", "cannot create")),
+                                      "--out", str(write_file(tmp / "results", b"a file"))], ("results", "cannot create")),
 ]
 
-
-
-# ---------------------------------------------------------------- builders of bad input
-
-def toml(tmp: Path, text: str | bytes) -> Path:
-    path = tmp / "config.toml"
-    path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    return path
-
-
-def fake_data(directory: Path, *, drop: str = "", truncate: str = "", garbage: str = "", n_train_labels: int = 200,
-              max_label: int = 10) -> Path:
-    """Small Fashion-MNIST-shaped IDX files (200 train, 50 test), with one defect if asked for."""
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    arrays = {"train_images": rng.integers(0, 256, (200, 28, 28)), "train_labels": rng.integers(0, max_label, n_train_labels),
-              "test_images": rng.integers(0, 256, (50, 28, 28)), "test_labels": rng.integers(0, max_label, 50)}
-    for key, stem in FASHION_MNIST_FILES.items():
-        if garbage == stem:
-            (directory / stem).write_bytes(b"this is not an IDX file")
-        elif truncate == stem:  # plain IDX with its last bytes missing
-            raw = write_idx(directory / stem, arrays[key], gz=False).read_bytes()
-            (directory / stem).write_bytes(raw[:-100])
-        elif truncate == f"{stem}.gz":  # a download that stopped half-way
-            raw = write_idx(directory / f"{stem}.gz", arrays[key]).read_bytes()
-            (directory / f"{stem}.gz").write_bytes(raw[: len(raw) // 2])
-        elif drop != f"{stem}.gz":
-            write_idx(directory / f"{stem}.gz", arrays[key])
-    return directory
-
-
-class _Evil:
-    """A pickle payload: loading it with plain pickle would create the marker file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self) -> tuple:
-        return (exec, (f"open({self.marker!r}, 'w').close()",))
-
-
-def checkpoint(tmp: Path, kind: str) -> Path:
-    import pickle
-
-    import torch
-
-    from bench.zoo import edgecnn, tinycnn
-
-    path = tmp / "w.pt"
-    if kind == "truncated":
-        torch.save(tinycnn().state_dict(), path)
-        path.write_bytes(path.read_bytes()[:2000])
-    elif kind == "list":
-        torch.save([1, 2, 3], path)
-    elif kind == "wrong-shapes":
-        torch.save(edgecnn().state_dict(), path)
-    elif kind == "evil":
-        torch.save({"features.0.0.weight": _Evil(tmp / "PWNED")}, path)
-    elif kind == "evil-raw":
-        path.write_bytes(pickle.dumps(_Evil(tmp / "PWNED")))
-    return path  # "missing": never written
-
-
-_ONNX: dict[str, bytes] = {}
-
-
-def _tiny_onnx() -> bytes:
-    """The tiny CNN as ONNX bytes, exported once per session."""
-    if not _ONNX:
-        import tempfile
-
-        from bench.export import export_onnx
-        from bench.zoo import tinycnn
-
-        with tempfile.TemporaryDirectory() as folder:
-            _ONNX["m"] = export_onnx(tinycnn(), Path(folder) / "m.onnx", (1, 28, 28)).read_bytes()
-    return _ONNX["m"]
-
-
-def external_onnx(folder: Path, *, location: str = "", data_bytes: int = 0, symlink: bool = False,
-                  truncate: bool = False) -> Path:
-    """folder/m.onnx with its weights in folder/weights.bin (valid), or with one defect."""
-    import onnx
-
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "m.onnx"
-    if truncate:
-        return _write(path, _tiny_onnx()[: len(_tiny_onnx()) // 2])
-    onnx.save_model(onnx.load_from_string(_tiny_onnx()), str(path), save_as_external_data=True,
-                    all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
-    weights = folder / "weights.bin"
-    (folder.parent / "secret.bin").write_bytes(weights.read_bytes())  # what an escaping path would read
-    if data_bytes:
-        weights.write_bytes(weights.read_bytes()[:data_bytes])
-    if symlink:
-        weights.unlink()
-        weights.symlink_to(folder.parent / "secret.bin")
-    if location:
-        model = onnx.load(str(path), load_external_data=False)
-        for tensor in model.graph.initializer:
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    entry.value = location
-        path.write_bytes(model.SerializeToString())
-    return path
-
-
-def relu_tflite(path: Path, *, bad_index: bool = False) -> Path | None:
-    """A minimal valid TFLite model (one RELU), built with LiteRT's flatbuffer schema; None without it."""
-    try:
-        import flatbuffers
-        from ai_edge_litert import schema_py_generated as s
-    except ImportError:
-        return None
-    code = s.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.RELU
-    tensors = []
-    for i, name in enumerate(("x", "y")):
-        t = s.TensorT()
-        t.shape, t.type, t.buffer, t.name = [1, 4], s.TensorType.FLOAT32, i + 1, name
-        tensors.append(t)
-    op = s.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [7 if bad_index else 0], [1]
-    graph = s.SubGraphT()
-    graph.tensors, graph.inputs, graph.outputs, graph.operators = tensors, [0], [1], [op]
-    model = s.ModelT()
-    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [code], [graph], [s.BufferT() for _ in range(3)]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return _write(path, bytes(builder.Output()))
-
-
-def bad_tflite(tmp: Path, kind: str) -> Path:
-    path = relu_tflite(tmp / "m.tflite", bad_index=kind == "bad-index")
-    if path is None:
-        pytest.skip("ai-edge-litert (its flatbuffer schema) is not installed")
-    if kind == "truncated":
-        path.write_bytes(path.read_bytes()[:200])
-    return path
-
-
-def results_json(tmp: Path, document: dict | str) -> Path:
-    import json
-
-    run = _mkdir(tmp / "run")
-    (run / "results.json").write_text(document if isinstance(document, str) else json.dumps(document))
-    return run
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
-
-
-def _zip(path: Path) -> Path:
-    import zipfile
-
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("m/readme.txt", "no program here")
-    return path
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:

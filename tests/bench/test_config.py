@@ -2,7 +2,8 @@ import tomllib
 
 import pytest
 
-from bench.config import config_from_dict, load_config, to_toml
+from bench.config import config_from_dict, load_config
+from bench.config_toml import to_toml
 from bench.errors import ConfigError
 
 
