@@ -13,6 +13,10 @@ from compress.train import FitSettings
 def finetune_pass(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tuple[nn.Module, dict[str, Any]]:
     """Train the current model for a few epochs; with distill=True the unpruned baseline is the teacher."""
     teacher = ctx.baseline if params["distill"] else None
-    settings = FitSettings(epochs=params["epochs"], lr=params["lr"], seed=ctx.seed)
+    settings = FitSettings(epochs=params["epochs"], lr=params["lr"], seed=ctx.seed,
+                           temperature=params["temperature"], alpha=params["alpha"])
     losses = ctx.fit(model, settings, teacher, "finetune" + (" (KD)" if teacher is not None else ""))
-    return model.eval(), {"epochs": params["epochs"], "lr": params["lr"], "distill": params["distill"], "losses": losses}
+    info = {"epochs": params["epochs"], "lr": params["lr"], "distill": params["distill"], "losses": losses}
+    if teacher is not None:
+        info.update(temperature=params["temperature"], alpha=params["alpha"])
+    return model.eval(), info

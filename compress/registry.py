@@ -87,7 +87,9 @@ PASSES: dict[str, PassSpec] = {
         PassSpec(
             "finetune", "model", "compress.finetune:finetune_pass",
             "fine-tune the current model on the training split; distill=true adds KD from the model before the chain",
-            {**_FINETUNE_PARAMS, "distill": Param(bool, False, "use the unpruned baseline as a KD teacher")},
+            {**_FINETUNE_PARAMS, "distill": Param(bool, False, "use the unpruned baseline as a KD teacher"),
+             "temperature": Param(float, 4.0, "softmax temperature of the KD loss (with distill=true)", check=_positive),
+             "alpha": Param(float, 0.9, "weight of the KD term (with distill=true)", check=_unit)},
         ),
         PassSpec(
             "distill", "model", "compress.distill:distill_pass",
@@ -116,6 +118,9 @@ PASSES: dict[str, PassSpec] = {
                 "activations": Param(str, "uint8", "activation type: uint8 (U8S8, ORT's fast path on x86) or int8 (S8S8)", choices=("uint8", "int8")),
                 # Measured on the default baseline (AVX2, no VNNI): off 92.28% top-1, on 92.99% (= fp32).
                 "reduce_range": Param(bool, True, "7-bit weights: avoids the int16 saturation of U8S8 kernels on CPUs without VNNI"),
+                # Measured on the default baseline: a 1-input-channel QLinearConv costs ~3x its fp32 Conv
+                # (int8 GEMM with K=9 is all overhead); fp32 first conv: 0.216 -> 0.166 ms, same top-1.
+                "fp32_first_conv": Param(bool, True, "keep the first convolution in fp32 (few weights, slow as int8 when it has 1-3 input channels)"),
             },
             formats=("onnx",),
         ),

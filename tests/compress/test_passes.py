@@ -113,3 +113,34 @@ def test_onnx_quantization_is_smaller_and_runs(name, tmp_path):
     ref = model(torch.from_numpy(calib[:8])).detach().numpy()
     assert out.shape == (8, 10)
     assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.9
+
+
+def test_static_quantization_keeps_the_first_conv_fp32_on_request(tmp_path):
+    import onnx
+
+    model = tinycnn(width=2.0).eval()
+    source = export_onnx(model, tmp_path / "m.onnx", SHAPE)
+    calib = np.random.default_rng(0).standard_normal((32, *SHAPE)).astype(np.float32)
+    spec = PASSES["quantize.static"]
+    for keep in (True, False):
+        params = {**parse_pass(f"quantize.static(fp32_first_conv={str(keep).lower()})").params}
+        info = resolve(spec)(source, tmp_path / f"q{keep}.onnx", params, calib)
+        graph = onnx.load(str(tmp_path / f"q{keep}.onnx")).graph
+        # the float Conv that survives quantization reads the raw input directly
+        float_convs = [n for n in graph.node if n.op_type == "Conv" and "input" in n.input]
+        assert bool(float_convs) is keep
+        assert len(info["fp32_nodes"]) == int(keep)
+
+
+def test_compact_names_shrinks_the_file_and_keeps_the_outputs(tmp_path):
+    from compress.quantize_onnx import compact_names
+
+    model = tinycnn(width=2.0).eval()
+    source = export_onnx(model, tmp_path / "m.onnx", SHAPE)
+    x = np.random.default_rng(1).standard_normal((4, *SHAPE)).astype(np.float32)
+    before = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    size = source.stat().st_size
+    saved = compact_names(source)
+    after = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert saved > 0 and source.stat().st_size == size - saved
+    np.testing.assert_array_equal(before, after)
