@@ -1,0 +1,24 @@
+"""scripts/int8_probe.py runs end to end and prints one timed row per layer kind."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.tflite
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "int8_probe.py"
+
+
+def test_int8_probe_prints_a_ratio_per_block():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--calls", "20"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if re.match(r"(stem|body|head) ", line)]
+    assert [r[0] for r in rows] == ["stem", "body", "head"]
+    for _, fp32, int8, ratio in rows:
+        assert float(fp32) > 0 and float(int8) > 0
+        assert ratio.endswith("x") and float(ratio[:-1]) == pytest.approx(float(fp32) / float(int8), rel=0.05)
