@@ -17,8 +17,12 @@ promises. The benchmark's TFLite int8 row for the whole model is the sum of thes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
 import time
+import warnings
+from typing import Iterator
 
 import numpy as np
 
@@ -41,6 +45,23 @@ def _build(kind: str):  # noqa: ANN202 - a Keras model
         inp = layers.Input((7, 7, 64), batch_size=1)
         out = layers.GlobalAveragePooling2D()(layers.Conv2D(10, 7)(inp))
     return tf.keras.Model(inp, out)
+
+
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    """The converter prints pages of native log lines on fds 1 and 2; keep the table readable."""
+    sys.stdout.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 def _convert(model, int8: bool) -> bytes:  # noqa: ANN001
@@ -87,13 +108,17 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000, help="timed calls per model (default 3000)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
+    with _silenced():
+        import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)
     print(f"{'block':6s}  {'fp32 p50 ms':>11s}  {'int8 p50 ms':>11s}  {'int8 speed-up':>13s}")
     for kind in ("stem", "body", "head"):
         model = _build(kind)
-        fp32, int8 = (_p50_ms(_convert(model, q), args.threads, args.calls) for q in (False, True))
+        with _silenced(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flatbuffers = [_convert(model, q) for q in (False, True)]
+        fp32, int8 = (_p50_ms(fb, args.threads, args.calls) for fb in flatbuffers)
         print(f"{kind:6s}  {fp32:11.4f}  {int8:11.4f}  {fp32 / int8:12.2f}x")
 
 
