@@ -102,7 +102,7 @@ _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 def _register_optional_commands() -> None:
     import importlib
 
-    for module in ("bench.cli_report", "bench.cli_explain", "bench.cli_inspect"):
+    for module in ("bench.cli_report", "bench.cli_explain", "bench.cli_inspect", "bench.cli_ab"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

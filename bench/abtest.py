@@ -1,0 +1,101 @@
+"""Paired latency of two artifacts of one run, timed interleaved in one process.
+
+Why: a run measures every row in its own worker, minutes apart. On a shared machine the speed
+of the CPU drifts over minutes (neighbours, frequency), so the ratio of two rows' medians carries
+that drift. Here both artifacts are loaded side by side and timed in alternating short blocks
+(A B, B A, ...); each round gives one ratio of block medians, and the median of those ratios
+cancels drift slower than a round. `edgebench ab` (bench/cli_ab.py) prints it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class PairedLatency:
+    a_p50_ms: float
+    b_p50_ms: float
+    ratio_median: float          # median over rounds of (A block median / B block median): > 1 means B is faster
+    ratio_p10_p90: tuple[float, float]
+    rounds: int
+    calls_per_block: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a_p50_ms": self.a_p50_ms, "b_p50_ms": self.b_p50_ms, "ratio_median": self.ratio_median,
+                "ratio_p10_p90": list(self.ratio_p10_p90), "rounds": self.rounds, "calls_per_block": self.calls_per_block}
+
+
+def _block_ms(fn: Callable[[], Any], calls: int) -> np.ndarray:
+    out = np.empty(calls)
+    for i in range(calls):
+        t0 = time.perf_counter_ns()
+        fn()
+        out[i] = (time.perf_counter_ns() - t0) / 1e6
+    return out
+
+
+def paired_latency(call_a: Callable[[], Any], call_b: Callable[[], Any], *, rounds: int = 40,
+                   calls_per_block: int = 100, warmup_calls: int = 200) -> PairedLatency:
+    """Time two callables in alternating blocks; see the module docstring for why."""
+    if rounds < 2 or calls_per_block < 1:
+        raise UserError("ab: need at least 2 rounds and 1 call per block")
+    _block_ms(call_a, warmup_calls)
+    _block_ms(call_b, warmup_calls)
+    ratios, all_a, all_b = [], [], []
+    for r in range(rounds):
+        first_a = r % 2 == 0  # alternate the order so neither side always runs with a warmer cache
+        if first_a:
+            a, b = _block_ms(call_a, calls_per_block), _block_ms(call_b, calls_per_block)
+        else:
+            b, a = _block_ms(call_b, calls_per_block), _block_ms(call_a, calls_per_block)
+        ratios.append(float(np.median(a) / np.median(b)))
+        all_a.append(a)
+        all_b.append(b)
+    ratio = np.asarray(ratios)
+    return PairedLatency(float(np.median(np.concatenate(all_a))), float(np.median(np.concatenate(all_b))),
+                         float(np.median(ratio)), (float(np.percentile(ratio, 10)), float(np.percentile(ratio, 90))),
+                         rounds, calls_per_block)
+
+
+def find_row(document: dict[str, Any], key: str) -> dict[str, Any]:
+    """A row by 'variant/format/precision/runtime' (e.g. baseline/onnx/fp32/onnxruntime); it must be ok."""
+    parts = key.split("/")
+    if len(parts) != 4:
+        raise UserError(f"ab: row {key!r} must be written variant/format/precision/runtime, e.g. baseline/onnx/fp32/onnxruntime")
+    matches = [r for r in document.get("rows", []) if [r.get("variant"), r.get("format"), r.get("precision"), r.get("runtime")] == parts
+               and r.get("device", "cpu") == "cpu"]
+    if not matches:
+        known = sorted({"/".join(str(r.get(k)) for k in ("variant", "format", "precision", "runtime"))
+                        for r in document.get("rows", []) if r.get("status") == "ok"})
+        raise UserError(f"ab: no row {key!r} in this run; ok rows: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''}")
+    row = matches[0]
+    if row.get("status") != "ok" or not row.get("artifact"):
+        raise UserError(f"ab: row {key!r} has status {row.get('status')!r}, nothing to time")
+    return row
+
+
+def row_predictor(run_dir: Path, row: dict[str, Any], threads: int, batch_size: int) -> Callable[[], Any]:
+    """Check the row's artifact in Python, load it on its runtime, and return a zero-argument call."""
+    from bench.artifacts import describe_artifact
+    from bench.inputs import prepare_input
+    from bench.runtimes import load
+
+    path = (run_dir / row["artifact"]).resolve()
+    if not path.is_relative_to(run_dir.resolve()):
+        raise UserError(f"ab: artifact {row['artifact']!r} lies outside the run folder")
+    describe_artifact(path, row["format"])  # raises a UserError on a bad file before any native loader sees it
+    spec = row["input_spec"]
+    shape = [d for d in spec["shape"] if d != "N"]
+    channels, height, width = (shape[2], shape[0], shape[1]) if spec["layout"] == "NHWC" else shape
+    raw = np.random.default_rng(0).integers(0, 256, size=(batch_size, channels, height, width), dtype=np.uint8)
+    x = prepare_input(raw, spec)
+    predict = load(row["runtime"], path, threads, "cpu")
+    return lambda: predict(x)
