@@ -118,8 +118,11 @@ PASSES: dict[str, PassSpec] = {
                 "activations": Param(str, "uint8", "activation type: uint8 (U8S8, ORT's fast path on x86) or int8 (S8S8)", choices=("uint8", "int8")),
                 # Measured on the default baseline (AVX2, no VNNI): off 92.28% top-1, on 92.99% (= fp32).
                 "reduce_range": Param(bool, True, "7-bit weights: avoids the int16 saturation of U8S8 kernels on CPUs without VNNI"),
-                # Measured on the default baseline: a 1-input-channel QLinearConv costs ~3x its fp32 Conv
-                # (int8 GEMM with K=9 is all overhead); fp32 first conv: 0.216 -> 0.166 ms, same top-1.
+                # ORT per-op profile of the default baseline: the 1-input-channel QLinearConv takes 65-75 us
+                # vs 21 us (+10 us reorder) for the fp32 Conv (an int8 GEMM with K=9 is all overhead). But
+                # ORT then moves the quantization ahead of the stem's max-pool, which runs on uint8 NCHW
+                # (47-96 us), so the whole-model gain is small: paired (edgebench ab style) 0.87x-1.07x,
+                # within this shared machine's noise. Top-1 unchanged (0.9299 both ways).
                 "fp32_first_conv": Param(bool, True, "keep the first convolution in fp32 (few weights, slow as int8 when it has 1-3 input channels)"),
             },
             formats=("onnx",),
