@@ -62,3 +62,10 @@ def test_ab_on_a_corrupt_artifact_is_one_line_exit_2(tmp_path, capsys):
     assert main(["ab", str(run), "wide/onnx/fp32/onnxruntime", "narrow/onnx/fp32/onnxruntime"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("edgebench: error:")
+
+
+@pytest.mark.parametrize("option, value", [("--rounds", "1"), ("--calls", "0"), ("--threads", "0"), ("--batch", "-3")])
+def test_ab_rejects_bad_options_before_loading(tmp_path, capsys, option, value):
+    run = _run(tmp_path)
+    assert main(["ab", str(run), "wide/onnx/fp32/onnxruntime", "narrow/onnx/fp32/onnxruntime", option, value]) == 2
+    assert f"{option} must be >=" in capsys.readouterr().err
