@@ -1,7 +1,7 @@
 """Artifact-level int8 quantization with ONNX Runtime's quantizer.
 
-Static: QDQ format, per-channel weights by default (the first convolution kept in fp32 by
-default), activations calibrated on real training images (MinMax, Entropy or Percentile) after
+Static: QDQ format, per-channel weights by default (optionally the first convolution kept in
+fp32), activations calibrated on real training images (MinMax, Entropy or Percentile) after
 `quant_pre_process` (shape inference + graph optimisation, as ORT recommends). Dynamic: int8
 weights, activation ranges computed per call. Both outputs get short internal tensor names.
 """

@@ -119,11 +119,12 @@ PASSES: dict[str, PassSpec] = {
                 # Measured on the default baseline (AVX2, no VNNI): off 92.28% top-1, on 92.99% (= fp32).
                 "reduce_range": Param(bool, True, "7-bit weights: avoids the int16 saturation of U8S8 kernels on CPUs without VNNI"),
                 # ORT per-op profile of the default baseline: the 1-input-channel QLinearConv takes 65-75 us
-                # vs 21 us (+10 us reorder) for the fp32 Conv (an int8 GEMM with K=9 is all overhead). But
-                # ORT then moves the quantization ahead of the stem's max-pool, which runs on uint8 NCHW
-                # (47-96 us), so the whole-model gain is small: paired (edgebench ab style) 0.87x-1.07x,
-                # within this shared machine's noise. Top-1 unchanged (0.9299 both ways).
-                "fp32_first_conv": Param(bool, True, "keep the first convolution in fp32 (few weights, slow as int8 when it has 1-3 input channels)"),
+                # vs 21 us (+10 us reorder) for the fp32 Conv. But ORT then moves the quantization ahead of
+                # the stem's max-pool, which runs on uint8 NCHW (47-96 us): paired (`edgebench ab` method,
+                # 3 x 60 rounds) the whole baseline is 0.81-0.83x as fast with it, so it is off by default.
+                # It does remove the U8S8 saturation of the first layer: with reduce_range off, top-1 0.9301
+                # with it vs 0.9228 without.
+                "fp32_first_conv": Param(bool, False, "keep the first convolution in fp32 (fixes first-layer saturation without reduce_range; slower in ORT here)"),
             },
             formats=("onnx",),
         ),
