@@ -9,7 +9,6 @@ cancels drift slower than a round. `edgebench ab` (bench/cli_ab.py) prints it.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bench.errors import UserError
+from bench.worker import time_calls
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,8 @@ class PairedLatency:
 
 
 def _block_ms(fn: Callable[[], Any], calls: int) -> np.ndarray:
-    out = np.empty(calls)
-    for i in range(calls):
-        t0 = time.perf_counter_ns()
-        fn()
-        out[i] = (time.perf_counter_ns() - t0) / 1e6
-    return out
+    """Exactly `calls` timed calls (ms), with the workers' timer and no warm-up or time minimum."""
+    return time_calls(fn, warmup_calls=0, warmup_seconds=0.0, min_calls=calls, min_seconds=0.0, max_seconds=0.0)
 
 
 def paired_latency(call_a: Callable[[], Any], call_b: Callable[[], Any], *, rounds: int = 40,

@@ -36,10 +36,12 @@ class _Batches:
         raise NotImplementedError
 
 
-def _input_name(model_path: Path) -> str:
+def _input_and_first_conv(model_path: Path) -> tuple[str, str | None]:
+    """The graph's input name and its first Conv node's name in graph order (None without a Conv)."""
     import onnx
 
-    return onnx.load(str(model_path), load_external_data=False).graph.input[0].name
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return graph.input[0].name, next((node.name for node in graph.node if node.op_type == "Conv"), None)
 
 
 def compact_names(path: Path) -> int:
@@ -79,14 +81,6 @@ def compact_names(path: Path) -> int:
     return before - path.stat().st_size
 
 
-def _first_conv(model_path: Path) -> list[str]:
-    """Name of the first Conv node in graph order (empty when the model has none)."""
-    import onnx
-
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    return next(([node.name] for node in graph.node if node.op_type == "Conv"), [])
-
-
 def quantize_static(source: Path, target: Path, params: dict[str, Any], calibration: np.ndarray) -> dict[str, Any]:
     """QDQ int8 model calibrated on `calibration` (inputs already prepared by the input_spec)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
@@ -94,20 +88,22 @@ def quantize_static(source: Path, target: Path, params: dict[str, Any], calibrat
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
-    activation = QuantType.QUInt8 if params.get("activations", "uint8") == "uint8" else QuantType.QInt8
+    # params come from the registry with every default filled in, so they are indexed, not .get()
+    activation = QuantType.QUInt8 if params["activations"] == "uint8" else QuantType.QInt8
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         prepared = _pre_process(source, Path(tmp))
-        excluded = _first_conv(prepared) if params.get("fp32_first_conv", False) else []
-        ort_quantize_static(str(prepared), str(target), _Batches(calibration, _input_name(prepared)),
+        input_name, first_conv = _input_and_first_conv(prepared)
+        excluded = [first_conv] if params["fp32_first_conv"] and first_conv else []
+        ort_quantize_static(str(prepared), str(target), _Batches(calibration, input_name),
                             quant_format=QuantFormat.QDQ, per_channel=params["per_channel"],
-                            reduce_range=params.get("reduce_range", True), activation_type=activation,
+                            reduce_range=params["reduce_range"], activation_type=activation,
                             weight_type=QuantType.QInt8, calibrate_method=methods[params["calibration"]],
                             nodes_to_exclude=excluded, extra_options={"CalibTensorRangeSymmetric": False})
     saved = compact_names(target)
     return {"method": "static", "format": "QDQ", "calibration_images": int(len(calibration)),
             "names_compacted_bytes": saved,
             "activation_type": activation.name, "weight_type": "QInt8",
-            "reduce_range": params.get("reduce_range", True), "fp32_nodes": excluded}
+            "reduce_range": params["reduce_range"], "fp32_nodes": excluded}
 
 
 def quantize_dynamic(source: Path, target: Path, params: dict[str, Any], calibration: np.ndarray | None = None) -> dict[str, Any]:
