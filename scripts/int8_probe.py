@@ -1,17 +1,22 @@
-"""Does full-int8 pay on this CPU? Time fp32 vs int8 TFLite on the three kinds of layer a small CNN has.
+"""Does full-int8 pay on this CPU? Time fp32 vs int8 TFLite, one block or layer kind at a time.
 
-    .venv/bin/python scripts/int8_probe.py [--threads 1] [--calls 3000]
+    .venv/bin/python scripts/int8_probe.py [--threads 1] [--calls 3000] [--blocks stem,body,...]
 
-Builds, with random weights, the layer shapes of the default `edgecnn` as three separate TFLite
-models: the 1-channel stem (3x3 conv 1->24 at 28x28 + max-pool), the conv body (two 3x3 48-channel
-convs at 14x14, max-pool, 3x3 48->64 at 7x7) and the head (7x7 conv 64->10 + mean, a matrix-vector
-product). Each is converted to float32 and to full-integer int8 and timed on the LiteRT interpreter
-(XNNPACK, batch 1). The ratio column says how much faster int8 is.
+Builds, with random weights, separate small TFLite models. First the blocks of the default
+`edgecnn`: the 1-channel stem (3x3 conv 1->24 at 28x28 + max-pool), the conv body (two 3x3
+48-channel convs at 14x14, max-pool, 3x3 48->64 at 7x7) and the head (7x7 conv 64->10 + mean, a
+matrix-vector product). Then the layer kinds other CNNs are made of, sized so that compute
+dominates: a 3x3 conv 64->64 at 28x28, a 1x1 conv 256->256 at 14x14, a 3x3 depthwise conv over
+128 channels at 14x14, and a dense layer 1568->128->10. Each is converted to float32 and to
+full-integer int8 and timed on the LiteRT interpreter (XNNPACK, batch 1). The ratio column says
+how much faster int8 is.
 
 Why this exists: on CPUs without VNNI, XNNPACK's int8 convolution kernels widen int8 to int16
 before multiplying, so convolutions gain little from int8, and a 1-channel stem loses (its int8
-GEMM has K=9 and is all overhead); only memory-bound layers (the head) gain the 2-4x that int8
-promises. The benchmark's TFLite int8 row for the whole model is the sum of these effects.
+GEMM has K=9 and is all overhead); only memory-bound layers (the head, dense layers) gain the
+2-4x that int8 promises. If the generic conv rows stay near 1x too, no convolutional network will
+reach a large int8 speed-up on this CPU. The benchmark's TFLite int8 row for the whole model is
+the sum of these effects.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ import warnings
 from typing import Iterator
 
 import numpy as np
+
+
+BLOCKS = ("stem", "body", "head", "conv3x3", "conv1x1", "depthwise", "dense")
 
 
 def _build(kind: str):  # noqa: ANN202 - a Keras model
@@ -41,9 +49,23 @@ def _build(kind: str):  # noqa: ANN202 - a Keras model
     elif kind == "body":
         inp = layers.Input((14, 14, 24), batch_size=1)
         out = conv(layers.MaxPool2D()(conv(conv(inp, 48), 48)), 64)
-    else:  # head
+    elif kind == "head":
         inp = layers.Input((7, 7, 64), batch_size=1)
         out = layers.GlobalAveragePooling2D()(layers.Conv2D(10, 7)(inp))
+    elif kind == "conv3x3":
+        inp = layers.Input((28, 28, 64), batch_size=1)
+        out = conv(inp, 64)
+    elif kind == "conv1x1":
+        inp = layers.Input((14, 14, 256), batch_size=1)
+        out = layers.ReLU()(layers.Conv2D(256, 1)(inp))
+    elif kind == "depthwise":
+        inp = layers.Input((14, 14, 128), batch_size=1)
+        out = layers.ReLU()(layers.DepthwiseConv2D(3, padding="same")(inp))
+    elif kind == "dense":
+        inp = layers.Input((1568,), batch_size=1)
+        out = layers.Dense(10)(layers.ReLU()(layers.Dense(128)(inp)))
+    else:
+        raise ValueError(f"unknown block {kind!r}; expected one of {', '.join(BLOCKS)}")
     return tf.keras.Model(inp, out)
 
 
@@ -106,20 +128,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     parser.add_argument("--calls", type=int, default=3000, help="timed calls per model (default 3000)")
+    parser.add_argument("--blocks", default=",".join(BLOCKS),
+                        help=f"comma-separated blocks to time (default: all of {','.join(BLOCKS)})")
     args = parser.parse_args()
+    blocks = [b.strip() for b in args.blocks.split(",") if b.strip()]
+    unknown = [b for b in blocks if b not in BLOCKS]
+    if unknown or not blocks:
+        parser.error(f"--blocks: unknown block(s) {unknown or args.blocks!r}; expected some of {','.join(BLOCKS)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _silenced():
         import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)
-    print(f"{'block':6s}  {'fp32 p50 ms':>11s}  {'int8 p50 ms':>11s}  {'int8 speed-up':>13s}")
-    for kind in ("stem", "body", "head"):
+    print(f"{'block':9s}  {'fp32 p50 ms':>11s}  {'int8 p50 ms':>11s}  {'int8 speed-up':>13s}")
+    for kind in blocks:
         model = _build(kind)
         with _silenced(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             flatbuffers = [_convert(model, q) for q in (False, True)]
         fp32, int8 = (_p50_ms(fb, args.threads, args.calls) for fb in flatbuffers)
-        print(f"{kind:6s}  {fp32:11.4f}  {int8:11.4f}  {fp32 / int8:12.2f}x")
+        print(f"{kind:9s}  {fp32:11.4f}  {int8:11.4f}  {fp32 / int8:12.2f}x")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,20 @@ pytestmark = pytest.mark.tflite
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "int8_probe.py"
 
 
+BLOCKS = ["stem", "body", "head", "conv3x3", "conv1x1", "depthwise", "dense"]
+
+
 def test_int8_probe_prints_a_ratio_per_block():
     done = subprocess.run([sys.executable, str(SCRIPT), "--calls", "20"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = [line.split() for line in done.stdout.splitlines() if re.match(r"(stem|body|head) ", line)]
-    assert [r[0] for r in rows] == ["stem", "body", "head"]
+    rows = [line.split() for line in done.stdout.splitlines() if re.match(rf"({'|'.join(BLOCKS)}) ", line)]
+    assert [r[0] for r in rows] == BLOCKS
     for _, fp32, int8, ratio in rows:
         assert float(fp32) > 0 and float(int8) > 0
         assert ratio.endswith("x") and float(ratio[:-1]) == pytest.approx(float(fp32) / float(int8), rel=0.05)
+
+
+def test_int8_probe_rejects_an_unknown_block():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--blocks", "stem,lstm"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "lstm" in done.stderr and "--blocks" in done.stderr
