@@ -7,7 +7,7 @@ format; every failure becomes a row with a status and a reason, and the run goes
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +18,7 @@ from bench.config import Config
 from bench.data import Dataset
 from bench.export import ExportError, export_onnx, export_torch
 from bench.inputs import make_input_spec, prepare_input
-from bench.measure import Timing, WorkerFailed, accuracy_block, apply_worker_result, file_sizes, parity_block, run_worker
+from bench.measure import Paired, Timing, WorkerFailed, accuracy_block, apply_worker_result, file_sizes, parity_block, run_worker
 from bench.results import Row
 from bench.robustness_stage import RobustnessSets, calibration_block, robustness_block, whitebox_block
 from bench.variants import Variant
@@ -50,6 +50,15 @@ class RunContext:
     baseline_predictions: np.ndarray | None = None
     robustness: RobustnessSets | None = None
     baseline_robustness: dict[str, Any] | None = None  # the baseline torch row's block, for relative numbers
+    paired: Paired | None = None
+    # (runtime, device) -> the baseline's ok fp32 row there, as a dict: what every later row on that
+    # runtime is timed against, interleaved (row.speedup_paired)
+    paired_references: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def note_reference(self, row: dict[str, Any]) -> None:
+        """Remember a finished baseline row as its runtime's paired reference (the first one wins)."""
+        if row.get("status") == "ok" and row.get("precision") == "fp32" and row.get("artifact"):
+            self.paired_references.setdefault((row["runtime"], row.get("device", "cpu")), row)
 
 
 def _rel(ctx: RunContext, path: Path) -> str:
@@ -163,8 +172,9 @@ def measure_row(row: Row, variant: Variant, reference_logits: np.ndarray, ctx: R
     cfg = ctx.config
     sets = ctx.robustness
     try:
+        reference = None if variant.is_baseline else ctx.paired_references.get((row.runtime, row.device))
         result = run_worker(row, ctx.run_dir, ctx.images_file, cfg.benchmark, ctx.timing, cfg.benchmark.throughput_batch,
-                            extra_images=sets.images_file if sets else None)
+                            extra_images=sets.images_file if sets else None, paired=ctx.paired, reference=reference)
     except WorkerFailed as exc:
         row.fail("run_failed", str(exc))
         return

@@ -35,6 +35,26 @@ class Timing:
         return cls(cfg.warmup_calls, cfg.warmup_seconds, cfg.min_calls, cfg.min_seconds, cfg.max_seconds)
 
 
+@dataclass(frozen=True)
+class Paired:
+    """How each row is timed against its runtime's baseline row, interleaved (see bench.abtest)."""
+
+    rounds: int
+    calls_per_block: int
+
+    @classmethod
+    def from_config(cls, cfg: BenchmarkConfig, quick: bool) -> "Paired":
+        if quick:
+            return cls(min(cfg.paired_rounds, 4), min(cfg.paired_calls, 20))
+        return cls(cfg.paired_rounds, cfg.paired_calls)
+
+
+def reference_key(row: Row | dict[str, Any]) -> str:
+    """The name `edgebench ab` and `speedup_paired.reference` use for a row."""
+    get = row.get if isinstance(row, dict) else lambda k: getattr(row, k)
+    return "/".join(str(get(k)) for k in ("variant", "format", "precision", "runtime"))
+
+
 class WorkerFailed(RuntimeError):
     """The worker process crashed or reported an error; the message says how."""
 
@@ -46,8 +66,13 @@ def file_sizes(path: Path) -> tuple[int, int]:
 
 
 def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig, timing: Timing,
-               throughput_batch: int, extra_images: Path | None = None, timeout_s: float = 900) -> dict[str, Any]:
-    """Measure `row.artifact` in a fresh Python process; WorkerFailed on a crash or timeout."""
+               throughput_batch: int, extra_images: Path | None = None, timeout_s: float = 900,
+               paired: Paired | None = None, reference: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Measure `row.artifact` in a fresh Python process; WorkerFailed on a crash or timeout.
+
+    With `reference` (an ok row of the same runtime, as a dict) and `paired.rounds` > 0, the worker
+    also times this artifact interleaved with the reference's artifact (`result["paired"]`).
+    """
     work = run_dir / "work"
     samples_dir = run_dir / "samples"
     for d in (work, samples_dir, run_dir / "logits"):
@@ -59,7 +84,11 @@ def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig,
            "throughput_batch": throughput_batch, "settings": settings, "timing": timing.__dict__,
            "logits_out": str(run_dir / "logits" / f"{row.slug}.npy"),
            "extra_images": str(extra_images) if extra_images else None,
-           "extra_logits_out": str(run_dir / "logits" / f"{row.slug}__robustness.npy")}
+           "extra_logits_out": str(run_dir / "logits" / f"{row.slug}__robustness.npy"), "paired": None}
+    if paired and paired.rounds and reference:
+        job["paired"] = {"rounds": paired.rounds, "calls_per_block": paired.calls_per_block,
+                         "reference": reference_key(reference), "artifact": str(run_dir / str(reference["artifact"])),
+                         "input_spec": reference["input_spec"]}
     try:  # pure-Python checks: a corrupt or hostile file becomes a clear reason, not a native crash
         check_artifact(run_dir / str(row.artifact), row.format)
     except ModelFileError as exc:
@@ -94,6 +123,10 @@ def apply_worker_result(row: Row, result: dict[str, Any], run_dir: Path) -> np.n
                     "samples_file": str(Path(e["samples"]).relative_to(run_dir))} for e in result["latency"]]
     for entry in row.latency:
         entry.pop("warmup")
+    if result.get("paired"):
+        row.speedup_paired = result["paired"]
+    elif result.get("paired_error"):
+        row.notes.append(f"paired timing against the baseline failed: {result['paired_error']}")
     if result.get("nonfinite_inputs"):
         row.notes.append(f"{result['nonfinite_inputs']} test inputs were NaN/inf after the input_spec")
     if result["nonfinite_outputs"]:

@@ -24,7 +24,7 @@ from bench.config import Config
 from bench.data import Dataset, load_fashion_mnist, load_image_folder
 from bench.environment import environment
 from bench.errors import UserError
-from bench.measure import Timing
+from bench.measure import Paired, Timing
 from bench.results import validate_results
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, new_run_id
@@ -158,6 +158,7 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
     writer.update(variants={v.name: {"lineage": v.lineage, **v.info} for v in variants})
     ctx = RunContext(config, dataset, run_dir, _save_images(run_dir, dataset), Timing.from_config(config.benchmark, options.quick),
                      _devices(config.benchmark.device))
+    ctx.paired = Paired.from_config(config.benchmark, options.quick)
     ctx.robustness = build_sets(config.benchmark, dataset, trained.model, run_dir, options.quick, seed=config.baseline.seed)
     if ctx.robustness:
         writer.update(robustness_sets={**ctx.robustness.settings, "sets": list(ctx.robustness.spans)})
@@ -177,6 +178,9 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
     done_rows = {tuple(r[k] for k in ("variant", "format", "precision", "runtime", "device")) for r in writer.rows}
     done_variants = set(writer.document.setdefault("variants_done", []))
     ctx.baseline_predictions = reference_logits(variants[0], ctx.dataset).argmax(1)
+    for done in writer.rows:  # a resumed run times its remaining rows against the finished baseline rows
+        if done["variant"] == variants[0].name:
+            ctx.note_reference(done)
     with tqdm(total=len(variants), desc="variants", unit="variant", disable=options.quiet) as bar:
         for variant in variants:
             bar.update(0)
@@ -191,6 +195,8 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
                             bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}")
                             measure_row(row, variant, reference, ctx)
                         writer.add_row(row)
+                        if variant.is_baseline:
+                            ctx.note_reference(row.to_dict())
                 writer.document["variants_done"].append(variant.name)
                 writer.flush()
             bar.update(1)

@@ -39,6 +39,7 @@ class Line:
     size_ratio_rt: float | None  # this size / baseline size, same runtime and device (<1: smaller)
     speedup_ref: float | None  # the same against the reference baseline row
     size_ratio_ref: float | None
+    paired: dict[str, Any] | None = None  # row.speedup_paired: timed interleaved with its runtime's baseline
     is_reference: bool = False
     is_baseline_variant: bool = False
 
@@ -103,6 +104,7 @@ def summary_lines(document: dict[str, Any]) -> list[Line]:
             size_ratio_rt=_ratio(size, (rt or {}).get("size_bytes")) if size else None,
             speedup_ref=_ratio(ref_p50, p50) if ok else None,
             size_ratio_ref=_ratio(size, (ref or {}).get("size_bytes")) if size else None,
+            paired=row.get("speedup_paired") if ok else None,
             is_reference=row is ref, is_baseline_variant=row.get("variant") == document.get("baseline", "baseline")))
     return lines
 
@@ -156,6 +158,15 @@ def _times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}×"
 
 
+def paired_text(line: Line) -> str:
+    """'2.67× [2.11-3.44]': the paired speed-up with the 10-90% range of its rounds."""
+    paired = line.paired
+    if not paired:
+        return "-"
+    low, high = paired["speedup_p10_p90"]
+    return f"{paired['speedup']:.2f}× [{low:.2f}-{high:.2f}]"
+
+
 def _delta(line: Line) -> str:
     if line.is_reference:
         return "ref"
@@ -183,6 +194,9 @@ COLUMNS: list[Column] = [
     ("img/s", "throughput at the throughput batch size", lambda l: _f(l.ips, ".0f")),
     ("speed-up ×rt", "baseline p50 / this p50 on the same runtime and device (>1: faster)", lambda l: _times(l.speedup_rt)),
     ("speed-up ×ref", "reference baseline p50 / this p50", lambda l: _times(l.speedup_ref)),
+    ("paired ×rt [p10-p90]", "speed-up vs the baseline on the same runtime, both timed in one process in alternating "
+     "blocks: median of the rounds' ratios and their 10-90% range; free of the drift between rows measured minutes apart",
+     paired_text),
     ("agree", "share of test images with the same top-1 as the baseline", lambda l: _f(l.agreement, ".3f")),
 ]
 DRIFT_COLUMN: Column = ("drift", "attribution drift vs the baseline (Spearman ρ, top-10 IoU)", drift_text)

@@ -46,6 +46,7 @@ class Row:
     memory: dict[str, Any] | None = None
     load_ms: float | None = None
     first_inference_ms: float | None = None
+    speedup_paired: dict[str, Any] | None = None  # interleaved timing against the baseline's row (bench.abtest)
     compression: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
     robustness: dict[str, Any] | None = None

@@ -13,15 +13,20 @@ def _fmt_size(n: int | None) -> str:
     return f"{n / 1024:.0f} KB" if n < 2**20 else f"{n / 2**20:.1f} MB"
 
 
+def _paired(paired: dict[str, Any] | None) -> str:
+    """Speed-up vs the baseline on the same runtime, timed interleaved (see bench.abtest)."""
+    return f"{paired['speedup']:.2f}x" if paired else "-"
+
+
 def summary_lines(document: dict[str, Any]) -> list[str]:
-    header = ("variant", "format", "precision", "runtime", "status", "size", "top-1", "p50 b1 ms", "img/s")
+    header = ("variant", "format", "precision", "runtime", "status", "size", "top-1", "p50 b1 ms", "img/s", "paired ×rt")
     table = [header]
     for row in document["rows"]:
         acc, lat, tp = row.get("accuracy") or {}, batch1_latency(row) or {}, row.get("throughput") or {}
         runtime = row["runtime"] + (f"/{row['device']}" if row.get("device", "cpu") != "cpu" else "")
         table.append((row["variant"], row["format"], row["precision"], runtime, row["status"], _fmt_size(row.get("size_bytes")),
                       f"{acc['top1']:.4f}" if "top1" in acc else "-", f"{lat['p50']:.3f}" if lat else "-",
-                      f"{tp['images_per_s']:.0f}" if tp else "-"))
+                      f"{tp['images_per_s']:.0f}" if tp else "-", _paired(row.get("speedup_paired"))))
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -63,6 +63,28 @@ def time_calls(fn: Callable[[], Any], *, warmup_calls: int, warmup_seconds: floa
     return np.asarray(samples)
 
 
+def _paired_speedup(job: dict[str, Any], predict: Callable[[np.ndarray], Any], raw: np.ndarray,
+                    setting: dict[str, Any]) -> dict[str, Any]:
+    """Reference p50 / this p50 (> 1: this row is faster) from alternating blocks of calls
+    (bench.abtest), at `setting`. The medians of separate rows minutes apart carry the machine's
+    drift; this ratio does not.
+
+    `predict` must be loaded with the setting's thread count; the reference gets the same.
+    """
+    from bench.abtest import paired_latency
+
+    paired = job["paired"]
+    images = np.array(raw[: setting["batch_size"]])
+    reference = load(job["runtime"], paired["artifact"], setting["threads"], job["device"])
+    x_ref, x_own = prepare_input(images, paired["input_spec"]), prepare_input(images, job["input_spec"])
+    timed = paired_latency(lambda: reference(x_ref), lambda: predict(x_own), rounds=paired["rounds"],
+                           calls_per_block=paired["calls_per_block"], warmup_calls=paired["calls_per_block"])
+    return {"reference": paired["reference"], "batch_size": setting["batch_size"], "threads": setting["threads"],
+            "speedup": timed.ratio_median, "speedup_p10_p90": list(timed.ratio_p10_p90),
+            "reference_p50_ms": timed.a_p50_ms, "p50_ms": timed.b_p50_ms,
+            "rounds": timed.rounds, "calls_per_block": timed.calls_per_block}
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     spec, runtime, device = job["input_spec"], job["runtime"], job["device"]
     settings, timing = job["settings"], job["timing"]
@@ -114,6 +136,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     # 4. throughput at a larger batch (threads of the first setting)
     if settings[-1]["threads"] != first["threads"]:
         predict = load(runtime, job["artifact"], first["threads"], device)
+    if job.get("paired"):  # speed-up against the baseline's row on this runtime, timed interleaved
+        try:
+            result["paired"] = _paired_speedup(job, predict, raw, first)
+        except Exception as exc:  # noqa: BLE001 - the row's own measurements stand; a note says why
+            result["paired_error"] = f"{exc.__class__.__name__}: {str(exc)[:200]}"
     xb = prepare_input(np.array(raw[: job["throughput_batch"]]), spec)
     quick = {**timing, "min_calls": max(10, timing["min_calls"] // 20), "warmup_calls": min(3, timing["warmup_calls"])}
     samples = time_calls(lambda: predict(xb), **quick)

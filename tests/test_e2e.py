@@ -64,6 +64,21 @@ def test_quick_run_writes_valid_results_with_ok_rows(tiny_run):
     assert (tiny_run / "report.html").exists() and (tiny_run / "report.md").exists()
 
 
+def test_every_variant_row_is_timed_against_its_runtimes_baseline(tiny_run):
+    document = json.loads((tiny_run / "results.json").read_text())
+    ok = [r for r in document["rows"] if r["status"] == "ok"]
+    for row in ok:
+        paired = row["speedup_paired"]
+        if row["variant"] == "baseline":
+            assert paired is None  # the reference itself
+            continue
+        assert paired["reference"] == f"baseline/{row['format']}/fp32/{row['runtime']}"
+        assert paired["rounds"] == 4 and paired["calls_per_block"] == 20  # --quick
+        low, high = paired["speedup_p10_p90"]
+        assert 0 < low <= paired["speedup"] <= high
+        assert paired["speedup"] == pytest.approx(paired["reference_p50_ms"] / paired["p50_ms"], rel=0.5)
+
+
 def test_second_run_reuses_cached_weights(tiny_run, tmp_path):
     config = tiny_run.parent.parent / "tiny.toml"
     out = tmp_path / "again"

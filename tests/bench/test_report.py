@@ -89,6 +89,15 @@ def test_summary_numbers_against_the_baselines() -> None:
     assert failed.top1 is None and failed.speedup_rt is None
 
 
+def test_paired_speedup_column(report: tuple[Path, str, str]) -> None:
+    _, html, md = report
+    prune = next(line for line in md.splitlines() if line.startswith("| ✓ ok | prune-struct-50 | onnx |"))
+    assert "| 2.50× [2.10-2.90] |" in prune
+    assert "paired ×rt [p10-p90]" in md and "2.50× [2.10-2.90]" in html
+    base = next(line for line in md.splitlines() if line.startswith("| ✓ ok | baseline | onnx |"))
+    assert "| - |" in base  # the reference has no paired speed-up against itself
+
+
 def test_report_survives_missing_blocks(tmp_path: Path) -> None:
     """Only the schema's required fields: every optional block absent or null."""
     rows = [{"variant": "baseline", "lineage": [], "format": "onnx", "precision": "fp32", "runtime": "onnxruntime",
