@@ -118,13 +118,10 @@ PASSES: dict[str, PassSpec] = {
                 "activations": Param(str, "uint8", "activation type: uint8 (U8S8, ORT's fast path on x86) or int8 (S8S8)", choices=("uint8", "int8")),
                 # Measured on the default baseline (AVX2, no VNNI): off 92.28% top-1, on 92.99% (= fp32).
                 "reduce_range": Param(bool, True, "7-bit weights: avoids the int16 saturation of U8S8 kernels on CPUs without VNNI"),
-                # ORT per-op profile of the default baseline: the 1-input-channel QLinearConv takes 65-75 us
-                # vs 21 us (+10 us reorder) for the fp32 Conv. But ORT then moves the quantization ahead of
-                # the stem's max-pool, which runs on uint8 NCHW (47-96 us): paired (`edgebench ab` method,
-                # 3 x 60 rounds) the whole baseline is 0.81-0.83x as fast with it, so it is off by default.
-                # It does remove the U8S8 saturation of the first layer: with reduce_range off, top-1 0.9301
-                # with it vs 0.9228 without.
-                "fp32_first_conv": Param(bool, False, "keep the first convolution in fp32 (fixes first-layer saturation without reduce_range; slower in ORT here)"),
+                # ORT per-op profile of the default baseline: the 1-input-channel QLinearConv takes 62 us
+                # vs 20 us for the fp32 Conv. Keeping the stem fp32 only pays once its max-pool stays fp32
+                # too (see compress.quantize_onnx.keep_stem_fp32); measured numbers in the README.
+                "fp32_stem": Param(bool, True, "keep the stem (first conv, its activation and max-pool) in fp32; int8 starts after it"),
             },
             formats=("onnx",),
         ),

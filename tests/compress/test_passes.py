@@ -115,21 +115,56 @@ def test_onnx_quantization_is_smaller_and_runs(name, tmp_path):
     assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.9
 
 
-def test_static_quantization_keeps_the_first_conv_fp32_on_request(tmp_path):
+def test_static_quantization_keeps_the_stem_fp32_by_default(tmp_path):
     import onnx
 
     model = tinycnn(width=2.0).eval()
     source = export_onnx(model, tmp_path / "m.onnx", SHAPE)
     calib = np.random.default_rng(0).standard_normal((32, *SHAPE)).astype(np.float32)
     spec = PASSES["quantize.static"]
+    assert spec.params["fp32_stem"].default is True
     for keep in (True, False):
-        params = {**parse_pass(f"quantize.static(fp32_first_conv={str(keep).lower()})").params}
+        params = {**parse_pass(f"quantize.static(fp32_stem={str(keep).lower()})").params}
         info = resolve(spec)(source, tmp_path / f"q{keep}.onnx", params, calib)
         graph = onnx.load(str(tmp_path / f"q{keep}.onnx")).graph
         # the float Conv that survives quantization reads the raw input directly
         float_convs = [n for n in graph.node if n.op_type == "Conv" and "input" in n.input]
         assert bool(float_convs) is keep
-        assert len(info["fp32_nodes"]) == int(keep)
+        assert sorted(n.split("/")[-1] for n in info["fp32_nodes"]) == (["Conv", "MaxPool", "Relu"] if keep else [])
+        assert (info["stem_rewrite"] is not None) is keep
+        if keep:  # the max-pool reads the fp32 conv output: int8 starts after the pool
+            pool = next(n for n in graph.node if n.op_type == "MaxPool")
+            assert pool.input[0] == float_convs[0].output[0]
+
+
+def test_stem_rewrite_computes_the_same_function_and_keeps_the_pool_fp32_in_ort(tmp_path):
+    """Conv -> Relu -> MaxPool becomes Conv -> MaxPool -> Relu (exact), and ORT's optimised int8
+    graph then max-pools in fp32: no QuantizeLinear before the first MaxPool."""
+    import onnx
+
+    from compress.quantize_onnx import keep_stem_fp32
+
+    model = tinycnn(width=2.0).eval()
+    source = export_onnx(model, tmp_path / "m.onnx", SHAPE)
+    rewritten = tmp_path / "r.onnx"
+    rewritten.write_bytes(source.read_bytes())
+    names, changed = keep_stem_fp32(rewritten)
+    assert changed and {n.split("/")[-1] for n in names} >= {"Conv", "Relu", "MaxPool"}
+    x = np.random.default_rng(2).standard_normal((8, *SHAPE)).astype(np.float32)
+    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
+    np.testing.assert_array_equal(run(source), run(rewritten))
+    ops = [n.op_type for n in onnx.load(str(rewritten)).graph.node if n.op_type != "Identity"]
+    assert ops[:3] == ["Conv", "MaxPool", "Relu"]
+
+    calib = np.random.default_rng(0).standard_normal((32, *SHAPE)).astype(np.float32)
+    params = {**parse_pass("quantize.static()").params}
+    resolve(PASSES["quantize.static"])(source, tmp_path / "q.onnx", params, calib)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(tmp_path / "q.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    first_pool = next(i for i, op in enumerate(ops) if op == "MaxPool")
+    assert "QuantizeLinear" not in ops[:first_pool], ops
 
 
 def test_compact_names_shrinks_the_file_and_keeps_the_outputs(tmp_path):
