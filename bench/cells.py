@@ -172,7 +172,9 @@ def measure_row(row: Row, variant: Variant, reference_logits: np.ndarray, ctx: R
     cfg = ctx.config
     sets = ctx.robustness
     try:
-        reference = None if variant.is_baseline else ctx.paired_references.get((row.runtime, row.device))
+        reference = ctx.paired_references.get((row.runtime, row.device))
+        if reference is not None and reference["variant"] == row.variant and reference["precision"] == row.precision:
+            reference = None  # the reference row itself
         result = run_worker(row, ctx.run_dir, ctx.images_file, cfg.benchmark, ctx.timing, cfg.benchmark.throughput_batch,
                             extra_images=sets.images_file if sets else None, paired=ctx.paired, reference=reference)
     except WorkerFailed as exc:
