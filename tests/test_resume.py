@@ -56,8 +56,12 @@ class Run:
         self.stderr_path = folder / "stderr.txt"
         env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
         with open(self.stderr_path, "w") as err:
+            # A shell that starts a job in the background (`cmd &`) sets SIGINT to "ignore", children
+            # inherit that, and Python then installs no KeyboardInterrupt handler: restore the default
+            # so that Ctrl-C is tested however the test suite itself was started.
             self.proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--quiet", *args], cwd=folder, env=env,
-                                         stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+                                         stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     @property
     def stderr(self) -> str:
