@@ -9,6 +9,7 @@ cancels drift slower than a round. `edgebench ab` (bench/cli_ab.py) prints it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -39,14 +40,21 @@ def _block_ms(fn: Callable[[], Any], calls: int) -> np.ndarray:
 
 
 def paired_latency(call_a: Callable[[], Any], call_b: Callable[[], Any], *, rounds: int = 40,
-                   calls_per_block: int = 100, warmup_calls: int = 200) -> PairedLatency:
-    """Time two callables in alternating blocks; see the module docstring for why."""
+                   calls_per_block: int = 100, warmup_calls: int = 200, max_seconds: float = 0.0) -> PairedLatency:
+    """Time two callables in alternating blocks; see the module docstring for why.
+
+    `max_seconds` (0 = no cap) stops after the round that passes it, but never before 2 rounds;
+    the result's `rounds` says how many were timed.
+    """
     if rounds < 2 or calls_per_block < 1:
         raise UserError("ab: need at least 2 rounds and 1 call per block")
     _block_ms(call_a, warmup_calls)
     _block_ms(call_b, warmup_calls)
     ratios, all_a, all_b = [], [], []
+    start = time.perf_counter()
     for r in range(rounds):
+        if max_seconds and r >= 2 and time.perf_counter() - start > max_seconds:
+            break
         first_a = r % 2 == 0  # alternate the order so neither side always runs with a warmer cache
         if first_a:
             a, b = _block_ms(call_a, calls_per_block), _block_ms(call_b, calls_per_block)
@@ -58,7 +66,7 @@ def paired_latency(call_a: Callable[[], Any], call_b: Callable[[], Any], *, roun
     ratio = np.asarray(ratios)
     return PairedLatency(float(np.median(np.concatenate(all_a))), float(np.median(np.concatenate(all_b))),
                          float(np.median(ratio)), (float(np.percentile(ratio, 10)), float(np.percentile(ratio, 90))),
-                         rounds, calls_per_block)
+                         len(ratios), calls_per_block)
 
 
 def find_row(document: dict[str, Any], key: str) -> dict[str, Any]:

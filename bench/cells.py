@@ -175,6 +175,8 @@ def measure_row(row: Row, variant: Variant, reference_logits: np.ndarray, ctx: R
         reference = ctx.paired_references.get((row.runtime, row.device))
         if reference is not None and reference["variant"] == row.variant and reference["precision"] == row.precision:
             reference = None  # the reference row itself
+        elif reference is None and ctx.paired and ctx.paired.rounds and not (variant.is_baseline and row.precision == "fp32"):
+            row.notes.append(f"no paired speed-up: the baseline has no ok fp32 row on {row.runtime}/{row.device} measured before this one")
         result = run_worker(row, ctx.run_dir, ctx.images_file, cfg.benchmark, ctx.timing, cfg.benchmark.throughput_batch,
                             extra_images=sets.images_file if sets else None, paired=ctx.paired, reference=reference)
     except WorkerFailed as exc:

@@ -106,7 +106,8 @@ class BenchmarkConfig:
     min_seconds: float = _key("minimum timed duration per setting, seconds", default=2.0, check=_at_least(0))
     max_seconds: float = _key("stop a setting after this long even below min_calls (0 = no cap); the row records n", default=20.0, check=_at_least(0))
     paired_rounds: int = _key("rounds of interleaved timing of every row against the baseline's row on the same runtime, "
-                              "at the first latency setting; gives a drift-free speed-up (0 = off)", default=20, check=_at_least(0))
+                              "at the smallest batch and fewest threads; gives a drift-free speed-up (0 = off; --quick caps it at 4 rounds of 20 calls)",
+                              default=20, check=lambda v: None if v == 0 or v >= 2 else "must be 0 (off) or at least 2")
     paired_calls: int = _key("timed calls per block of the paired timing (each round is one block of each)", default=50, check=_at_least(1))
     eval_batch: int = _key("batch size used to compute predictions on the test set", default=256, check=_at_least(1))
     robustness: bool = _key("measure accuracy on corrupted test images (MNIST-C style) and ECE for every row", default=True)

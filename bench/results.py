@@ -118,7 +118,7 @@ def save_samples(run_dir: Path, relative: str, samples_ms: np.ndarray) -> str:
 
 CSV_COLUMNS = ("variant", "format", "precision", "runtime", "device", "status", "reason", "size_bytes", "size_gzip_bytes",
                "params", "macs", "top1", "top1_ci_low", "top1_ci_high", "f1_macro", "agreement_with_baseline",
-               "parity_max_abs_diff", "p50_ms_b1", "p99_ms_b1", "throughput_ips", "peak_rss_mb", "load_ms",
+               "parity_max_abs_diff", "p50_ms_b1", "p99_ms_b1", "speedup_paired", "throughput_ips", "peak_rss_mb", "load_ms",
                "first_inference_ms", "lineage")
 
 
@@ -138,6 +138,7 @@ def csv_line(row: dict[str, Any]) -> dict[str, Any]:
         "agreement_with_baseline": acc.get("agreement_with_baseline"),
         "parity_max_abs_diff": (row.get("parity") or {}).get("max_abs_diff"),
         "p50_ms_b1": lat.get("p50"), "p99_ms_b1": lat.get("p99"),
+        "speedup_paired": (row.get("speedup_paired") or {}).get("speedup"),
         "throughput_ips": (row.get("throughput") or {}).get("images_per_s"),
         "peak_rss_mb": (row.get("memory") or {}).get("peak_rss_mb"),
         "lineage": " -> ".join(row.get("lineage") or []) or "baseline",

@@ -64,12 +64,13 @@ def time_calls(fn: Callable[[], Any], *, warmup_calls: int, warmup_seconds: floa
 
 
 def _paired_speedup(job: dict[str, Any], predict: Callable[[np.ndarray], Any], raw: np.ndarray,
-                    setting: dict[str, Any]) -> dict[str, Any]:
+                    setting: dict[str, Any], max_seconds: float) -> dict[str, Any]:
     """Reference p50 / this p50 (> 1: this row is faster) from alternating blocks of calls
     (bench.abtest), at `setting`. The medians of separate rows minutes apart carry the machine's
     drift; this ratio does not.
 
     `predict` must be loaded with the setting's thread count; the reference gets the same.
+    `max_seconds` (0 = none) caps the timing like any latency setting; fewer rounds are recorded then.
     """
     from bench.abtest import paired_latency
 
@@ -78,7 +79,9 @@ def _paired_speedup(job: dict[str, Any], predict: Callable[[np.ndarray], Any], r
     reference = load(job["runtime"], paired["artifact"], setting["threads"], job["device"])
     x_ref, x_own = prepare_input(images, paired["input_spec"]), prepare_input(images, job["input_spec"])
     timed = paired_latency(lambda: reference(x_ref), lambda: predict(x_own), rounds=paired["rounds"],
-                           calls_per_block=paired["calls_per_block"], warmup_calls=paired["calls_per_block"])
+                           calls_per_block=paired["calls_per_block"], warmup_calls=paired["calls_per_block"],
+                           max_seconds=max_seconds)
+    del reference  # its session (and any threads it holds) must not compete with the throughput timing
     return {"reference": paired["reference"], "batch_size": setting["batch_size"], "threads": setting["threads"],
             "speedup": timed.ratio_median, "speedup_p10_p90": list(timed.ratio_p10_p90),
             "reference_p50_ms": timed.a_p50_ms, "p50_ms": timed.b_p50_ms,
@@ -124,23 +127,33 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         np.save(job["extra_logits_out"], np.concatenate(out).astype(np.float32), allow_pickle=False)
 
     # 3. latency per (batch size, threads) setting, raw samples saved beside the results
+    loaded = {"threads": first["threads"], "predict": predict}
+
+    def predictor(threads: int) -> Callable[[np.ndarray], Any]:
+        """The artifact loaded with `threads` (reloaded only when the thread count changes)."""
+        if loaded["threads"] != threads:
+            loaded.update(threads=threads, predict=load(runtime, job["artifact"], threads, device))
+        return loaded["predict"]
+
     result["latency"] = []
     for setting in settings:
-        if setting["threads"] != first["threads"]:
-            predict = load(runtime, job["artifact"], setting["threads"], device)
+        predict = predictor(setting["threads"])
         x = prepare_input(np.array(raw[: setting["batch_size"]]), spec)
         samples = time_calls(lambda: predict(x), **timing)
         np.save(setting["samples_out"], samples, allow_pickle=False)
         result["latency"].append({**setting, "samples": setting["samples_out"], "stats": latency_stats(samples)})
 
-    # 4. throughput at a larger batch (threads of the first setting)
-    if settings[-1]["threads"] != first["threads"]:
-        predict = load(runtime, job["artifact"], first["threads"], device)
-    if job.get("paired"):  # speed-up against the baseline's row on this runtime, timed interleaved
+    # 3b. speed-up against the baseline's row on this runtime, timed interleaved, at the headline
+    # setting (the smallest batch at the fewest threads: what the report's speed-up columns use)
+    if job.get("paired"):
+        headline = min(settings, key=lambda s: (s["batch_size"], s["threads"]))
         try:
-            result["paired"] = _paired_speedup(job, predict, raw, first)
+            result["paired"] = _paired_speedup(job, predictor(headline["threads"]), raw, headline, timing["max_seconds"])
         except Exception as exc:  # noqa: BLE001 - the row's own measurements stand; a note says why
             result["paired_error"] = f"{exc.__class__.__name__}: {str(exc)[:200]}"
+
+    # 4. throughput at a larger batch (threads of the first setting)
+    predict = predictor(first["threads"])
     xb = prepare_input(np.array(raw[: job["throughput_batch"]]), spec)
     quick = {**timing, "min_calls": max(10, timing["min_calls"] // 20), "warmup_calls": min(3, timing["warmup_calls"])}
     samples = time_calls(lambda: predict(xb), **quick)

@@ -42,8 +42,8 @@ def _input_name(model_path: Path) -> str:
     return onnx.load(str(model_path), load_external_data=False).graph.input[0].name
 
 
-def keep_stem_fp32(model_path: Path) -> tuple[list[str], bool]:
-    """Prepare a model for int8 with its stem in fp32; returns (stem node names, whether rewritten).
+def keep_stem_fp32(model_path: Path) -> tuple[list[str], str]:
+    """Prepare a model for int8 with its stem in fp32; returns (stem node names to exclude, what was done).
 
     The stem is every node before the second Conv in graph order (the first conv, its activation,
     a pooling). Why: a 1-input-channel convolution is all overhead in int8 (ORT's QLinearConv took
@@ -53,7 +53,9 @@ def keep_stem_fp32(model_path: Path) -> tuple[list[str], bool]:
     quantization of the first int8 input up across the MaxPool, which then runs on uint8 in NCHW
     layout (37 us vs 8 us in fp32 NCHWc). Max-pooling commutes with ReLU, so the stem is rewritten
     in place as Conv -> MaxPool -> Relu: a Relu is not a node quantization moves across, so the pool
-    stays in fp32 and int8 starts after it. The model computes the same function.
+    stays in fp32 and int8 starts after it. The model computes the same function. A stem with a
+    MaxPool that cannot be rewritten so (another activation, several consumers) is left to int8:
+    measured here, an fp32 conv followed by a uint8 max-pool made the whole model slower.
     """
     import onnx
 
@@ -62,7 +64,7 @@ def keep_stem_fp32(model_path: Path) -> tuple[list[str], bool]:
     nodes = list(graph.node)
     convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
     if not convs:
-        return [], False
+        return [], "no Conv: nothing kept in fp32"
     stem = nodes[: convs[1]] if len(convs) > 1 else nodes[: convs[0] + 1]
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in nodes:
@@ -77,18 +79,25 @@ def keep_stem_fp32(model_path: Path) -> tuple[list[str], bool]:
     conv = nodes[convs[0]]
     relu = only_consumer(conv.output[0])
     pool = only_consumer(relu.output[0]) if relu is not None and relu.op_type == "Relu" else None
-    rewritten = pool is not None and pool.op_type == "MaxPool" and pool in stem and len(pool.output) == 1
-    if rewritten:
-        assert relu is not None and pool is not None
-        relu_out, pool_out = relu.output[0], pool.output[0]
-        pool.input[0], pool.output[0] = conv.output[0], relu_out
-        relu.input[0], relu.output[0] = relu_out, pool_out
-        i, j = nodes.index(relu), nodes.index(pool)
-        nodes[i], nodes[j] = nodes[j], nodes[i]
-        del graph.node[:]
-        graph.node.extend(nodes)
-        onnx.save(model, str(model_path))
-    return [n.name for n in stem], rewritten
+    rewritable = pool is not None and pool.op_type == "MaxPool" and pool in stem and len(pool.output) == 1
+    if not rewritable:
+        if any(n.op_type == "MaxPool" for n in stem):
+            return [], "stem left int8: its max-pool does not directly follow a Relu of the first Conv"
+        return [n.name for n in stem], "stem kept fp32 (no max-pool in it)"
+    assert relu is not None and pool is not None
+    relu_out, pool_out = relu.output[0], pool.output[0]
+    pool.input[0], pool.output[0] = conv.output[0], relu_out
+    relu.input[0], relu.output[0] = relu_out, pool_out
+    i, j = nodes.index(relu), nodes.index(pool)
+    nodes[i], nodes[j] = nodes[j], nodes[i]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    # the swapped tensors changed shape (the Relu now runs after the pool): drop their old shape hints
+    stale = [v for v in graph.value_info if v.name in (relu_out, pool_out)]
+    for info in stale:
+        graph.value_info.remove(info)
+    onnx.save(model, str(model_path))
+    return [n.name for n in stem], "stem kept fp32; Relu/MaxPool commuted so the max-pool stays fp32"
 
 
 def compact_names(path: Path) -> int:
@@ -140,7 +149,7 @@ def quantize_static(source: Path, target: Path, params: dict[str, Any], calibrat
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         prepared = _pre_process(source, Path(tmp))
         input_name = _input_name(prepared)
-        excluded, rewritten = keep_stem_fp32(prepared) if params["fp32_stem"] else ([], False)
+        excluded, stem = keep_stem_fp32(prepared) if params["fp32_stem"] else ([], "off")
         ort_quantize_static(str(prepared), str(target), _Batches(calibration, input_name),
                             quant_format=QuantFormat.QDQ, per_channel=params["per_channel"],
                             reduce_range=params["reduce_range"], activation_type=activation,
@@ -151,7 +160,7 @@ def quantize_static(source: Path, target: Path, params: dict[str, Any], calibrat
             "names_compacted_bytes": saved,
             "activation_type": activation.name, "weight_type": "QInt8",
             "reduce_range": params["reduce_range"], "fp32_nodes": excluded,
-            "stem_rewrite": "Relu/MaxPool commuted so the max-pool stays fp32" if rewritten else None}
+            "stem": stem}
 
 
 def quantize_dynamic(source: Path, target: Path, params: dict[str, Any], calibration: np.ndarray | None = None) -> dict[str, Any]:

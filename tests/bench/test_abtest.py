@@ -24,6 +24,15 @@ def test_paired_latency_ranks_the_cheaper_call_faster():
         paired_latency(lambda: None, lambda: None, rounds=1)
 
 
+def test_paired_latency_stops_at_max_seconds_after_two_rounds():
+    import time
+
+    result = paired_latency(lambda: time.sleep(0.002), lambda: None, rounds=50, calls_per_block=5, warmup_calls=1,
+                            max_seconds=0.01)
+    assert 2 <= result.rounds < 50  # each round takes >= 10 ms, so the cap ends it early
+    assert result.ratio_median > 1  # A sleeps: B is faster
+
+
 def _run(tmp_path):
     spec = make_input_spec((1, 28, 28), (0.286,), (0.353,))
     rows = []

@@ -30,6 +30,7 @@ def test_print_config_comments_every_key():
     ({"baseline": {"epochs": -1}}, "must be >= 0"),
     ({"benchmark": {"threads": [0]}}, "integers >= 1"),
     ({"benchmark": {"batch_sizes": []}}, "non-empty"),
+    ({"benchmark": {"paired_rounds": 1}}, "must be 0 (off) or at least 2"),
     ({"benchmark": {"runtimes": ["onnxruntim"]}}, "did you mean 'onnxruntime'"),
     ({"export": {"formats": ["tflit"]}}, "unknown value 'tflit'"),
     ({"export": {"tflite_precisions": ["int4"]}}, "unknown value 'int4'"),
