@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bench.errors import UserError
+from bench.results import row_name
 from bench.worker import time_calls
 
 
@@ -74,11 +75,9 @@ def find_row(document: dict[str, Any], key: str) -> dict[str, Any]:
     parts = key.split("/")
     if len(parts) != 4:
         raise UserError(f"ab: row {key!r} must be written variant/format/precision/runtime, e.g. baseline/onnx/fp32/onnxruntime")
-    matches = [r for r in document.get("rows", []) if [r.get("variant"), r.get("format"), r.get("precision"), r.get("runtime")] == parts
-               and r.get("device", "cpu") == "cpu"]
+    matches = [r for r in document.get("rows", []) if row_name(r) == key and r.get("device", "cpu") == "cpu"]
     if not matches:
-        known = sorted({"/".join(str(r.get(k)) for k in ("variant", "format", "precision", "runtime"))
-                        for r in document.get("rows", []) if r.get("status") == "ok"})
+        known = sorted({row_name(r) for r in document.get("rows", []) if r.get("status") == "ok"})
         raise UserError(f"ab: no row {key!r} in this run; ok rows: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''}")
     row = matches[0]
     if row.get("status") != "ok" or not row.get("artifact"):

@@ -19,7 +19,7 @@ from bench.data import Dataset
 from bench.export import ExportError, export_onnx, export_torch
 from bench.inputs import make_input_spec, prepare_input
 from bench.measure import Paired, Timing, WorkerFailed, accuracy_block, apply_worker_result, file_sizes, parity_block, run_worker
-from bench.results import Row
+from bench.results import Row, row_name
 from bench.robustness_stage import RobustnessSets, calibration_block, robustness_block, whitebox_block
 from bench.variants import Variant
 
@@ -59,6 +59,11 @@ class RunContext:
         """Remember a finished baseline row as its runtime's paired reference (the first one wins)."""
         if row.get("status") == "ok" and row.get("precision") == "fp32" and row.get("artifact"):
             self.paired_references.setdefault((row["runtime"], row.get("device", "cpu")), row)
+
+    def paired_reference(self, row: Row) -> dict[str, Any] | None:
+        """The baseline row `row` is timed against; None for the reference itself or when there is none."""
+        reference = self.paired_references.get((row.runtime, row.device))
+        return None if reference is None or row_name(reference) == row_name(row.to_dict()) else reference
 
 
 def _rel(ctx: RunContext, path: Path) -> str:
@@ -172,10 +177,8 @@ def measure_row(row: Row, variant: Variant, reference_logits: np.ndarray, ctx: R
     cfg = ctx.config
     sets = ctx.robustness
     try:
-        reference = ctx.paired_references.get((row.runtime, row.device))
-        if reference is not None and reference["variant"] == row.variant and reference["precision"] == row.precision:
-            reference = None  # the reference row itself
-        elif reference is None and ctx.paired and ctx.paired.rounds and not (variant.is_baseline and row.precision == "fp32"):
+        reference = ctx.paired_reference(row)
+        if reference is None and ctx.paired and ctx.paired.rounds and not (variant.is_baseline and row.precision == "fp32"):
             row.notes.append(f"no paired speed-up: the baseline has no ok fp32 row on {row.runtime}/{row.device} measured before this one")
         result = run_worker(row, ctx.run_dir, ctx.images_file, cfg.benchmark, ctx.timing, cfg.benchmark.throughput_batch,
                             extra_images=sets.images_file if sets else None, paired=ctx.paired, reference=reference)

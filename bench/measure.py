@@ -16,7 +16,7 @@ import numpy as np
 from bench.artifacts import check_artifact
 from bench.config import BenchmarkConfig
 from bench.errors import ModelFileError
-from bench.results import Row
+from bench.results import Row, row_name
 from bench.stats import classification_metrics
 
 
@@ -47,12 +47,6 @@ class Paired:
         if quick:
             return cls(min(cfg.paired_rounds, 4), min(cfg.paired_calls, 20))
         return cls(cfg.paired_rounds, cfg.paired_calls)
-
-
-def reference_key(row: Row | dict[str, Any]) -> str:
-    """The name `edgebench ab` and `speedup_paired.reference` use for a row."""
-    get = row.get if isinstance(row, dict) else lambda k: getattr(row, k)
-    return "/".join(str(get(k)) for k in ("variant", "format", "precision", "runtime"))
 
 
 class WorkerFailed(RuntimeError):
@@ -87,7 +81,7 @@ def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig,
            "extra_logits_out": str(run_dir / "logits" / f"{row.slug}__robustness.npy"), "paired": None}
     if paired and paired.rounds and reference:
         job["paired"] = {"rounds": paired.rounds, "calls_per_block": paired.calls_per_block,
-                         "reference": reference_key(reference), "artifact": str(run_dir / str(reference["artifact"])),
+                         "reference": row_name(reference), "artifact": str(run_dir / str(reference["artifact"])),
                          "input_spec": reference["input_spec"]}
     try:  # pure-Python checks: a corrupt or hostile file becomes a clear reason, not a native crash
         check_artifact(run_dir / str(row.artifact), row.format)

@@ -122,6 +122,11 @@ CSV_COLUMNS = ("variant", "format", "precision", "runtime", "device", "status", 
                "first_inference_ms", "lineage")
 
 
+def row_name(row: dict[str, Any]) -> str:
+    """'variant/format/precision/runtime': how `edgebench ab` and `speedup_paired.reference` name a row."""
+    return "/".join(str(row.get(k)) for k in ("variant", "format", "precision", "runtime"))
+
+
 def batch1_latency(row: dict[str, Any]) -> dict[str, Any] | None:
     """The batch-1 entry with the fewest threads: the headline latency of a row."""
     entries = [e for e in row.get("latency") or [] if e["batch_size"] == 1]

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 
 def _pre_process(source: Path, folder: Path) -> Path:
@@ -36,14 +39,8 @@ class _Batches:
         raise NotImplementedError
 
 
-def _input_name(model_path: Path) -> str:
-    import onnx
-
-    return onnx.load(str(model_path), load_external_data=False).graph.input[0].name
-
-
-def keep_stem_fp32(model_path: Path) -> tuple[list[str], str]:
-    """Prepare a model for int8 with its stem in fp32; returns (stem node names to exclude, what was done).
+def keep_stem_fp32(model: onnx.ModelProto) -> tuple[list[str], str]:
+    """Prepare a model (in place) for int8 with its stem in fp32; returns (stem node names to exclude, what was done).
 
     The stem is every node before the second Conv in graph order (the first conv, its activation,
     a pooling). Why: a 1-input-channel convolution is all overhead in int8 (ORT's QLinearConv took
@@ -52,14 +49,11 @@ def keep_stem_fp32(model_path: Path) -> tuple[list[str], str]:
     Why the rewrite: with a stem Conv -> Relu -> MaxPool, ORT's QDQ propagation moves the
     quantization of the first int8 input up across the MaxPool, which then runs on uint8 in NCHW
     layout (37 us vs 8 us in fp32 NCHWc). Max-pooling commutes with ReLU, so the stem is rewritten
-    in place as Conv -> MaxPool -> Relu: a Relu is not a node quantization moves across, so the pool
+    as Conv -> MaxPool -> Relu: a Relu is not a node quantization moves across, so the pool
     stays in fp32 and int8 starts after it. The model computes the same function. A stem with a
     MaxPool that cannot be rewritten so (another activation, several consumers) is left to int8:
     measured here, an fp32 conv followed by a uint8 max-pool made the whole model slower.
     """
-    import onnx
-
-    model = onnx.load(str(model_path))
     graph = model.graph
     nodes = list(graph.node)
     convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
@@ -96,7 +90,6 @@ def keep_stem_fp32(model_path: Path) -> tuple[list[str], str]:
     stale = [v for v in graph.value_info if v.name in (relu_out, pool_out)]
     for info in stale:
         graph.value_info.remove(info)
-    onnx.save(model, str(model_path))
     return [n.name for n in stem], "stem kept fp32; Relu/MaxPool commuted so the max-pool stays fp32"
 
 
@@ -139,6 +132,7 @@ def compact_names(path: Path) -> int:
 
 def quantize_static(source: Path, target: Path, params: dict[str, Any], calibration: np.ndarray) -> dict[str, Any]:
     """QDQ int8 model calibrated on `calibration` (inputs already prepared by the input_spec)."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
@@ -147,10 +141,9 @@ def quantize_static(source: Path, target: Path, params: dict[str, Any], calibrat
     # params come from the registry with every default filled in, so they are indexed, not .get()
     activation = QuantType.QUInt8 if params["activations"] == "uint8" else QuantType.QInt8
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        prepared = _pre_process(source, Path(tmp))
-        input_name = _input_name(prepared)
+        prepared = onnx.load(str(_pre_process(source, Path(tmp))))  # read once; the stem rewrite works on it in memory
         excluded, stem = keep_stem_fp32(prepared) if params["fp32_stem"] else ([], "off")
-        ort_quantize_static(str(prepared), str(target), _Batches(calibration, input_name),
+        ort_quantize_static(prepared, str(target), _Batches(calibration, prepared.graph.input[0].name),
                             quant_format=QuantFormat.QDQ, per_channel=params["per_channel"],
                             reduce_range=params["reduce_range"], activation_type=activation,
                             weight_type=QuantType.QInt8, calibrate_method=methods[params["calibration"]],
