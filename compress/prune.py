@@ -7,6 +7,7 @@ prunable layer, which removes about 1 - (1 - ratio)^2 of a middle conv's paramet
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch.nn.functional as F
@@ -64,19 +65,53 @@ def _channels(model: nn.Module) -> list[int]:
     return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
 
 
+def rounded_keep(channels: int, ratio: float, multiple: int) -> int:
+    """Channels a layer keeps under `ratio` when kept counts must be a multiple of `multiple`.
+
+    The multiple nearest to channels * (1 - ratio), ties going down (the smaller, faster layer),
+    at least one multiple, never more than the layer has. Why not Torch-Pruning's own round_to:
+    it always rounds down and, when that reaches 0, silently keeps every channel (24 channels at
+    ratio 0.7 stayed 24).
+    """
+    if multiple <= 1:
+        return int(channels * (1 - ratio))  # what Torch-Pruning keeps without rounding
+    nearest = math.ceil(channels * (1 - ratio) / multiple - 0.5)
+    return min(channels, multiple * max(1, nearest))
+
+
+def _aligned_ratios(model: nn.Module, ratio: float, multiple: int, ignored: list[nn.Module]) -> dict[nn.Module, float]:
+    """Per-layer ratios that make Torch-Pruning keep `rounded_keep` channels in each prunable layer."""
+    ratios = {}
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and module not in ignored:
+            channels = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+            keep = rounded_keep(channels, ratio, multiple)
+            # + 0.5: Torch-Pruning keeps int(channels * (1 - ratio)), which float error could floor one short
+            ratios[module] = max(0.0, 1 - (keep + 0.5) / channels)
+    return ratios
+
+
 def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tuple[nn.Module, dict[str, Any]]:
     """Remove whole channels with Torch-Pruning's dependency graph (residuals and concats stay consistent).
 
     With steps > 1 the ratio is reached gradually, with a one-epoch recovery fine-tune between
     steps (the final fine-tune is a separate `finetune` pass in the chain).
+
+    With round_to > 1 every pruned layer keeps a multiple of round_to channels (see
+    `rounded_keep`). Why: CPU kernels work on blocks of channels (ONNX Runtime's NCHWc blocks
+    are 8 wide with AVX2) and pad or re-layout a layer that is not a multiple. Measured here on
+    the default baseline in ORT: the 25% model (18-36-36-48 channels, 0.57x the MACs) ran 1.07x
+    as fast as the baseline; aligned to 16-32-32-48 it ran 1.90x as fast.
     """
     import torch_pruning as tp
 
     before = _channels(model)
     model.eval()
+    ignored = _classifier(model)
+    per_layer = _aligned_ratios(model, params["ratio"], params["round_to"], ignored) if params["round_to"] > 1 else None
     pruner = tp.pruner.BasePruner(model, ctx.example_inputs[:1], importance=_importance(params["importance"]),
-                                  pruning_ratio=params["ratio"], iterative_steps=params["steps"],
-                                  ignored_layers=_classifier(model))
+                                  pruning_ratio=params["ratio"], pruning_ratio_dict=per_layer,
+                                  iterative_steps=params["steps"], ignored_layers=ignored)
     for step in range(params["steps"]):
         if params["importance"] == "taylor":  # Taylor importance needs gradients of a real loss
             model.zero_grad()
@@ -86,5 +121,6 @@ def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tu
         if step < params["steps"] - 1:
             ctx.fit(model, FitSettings(epochs=1, lr=0.02, seed=ctx.seed + step), None, f"recover step {step + 1}")
     return model.eval(), {"channels_before": before, "channels_after": _channels(model),
-                          "ratio": params["ratio"], "importance": params["importance"], "steps": params["steps"]}
+                          "ratio": params["ratio"], "importance": params["importance"], "steps": params["steps"],
+                          "round_to": params["round_to"]}
 

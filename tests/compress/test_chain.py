@@ -26,6 +26,7 @@ def test_parameters_and_chain_order():
     ("prune.structured(0.5)", "keyword arguments only"),
     ("prune.structured(ratio='half')", "expected float"),
     ("prune.structured(rate=0.5)", "no parameter 'rate'"),
+    ("prune.structured(round_to=0)", "must be >= 1"),
     ("quantise.static()", "did you mean 'quantize.static'"),
     ("finetune(epochs=__import__('os'))", "must be a literal"),
     ("finetune(", "cannot parse"),

@@ -9,11 +9,11 @@ import torch
 
 from bench.export import export_onnx
 from bench.models import count_macs, count_params
-from bench.zoo import tinycnn
+from bench.zoo import edgecnn, tinycnn
 from compress.chain import parse_pass
 from compress.context import PassContext
 from compress.distill import gap_recovered
-from compress.prune import weight_sparsity
+from compress.prune import rounded_keep, weight_sparsity
 from compress.registry import PASSES, resolve
 from compress.reshape import fit_to_state_dict
 from compress.train import FitSettings, fit, kd_loss
@@ -80,6 +80,30 @@ def test_structured_pruning_makes_the_model_physically_smaller(importance):
     assert count_macs(pruned, SHAPE) < 0.45 * macs
     assert info["channels_after"][1] == info["channels_before"][1] // 2
     assert pruned(torch.zeros(1, *SHAPE)).shape == (1, 10)  # the classes are never pruned
+
+
+@pytest.mark.parametrize("channels, ratio, multiple, keep", [
+    (24, 0.5, 8, 8),     # 12 is halfway between 8 and 16: ties go to the smaller layer
+    (24, 0.7, 8, 8),     # 7.2 -> 8 (Torch-Pruning's own round_to kept all 24 here)
+    (48, 0.7, 8, 16),    # 14.4 -> 16
+    (36, 0.25, 8, 24),   # 27 -> 24
+    (48, 0.25, 8, 32),   # 36 is a tie between 32 and 40
+    (4, 0.5, 8, 4),      # never more than the layer has
+    (24, 0.7, 1, 7),     # no rounding: what Torch-Pruning keeps
+])
+def test_rounded_keep(channels, ratio, multiple, keep):
+    assert rounded_keep(channels, ratio, multiple) == keep
+
+
+@pytest.mark.parametrize("ratio, steps, expected", [(0.25, 1, [16, 32, 32, 48]), (0.5, 1, [8, 24, 24, 32]),
+                                                    (0.7, 1, [8, 16, 16, 16]), (0.5, 2, [8, 24, 24, 32])])
+def test_structured_round_to_keeps_multiples_of_it(ratio, steps, expected):
+    torch.manual_seed(0)
+    model = edgecnn()  # 24-48-48-64 channels: the default baseline, where exact ratios give 18, 12 or 7 channels
+    call = parse_pass(f"prune.structured(ratio={ratio}, round_to=8, steps={steps})")
+    pruned, info = resolve(call.spec)(model, call.params, _context(edgecnn()))
+    assert info["channels_after"] == [*expected, 10] and info["round_to"] == 8
+    assert pruned(torch.zeros(2, *SHAPE)).shape == (2, 10)
 
 
 def test_kd_loss_decreases_and_is_zero_for_identical_logits():
