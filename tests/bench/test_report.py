@@ -143,3 +143,19 @@ def test_cli_report_without_results_is_a_user_error(tmp_path: Path, monkeypatch:
     (tmp_path / "results.json").write_text("{not json")
     assert run_cli(monkeypatch, ["report", str(tmp_path)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def _pruned_doc(after: list[int], flags: list[str]) -> dict:
+    info = {"pass": "prune.structured(ratio=0.25)", "channels_before": [24, 48, 48, 64, 10], "channels_after": after}
+    rows = [{"variant": "prune-25", "runtime": rt, "compression": {"passes": [info]}} for rt in ("torch", "onnxruntime")]
+    return {"environment": {"cpu": {"flags": flags}}, "rows": rows}
+
+
+def test_report_notes_pruned_widths_that_cpu_kernels_pad() -> None:
+    from bench.report import _alignment_notes
+
+    notes = _alignment_notes(_pruned_doc([18, 36, 36, 48, 10], ["avx2", "fma"]))
+    assert len(notes) == 1 and "18-36-36-48-10" in notes[0] and "round_to=8" in notes[0]  # once per variant
+    assert _alignment_notes(_pruned_doc([16, 32, 32, 48, 10], ["avx2"])) == []  # aligned; the classes are not pruned
+    assert "round_to=16" in _alignment_notes(_pruned_doc([16, 40, 40, 48, 10], ["avx2", "avx512f"]))[0]
+    assert _alignment_notes(_pruned_doc([18, 36, 36, 48, 10], ["asimd"])) == []  # not x86: no claim
