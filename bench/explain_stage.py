@@ -24,6 +24,7 @@ import numpy as np
 from bench.errors import UserError
 from bench.explain_worker import run_jobs
 from bench.explain_record import OUT, Recorder, slug_of
+from bench.progress import progress_bar
 from bench.results import atomic_write_json
 from explain.drift import DEFAULT_THRESHOLD, choose_flips
 from explain.shap_explain import DEFAULT_BATCH_SIZE, DEFAULT_MASKER, choose_explanation_set
@@ -159,9 +160,7 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
     recorder = Recorder(run_dir, document, settings, indices, labels, set_images, reference, shared, flips)
     tasks = recorder.tasks(jobs, images_file=images_file, max_evals=max_evals, seed=seed)
     atomic_write_json(run_dir / "results.json", document)
-    from tqdm import tqdm
-
-    with tqdm(total=len(tasks), desc="explanations", unit="job", disable=quiet) as bar:
+    with progress_bar(total=len(tasks), desc="explanations", unit="job", quiet=quiet) as bar:
         def on_result(k: int, result: dict[str, Any]) -> None:
             recorder.record(k, result)
             bar.update(1)

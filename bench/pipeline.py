@@ -25,6 +25,7 @@ from bench.data import Dataset, load_fashion_mnist, load_image_folder
 from bench.environment import environment
 from bench.errors import UserError
 from bench.measure import Paired, Timing
+from bench.progress import progress_bar
 from bench.results import validate_results
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, new_run_id
@@ -181,7 +182,7 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
     for done in writer.rows:  # a resumed run times its remaining rows against the finished baseline rows
         if done["variant"] == variants[0].name:
             ctx.note_reference(done)
-    with tqdm(total=len(variants), desc="variants", unit="variant", disable=options.quiet) as bar:
+    with progress_bar(total=len(variants), desc="variants", unit="variant", quiet=options.quiet) as bar:
         for variant in variants:
             bar.update(0)
             if variant.name not in done_variants:  # a resumed run skips finished variants entirely

@@ -15,13 +15,13 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from bench.cache import cache_key, cache_path
 from bench.checkpoints import load_state_dict_file, save_state_dict
 from bench.config import BaselineConfig
 from bench.data import Dataset, Split, batches
 from bench.models import build_model
+from bench.progress import progress_bar
 from compress.train import FitSettings, fit
 
 
@@ -76,7 +76,7 @@ def run_fit(model: nn.Module, dataset: Dataset, settings: FitSettings, batch_siz
     """Train with a progress bar showing the running loss."""
     steps = steps_per_epoch(dataset.train, batch_size)
     make = epoch_batches(dataset.train, dataset, batch_size, augment=augment, seed=settings.seed)
-    with tqdm(total=steps * settings.epochs, desc=description, unit="step", leave=False, disable=quiet) as bar:
+    with progress_bar(total=steps * settings.epochs, desc=description, unit="step", quiet=quiet, leave=False) as bar:
         def progress(step: int, loss: float) -> None:
             bar.update(1)
             if step % 20 == 0:
