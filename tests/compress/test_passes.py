@@ -9,7 +9,7 @@ import torch
 
 from bench.export import export_onnx
 from bench.models import count_macs, count_params
-from bench.zoo import edgecnn, tinycnn
+from bench.zoo import edgecnn, mobilenet_v2, tinycnn
 from compress.chain import parse_pass
 from compress.context import PassContext
 from compress.distill import gap_recovered
@@ -103,6 +103,16 @@ def test_structured_round_to_keeps_multiples_of_it(ratio, steps, expected):
     call = parse_pass(f"prune.structured(ratio={ratio}, round_to=8, steps={steps})")
     pruned, info = resolve(call.spec)(model, call.params, _context(edgecnn()))
     assert info["channels_after"] == [*expected, 10] and info["round_to"] == 8
+    assert pruned(torch.zeros(2, *SHAPE)).shape == (2, 10)
+
+
+def test_structured_round_to_with_depthwise_and_residual_coupling():
+    torch.manual_seed(0)
+    model = mobilenet_v2().eval()  # inverted residuals: depthwise convs and residual adds couple channels
+    call = parse_pass("prune.structured(ratio=0.5, round_to=8)")
+    pruned, info = resolve(call.spec)(model, call.params, _context(mobilenet_v2()))
+    changed = [a for b, a in zip(info["channels_before"], info["channels_after"]) if a != b]
+    assert changed and all(a % 8 == 0 for a in changed)
     assert pruned(torch.zeros(2, *SHAPE)).shape == (2, 10)
 
 
