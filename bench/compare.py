@@ -254,6 +254,10 @@ def _environment_notes(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> list[str
     changed = [f"{n} {pkg_a.get(n, '-')} -> {pkg_b.get(n, '-')}" for n in sorted(set(pkg_a) | set(pkg_b)) if pkg_a.get(n) != pkg_b.get(n)]
     if changed:
         notes.append("package versions differ: " + ", ".join(changed))
+    calls_a, calls_b = env_a.get("runtime_calls") or {}, env_b.get("runtime_calls") or {}
+    for name in sorted(set(calls_a) | set(calls_b)):  # e.g. ORT timed through session.run vs an IOBinding: ~7 us a call
+        if calls_a.get(name) != calls_b.get(name):
+            notes.append(f"{name} is called differently: A {calls_a.get(name) or 'not recorded'}, B {calls_b.get(name) or 'not recorded'}")
     return notes
 
 

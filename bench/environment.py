@@ -65,5 +65,8 @@ def git_info(repo: Path | None = None) -> dict[str, Any] | None:
 
 
 def environment() -> dict[str, Any]:
+    from bench.runtimes import RUNTIMES
+
     return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu_info(),
-            "gpu": gpu_info(), "packages": package_versions(), "git": git_info()}
+            "gpu": gpu_info(), "packages": package_versions(), "git": git_info(),
+            "runtime_calls": {name: spec.call for name, spec in RUNTIMES.items()}}

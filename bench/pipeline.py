@@ -186,14 +186,14 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
         for variant in variants:
             bar.update(0)
             if variant.name not in done_variants:  # a resumed run skips finished variants entirely
-                bar.set_postfix_str(variant.name)
+                bar.set_postfix_str(variant.name, refresh=False)
                 reference = reference_logits(variant, ctx.dataset)
                 for artifact in export_artifacts(variant, ctx, calibration_raw):
                     for row in rows_for_artifact(variant, artifact, ctx):
                         if row.key in done_rows:
                             continue
                         if row.status == "ok":
-                            bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}")
+                            bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}", refresh=False)
                             measure_row(row, variant, reference, ctx)
                         writer.add_row(row)
                         if variant.is_baseline:

@@ -13,5 +13,9 @@ from tqdm import tqdm
 
 
 def progress_bar(*, total: int, desc: str, unit: str, quiet: bool = False, **options: Any) -> tqdm:
+    """A tqdm bar; callers update its postfix with refresh=False, so only the interval redraws it."""
     interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, disable=quiet, mininterval=0.1 if interactive else 30.0, **options)
+    interval = 0.1 if interactive else 30.0
+    # maxinterval too: tqdm's monitor thread otherwise forces a redraw every 10 s
+    return tqdm(total=total, desc=desc, unit=unit, disable=quiet, mininterval=interval,
+                maxinterval=max(interval, 10.0), **options)

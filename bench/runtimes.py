@@ -24,14 +24,18 @@ class RuntimeSpec:
     devices: tuple[str, ...]
     module: str  # import name; its absence makes the runtime unavailable
     help: str
+    call: str  # how predict() calls it: recorded in every run, since it is part of what a latency means
 
 
 RUNTIMES: dict[str, RuntimeSpec] = {
     spec.name: spec
     for spec in [
-        RuntimeSpec("torch", ("torch",), ("cpu", "cuda"), "torch", "PyTorch eager on a torch.export program (.pt2)"),
-        RuntimeSpec("onnxruntime", ("onnx",), ("cpu", "cuda"), "onnxruntime", "ONNX Runtime, CPUExecutionProvider (CUDAExecutionProvider with onnxruntime-gpu)"),
-        RuntimeSpec("litert", ("tflite",), ("cpu",), "ai_edge_litert", "LiteRT (TFLite) interpreter with XNNPACK"),
+        RuntimeSpec("torch", ("torch",), ("cpu", "cuda"), "torch", "PyTorch eager on a torch.export program (.pt2)",
+                    "module(torch.from_numpy(x)) under inference_mode"),
+        RuntimeSpec("onnxruntime", ("onnx",), ("cpu", "cuda"), "onnxruntime", "ONNX Runtime, CPUExecutionProvider (CUDAExecutionProvider with onnxruntime-gpu)",
+                    "run_with_iobinding, buffers bound once per input shape (CPU); session.run (CUDA)"),
+        RuntimeSpec("litert", ("tflite",), ("cpu",), "ai_edge_litert", "LiteRT (TFLite) interpreter with XNNPACK",
+                    "set_tensor, invoke, get_tensor"),
     ]
 }
 
@@ -112,7 +116,7 @@ def _bound_predict(session: Any, input_name: str) -> Predict:
             binding.bind_ortvalue_input(input_name, ort.OrtValue.ortvalue_from_numpy(x_buffer))
             for out_name, buffer in zip(outputs, y_buffers):
                 binding.bind_ortvalue_output(out_name, ort.OrtValue.ortvalue_from_numpy(buffer))
-            bound.update(key=key, binding=binding, x=x_buffer, y=y_buffers[0])
+            bound.update(key=key, binding=binding, x=x_buffer, y=y_buffers[0], all_outputs=y_buffers)  # keep every bound buffer alive
             return first[0]
         np.copyto(bound["x"], x)  # ORT reads the bound buffer in place
         session.run_with_iobinding(bound["binding"])

@@ -80,7 +80,7 @@ def run_fit(model: nn.Module, dataset: Dataset, settings: FitSettings, batch_siz
         def progress(step: int, loss: float) -> None:
             bar.update(1)
             if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss:.3f}")
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
 
         model.to(memory_format=torch.channels_last)
         try:

@@ -149,3 +149,13 @@ def test_fast_bootstrap_matches_resampling(q: float) -> None:
     assert fast.mean() == pytest.approx(naive.mean(), rel=0.01)
     assert fast.std() == pytest.approx(naive.std(), rel=0.1)
     np.testing.assert_allclose(np.percentile(fast, [2.5, 97.5]), np.percentile(naive, [2.5, 97.5]), rtol=0.03)
+
+
+def test_a_change_in_how_a_runtime_is_called_is_noted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    def edit(doc: dict[str, Any]) -> None:  # the fixture predates runtime_calls: A records none
+        doc["environment"]["runtime_calls"] = {"onnxruntime": "run_with_iobinding"}
+
+    changed = copy_run(tmp_path / "changed", edit=edit)
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(changed)]) == 0
+    assert "onnxruntime is called differently: A not recorded, B run_with_iobinding" in capsys.readouterr().out

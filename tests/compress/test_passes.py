@@ -90,6 +90,9 @@ def test_structured_pruning_makes_the_model_physically_smaller(importance):
     (48, 0.25, 8, 32),   # 36 is a tie between 32 and 40
     (4, 0.5, 8, 4),      # never more than the layer has
     (24, 0.7, 1, 7),     # no rounding: what Torch-Pruning keeps
+    (40, 0.7, 8, 8),     # 40 * 0.3 is 12.000000000000002 in floats: still a tie, still down
+    (120, 0.7, 8, 32),   # 36: a tie between 32 and 40
+    (20, 0.0, 8, 20),    # ratio 0 prunes nothing, aligned or not
 ])
 def test_rounded_keep(channels, ratio, multiple, keep):
     assert rounded_keep(channels, ratio, multiple) == keep
