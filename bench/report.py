@@ -23,6 +23,7 @@ from bench.report_table import STATUS_LABELS, Line, columns_for, markdown_table,
 from bench.results import atomic_write_bytes
 
 VNNI_NOTE = "no VNNI: int8 kernels here are slower than on VNNI/AMX CPUs"
+CHANNEL_BLOCK = 8  # ONNX Runtime's NCHWc block with AVX2: pruned widths that are not multiples get padded
 QUICK_NOTE = "--quick run: short timings for a smoke test, not publishable latencies"
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1500px;padding:0 1em;color:#222}
@@ -183,15 +184,12 @@ def _notes(document: dict[str, Any]) -> list[str]:
 def _alignment_notes(document: dict[str, Any]) -> list[str]:
     """Variants whose channel pruning left layer widths that CPU kernels pad, and how to avoid it.
 
-    Why: ONNX Runtime's NCHWc convolutions work on blocks of 8 channels with AVX2; an 18-channel
-    layer costs about as much as a 24-channel one, plus re-layouts. Measured on AVX2 (paired, in
-    ORT): the 25%-pruned default model ran 1.02x as fast as the baseline with 18-36-36-48
-    channels, 1.97x with 16-32-32-48. Only x86 runs get the note; other block sizes are unmeasured.
+    Why and what was measured: compress.prune.structured. Only x86 runs get the note, and only
+    for the 8-channel blocks measured there.
     """
     flags = ((document.get("environment") or {}).get("cpu") or {}).get("flags") or []
     if not any(f.startswith("avx") for f in flags):
         return []
-    block = 8
     notes, seen = [], set()
     for row in document.get("rows") or []:
         if row.get("variant") in seen:
@@ -199,10 +197,10 @@ def _alignment_notes(document: dict[str, Any]) -> list[str]:
         seen.add(row.get("variant"))
         for info in (row.get("compression") or {}).get("passes") or []:
             before, after = info.get("channels_before") or [], info.get("channels_after") or []
-            if any(a != b and a % block for b, a in zip(before, after)):
+            if any(a != b and a % CHANNEL_BLOCK for b, a in zip(before, after)):
                 notes.append(f"{row.get('variant')}: pruned layer widths {'-'.join(map(str, after))} are not all multiples of "
-                             f"{block}, which x86 CPU kernels pad, so latency may lag the MAC ratio "
-                             f"(prune.structured(round_to={block}) aligns them)")
+                             f"{CHANNEL_BLOCK}, which x86 CPU kernels pad, so latency may lag the MAC ratio "
+                             f"(prune.structured(round_to={CHANNEL_BLOCK}) aligns them)")
     return notes
 
 

@@ -116,11 +116,11 @@ def _bound_predict(session: Any, input_name: str) -> Predict:
             binding.bind_ortvalue_input(input_name, ort.OrtValue.ortvalue_from_numpy(x_buffer))
             for out_name, buffer in zip(outputs, y_buffers):
                 binding.bind_ortvalue_output(out_name, ort.OrtValue.ortvalue_from_numpy(buffer))
-            bound.update(key=key, binding=binding, x=x_buffer, y=y_buffers[0], all_outputs=y_buffers)  # keep every bound buffer alive
+            bound.update(key=key, binding=binding, x=x_buffer, outputs=y_buffers)  # the binding's buffers, kept alive here
             return first[0]
         np.copyto(bound["x"], x)  # ORT reads the bound buffer in place
         session.run_with_iobinding(bound["binding"])
-        return bound["y"].copy()  # the buffer is overwritten by the next call
+        return bound["outputs"][0].copy()  # the buffer is overwritten by the next call
 
     return predict
 

@@ -55,6 +55,10 @@ def _non_negative(v: float) -> str | None:
     return None if v >= 0 else "must be >= 0"
 
 
+def _at_least_one(v: int) -> str | None:
+    return None if v >= 1 else "must be >= 1"
+
+
 def _unit(v: float) -> str | None:
     return None if 0 <= v <= 1 else "must be in [0, 1]"
 
@@ -81,9 +85,9 @@ PASSES: dict[str, PassSpec] = {
             {
                 "ratio": Param(float, 0.5, "share of channels removed from each prunable layer", check=_fraction),
                 "importance": Param(str, "l2", "channel importance criterion", choices=("l1", "l2", "taylor")),
-                "steps": Param(int, 1, "iterative pruning steps (each followed by a short recovery epoch when > 1)", check=lambda v: None if v >= 1 else "must be >= 1"),
+                "steps": Param(int, 1, "iterative pruning steps (each followed by a short recovery epoch when > 1)", check=_at_least_one),
                 "round_to": Param(int, 1, "keep a multiple of this many channels per layer, nearest to the ratio (8 suits AVX2 CPU kernels; 1 = exact ratio)",
-                                  check=lambda v: None if v >= 1 else "must be >= 1"),
+                                  check=_at_least_one),
             },
         ),
         PassSpec(
@@ -116,7 +120,7 @@ PASSES: dict[str, PassSpec] = {
             {
                 "calibration": Param(str, "minmax", "calibration method", choices=("minmax", "entropy", "percentile")),
                 "per_channel": Param(bool, True, "per-channel weight scales"),
-                "images": Param(int, 256, "calibration images from the training split", check=lambda v: None if v >= 1 else "must be >= 1"),
+                "images": Param(int, 256, "calibration images from the training split", check=_at_least_one),
                 "activations": Param(str, "uint8", "activation type: uint8 (U8S8, ORT's fast path on x86) or int8 (S8S8)", choices=("uint8", "int8")),
                 # Measured on the default baseline (AVX2, no VNNI): off 92.28% top-1, on 92.99% (= fp32).
                 "reduce_range": Param(bool, True, "7-bit weights: avoids the int16 saturation of U8S8 kernels on CPUs without VNNI"),
