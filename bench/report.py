@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench import report_charts as charts
+from bench import report_passes
 from bench.errors import UserError
 from bench.report_table import STATUS_LABELS, Line, columns_for, markdown_table, reasons, summary_lines
 from bench.results import atomic_write_bytes
@@ -36,6 +37,7 @@ tr.ref td{font-weight:600}.badge{display:inline-block;padding:0 6px;border-radiu
 img{max-width:100%;border:1px solid #eee}figure{margin:1em 0}figcaption{color:#555;font-size:12px}
 dl.cols{columns:2;font-size:12px}dl.cols dt{font-weight:600;display:inline}dl.cols dd{display:inline;margin:0 0 0 .3em}
 dl.cols dd:after{content:"";display:block}code{font-size:12px}
+table.passes td.steps{white-space:normal;max-width:760px}table.passes ol{margin:0;padding-left:1.3em}
 """
 
 
@@ -216,7 +218,8 @@ def render_html(document: dict[str, Any], lines: list[Line], figures: dict[str, 
     parts = [f"<h1>edgebench report: {escape(str(document.get('run_id', '?')))}</h1>",
              f"<p>{escape(_run_facts(document))}</p>"]
     parts += [f'<div class="note">{escape(note)}</div>' for note in _notes(document)]
-    parts += ["<h2>Summary</h2>", _table_html(lines), _reasons_html(lines), "<h2>Trade-offs</h2>",
+    parts += ["<h2>Summary</h2>", _table_html(lines), _reasons_html(lines), report_passes.html_section(document),
+              "<h2>Trade-offs</h2>",
               _figure_html(figures.get("accuracy_latency"), "Accuracy vs p50 latency at batch 1, Pareto frontier in red"),
               _figure_html(figures.get("size_accuracy"), "Accuracy vs artifact size, Pareto frontier in red"),
               "<h2>Latency distributions</h2>",
@@ -236,19 +239,10 @@ def render_html(document: dict[str, Any], lines: list[Line], figures: dict[str, 
             parts.append("<p>Listed in results.json but not found:</p><ul>"
                          + "".join(f"<li><code>{escape(m)}</code></li>" for m in missing) + "</ul>")
     parts += ["<h2>Environment</h2>", "<table>" + "".join(f'<tr><td class="t">{escape(k)}</td><td class="t">{escape(v)}</td></tr>'
-                                                         for k, v in _environment(document)) + "</table>",
-              "<h2>Variants</h2><ul>" + "".join(f"<li><b>{escape(name)}</b>: {escape(chain)}</li>"
-                                                for name, chain in _variants(lines)) + "</ul>"]
+                                                         for k, v in _environment(document)) + "</table>"]
     title = escape(f"edgebench {document.get('run_id', '')}")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
-
-
-def _variants(lines: list[Line]) -> list[tuple[str, str]]:
-    seen: dict[str, str] = {}
-    for line in lines:
-        seen.setdefault(str(line.row.get("variant")), " → ".join(line.row.get("lineage") or []) or "the uncompressed baseline")
-    return list(seen.items())
 
 
 def render_markdown(document: dict[str, Any], lines: list[Line], figures: dict[str, bytes | None], run_dir: Path) -> str:
@@ -266,6 +260,7 @@ def render_markdown(document: dict[str, Any], lines: list[Line], figures: dict[s
             code = reason.replace("`", "'")  # a backtick would end the inline code span
             out.append(f"- **{STATUS_LABELS.get(line.status, (line.status, ''))[0]}** {line.label}: `{code}`")
         out.append("")
+    out += report_passes.markdown_section(document)
     drawn = [(name, caption) for name, caption in (("accuracy_latency", "Accuracy vs latency"), ("size_accuracy", "Accuracy vs size"),
                                                    ("latency_distributions", "Latency distributions"),
                                                    ("per_class_delta", "Per-class accuracy vs the baseline")) if figures.get(name)]

@@ -160,11 +160,13 @@ def _times(value: float | None) -> str:
 
 def paired_text(line: Line) -> str:
     """'2.67× [2.11-3.44]': the paired speed-up with the 10-90% range of its rounds."""
-    paired = line.paired
-    if not paired:
+    paired = line.paired or {}
+    speedup, spread = paired.get("speedup"), paired.get("speedup_p10_p90")
+    if not isinstance(speedup, (int, float)):
         return "-"
-    low, high = paired["speedup_p10_p90"]
-    return f"{paired['speedup']:.2f}× [{low:.2f}-{high:.2f}]"
+    if not (isinstance(spread, list) and len(spread) == 2 and all(isinstance(x, (int, float)) for x in spread)):
+        return f"{speedup:.2f}×"
+    return f"{speedup:.2f}× [{spread[0]:.2f}-{spread[1]:.2f}]"
 
 
 def _delta(line: Line) -> str:

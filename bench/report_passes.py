@@ -1,0 +1,206 @@
+"""The report's "What each pass did" section: per variant, its passes and their outcomes, next to
+the MAC ratio (theory) and the measured paired speed-ups (reality).
+
+The summary table says how fast, small and accurate each artifact is; this section says what each
+pass bought: the sparsity reached, the channels kept, the share of the teacher gap that KD
+recovered, the quantization settings. Everything comes from results.json (the rows' `lineage`
+and `compression` blocks); a missing field renders as "-", never an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from typing import Any, Callable
+
+# The runtimes whose paired speed-up the section shows, in column order, with their headings.
+RUNTIME_COLUMNS = (("torch", "torch"), ("onnxruntime", "ONNX Runtime"), ("litert", "LiteRT"))
+
+
+@dataclass
+class VariantPasses:
+    variant: str
+    steps: list[str]                 # one sentence per pass, in lineage order
+    macs_ratio: float | None         # MACs / baseline MACs
+    paired: dict[str, float | None]  # runtime -> paired speed-up of the variant's headline row there
+    onnx_size_ratio: float | None    # the ONNX file's bytes / the baseline ONNX file's
+    onnx_gzip_ratio: float | None    # the same gzip-compressed: where unstructured sparsity pays
+
+
+def pass_name(lineage_entry: str) -> str:
+    """'prune.structured(ratio=0.5)' -> 'prune.structured'."""
+    return lineage_entry.split("(", 1)[0].strip()
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "-"
+
+
+def _num(value: Any, spec: str = "g") -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else "-"
+
+
+def _unstructured(info: dict[str, Any]) -> str:
+    return (f"{info.get('scope', '?')} magnitude pruning: sparsity {_num(info.get('sparsity_reached'), '.3f')} "
+            f"reached (asked {_num(info.get('sparsity_requested'))})")
+
+
+def _structured(info: dict[str, Any]) -> str:
+    before, after = info.get("channels_before") or [], info.get("channels_after") or []
+    text = f"channels {'-'.join(map(str, before)) or '?'} → {'-'.join(map(str, after)) or '?'} ({info.get('importance', '?')} importance"
+    if (info.get("round_to") or 1) > 1:
+        text += f", multiples of {info['round_to']}"
+    return text + ")"
+
+
+def _finetune(info: dict[str, Any]) -> str:
+    epochs = info.get("epochs")
+    text = f"fine-tune {_num(epochs)} epoch{'' if epochs == 1 else 's'} at lr {_num(info.get('lr'))}"
+    if info.get("distill"):
+        text += f" with KD from the baseline (T={_num(info.get('temperature'))}, α={_num(info.get('alpha'))})"
+    losses = [x for x in info.get("losses") or [] if isinstance(x, (int, float))]
+    if len(losses) > 1:
+        text += f", loss {losses[0]:.3f} → {losses[-1]:.3f} (epoch means)"
+    elif losses:
+        text += f", mean loss {losses[0]:.3f}"
+    return text
+
+
+def _distill(info: dict[str, Any]) -> str:
+    width = info.get("student_width")
+    student = f"width-{_num(width)} student" if width else "the current model"
+    gap = info.get("gap_recovered")
+    recovered = f"recovers {100 * gap:.0f}% of the gap" if isinstance(gap, (int, float)) else "no gap to recover"
+    return (f"KD into {student}: {_pct(info.get('student_kd_top1'))} vs {_pct(info.get('student_scratch_top1'))} "
+            f"for the same student trained without a teacher (teacher {_pct(info.get('teacher_top1'))}): {recovered}")
+
+
+def _quantization(info: dict[str, Any]) -> str:
+    """From the row's compression.quantization block (the ONNX passes record their settings there)."""
+    method = info.get("method", "?")
+    scales = "per-channel" if info.get("per_channel") else "per-tensor"
+    text = f"ONNX Runtime {method} int8: weights {info.get('weight_type', '?')} {scales}, activations {info.get('activation_type', '?')}"
+    if method == "static":
+        text += f", {info.get('calibration', '?')} calibration on {_num(info.get('calibration_images', info.get('images')))} images"
+        if info.get("fp32_stem"):
+            text += ", stem kept fp32"
+    return text
+
+
+MODEL_PASS_SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "prune.unstructured": _unstructured,
+    "prune.structured": _structured,
+    "finetune": _finetune,
+    "distill": _distill,
+}
+
+
+def describe_steps(lineage: list[str], compression: dict[str, Any]) -> list[str]:
+    """One sentence per lineage entry. Model passes record their outcome in compression.passes (in
+    order); the ONNX quantization passes in compression.quantization. Unknown passes show as written."""
+    infos = iter(compression.get("passes") or [])
+    steps = []
+    for entry in lineage:
+        name = pass_name(entry)
+        if name.startswith("quantize."):
+            quantization = compression.get("quantization")
+            steps.append(_quantization(quantization) if isinstance(quantization, dict) else entry)
+            continue
+        info = next(infos, None)
+        summarise = MODEL_PASS_SUMMARIES.get(name)
+        steps.append(summarise(info) if summarise and isinstance(info, dict) else entry)
+    return steps
+
+
+def _headline_row(rows: list[dict[str, Any]], runtime: str) -> dict[str, Any] | None:
+    """The variant's ok CPU row on this runtime: fp32 when it has one, else its only precision
+    (an ONNX-quantized variant has just its int8 row)."""
+    ok = [r for r in rows if r.get("runtime") == runtime and r.get("status") == "ok" and r.get("device", "cpu") == "cpu"]
+    ok.sort(key=lambda r: r.get("precision") != "fp32")
+    return ok[0] if ok else None
+
+
+def _size_ratio(row: dict[str, Any] | None, base: dict[str, Any] | None, key: str) -> float | None:
+    mine, theirs = (row or {}).get(key), (base or {}).get(key)
+    ok = isinstance(mine, (int, float)) and isinstance(theirs, (int, float)) and theirs > 0
+    return mine / theirs if ok else None
+
+
+def variant_passes(document: dict[str, Any]) -> list[VariantPasses]:
+    """Every variant of the run except the baseline, in row order."""
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for row in document.get("rows") or []:
+        by_variant.setdefault(str(row.get("variant")), []).append(row)
+    baseline = document.get("baseline", "baseline")
+    base_onnx = _headline_row(by_variant.get(baseline, []), "onnxruntime")
+    out = []
+    for name, rows in by_variant.items():
+        if name == baseline:
+            continue
+        # an ok row carries every outcome (a skipped row lacks the quantization an ONNX artifact records)
+        with_outcomes = [r for r in rows if isinstance(r.get("compression"), dict)]
+        with_outcomes.sort(key=lambda r: r.get("status") != "ok")
+        source = with_outcomes[0] if with_outcomes else rows[0]
+        compression = source.get("compression") or {}
+        paired = {}
+        for runtime, _ in RUNTIME_COLUMNS:
+            row = _headline_row(rows, runtime)
+            speedup = ((row or {}).get("speedup_paired") or {}).get("speedup")
+            paired[runtime] = float(speedup) if isinstance(speedup, (int, float)) else None
+        ratio = compression.get("macs_ratio_to_baseline")
+        onnx = _headline_row(rows, "onnxruntime")
+        out.append(VariantPasses(name, describe_steps(list(source.get("lineage") or []), compression),
+                                 float(ratio) if isinstance(ratio, (int, float)) else None, paired,
+                                 _size_ratio(onnx, base_onnx, "size_bytes"), _size_ratio(onnx, base_onnx, "size_gzip_bytes")))
+    return out
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}×" if value is not None else "-"
+
+
+def _headings() -> list[str]:
+    return (["variant", "passes, in order, and what each did", "ONNX size ×base", "ONNX gzip ×base", "MACs ×base"]
+            + [f"paired × {label}" for _, label in RUNTIME_COLUMNS])
+
+
+def _numbers(item: VariantPasses) -> list[str]:
+    return ([_ratio(item.onnx_size_ratio), _ratio(item.onnx_gzip_ratio), _ratio(item.macs_ratio)]
+            + [_ratio(item.paired[runtime]) for runtime, _ in RUNTIME_COLUMNS])
+
+
+INTRO = ("Sizes are the variant's ONNX file against the baseline's (<1: smaller; gzip shows what unstructured "
+         "zeros save). MACs ×base is the theory (multiply-accumulates against the baseline's); the paired columns "
+         "are the measurement: the variant's fp32 row (an ONNX-quantized variant: its int8 row) timed interleaved "
+         "with the baseline on the same runtime (>1: faster).")
+
+
+def markdown_section(document: dict[str, Any]) -> list[str]:
+    """The section as GitHub Markdown lines (steps numbered, one per line of the cell); [] without variants."""
+    items = variant_passes(document)
+    if not items:
+        return []
+
+    def cell(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+    out = ["## What each pass did", "", INTRO, "", "| " + " | ".join(_headings()) + " |",
+           "|---|---|" + "--:|" * (len(_headings()) - 2)]
+    for item in items:
+        steps = "<br>".join(f"{i}. {cell(step)}" for i, step in enumerate(item.steps, 1)) or "-"
+        out.append(f"| {cell(item.variant)} | {steps} | " + " | ".join(_numbers(item)) + " |")
+    return out + [""]
+
+
+def html_section(document: dict[str, Any]) -> str:
+    """The section as an HTML table, every string escaped; "" without variants."""
+    items = variant_passes(document)
+    if not items:
+        return ""
+    head = "".join(f'<th{" class=t" if i < 2 else ""}>{escape(h)}</th>' for i, h in enumerate(_headings()))
+    body = "".join(
+        f'<tr><td class="t">{escape(item.variant)}</td><td class="t steps"><ol>'
+        + "".join(f"<li>{escape(step)}</li>" for step in item.steps) + "</ol></td>"
+        + "".join(f"<td>{escape(n)}</td>" for n in _numbers(item)) + "</tr>" for item in items)
+    return (f"<h2>What each pass did</h2><p>{escape(INTRO)}</p>"
+            f'<div class="wrap"><table class="passes"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')

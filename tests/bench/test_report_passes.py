@@ -1,0 +1,107 @@
+"""The report's "What each pass did" section, from a results.json with one variant per pass kind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.report import write_report
+from bench.report_passes import describe_steps, pass_name, variant_passes
+
+UNSTRUCT = "prune.unstructured(sparsity=0.8, scope='global')"
+STRUCT = "prune.structured(ratio=0.5, importance='l2', steps=1, round_to=8)"
+FINETUNE_KD = "finetune(epochs=4, lr=0.05, distill=True, temperature=2.0, alpha=0.5)"
+DISTILL = "distill(width=0.25, epochs=3, lr=0.1, temperature=4.0, alpha=0.9)"
+STATIC = "quantize.static(calibration='minmax', per_channel=True, images=256)"
+
+
+def _row(variant: str, lineage: list[str], runtime: str, precision: str, *, status: str = "ok",
+         compression: dict[str, Any] | None = None, paired: float | None = None, size: int = 1000,
+         gzip: int = 900) -> dict[str, Any]:
+    fmt = {"torch": "torch", "onnxruntime": "onnx", "litert": "tflite"}[runtime]
+    return {"variant": variant, "lineage": lineage, "format": fmt, "precision": precision, "runtime": runtime,
+            "device": "cpu", "status": status, "size_bytes": size, "size_gzip_bytes": gzip,
+            "compression": compression, "speedup_paired": {"speedup": paired} if paired else None}
+
+
+def _document() -> dict[str, Any]:
+    struct_info = {"pass": STRUCT, "channels_before": [24, 48, 10], "channels_after": [8, 24, 10],
+                   "importance": "l2", "round_to": 8}
+    kd_info = {"pass": FINETUNE_KD, "epochs": 4, "lr": 0.05, "distill": True, "temperature": 2.0, "alpha": 0.5,
+               "losses": [0.47, 0.34]}
+    distill_info = {"pass": DISTILL, "student_width": 0.25, "teacher_top1": 0.93, "student_kd_top1": 0.92,
+                    "student_scratch_top1": 0.90, "gap_recovered": 2 / 3}
+    rows = [
+        _row("baseline", [], "onnxruntime", "fp32", size=1000, gzip=900),
+        _row("sparse", [UNSTRUCT], "onnxruntime", "fp32", size=1000, gzip=300, paired=1.01,
+             compression={"passes": [{"pass": UNSTRUCT, "scope": "global", "sparsity_requested": 0.8,
+                                      "sparsity_reached": 0.79999}], "macs_ratio_to_baseline": 1.0}),
+        _row("student", [DISTILL], "litert", "fp32", paired=5.0,
+             compression={"passes": [distill_info], "macs_ratio_to_baseline": 0.07}),
+        _row("student", [DISTILL], "litert", "int8", paired=3.0,
+             compression={"passes": [distill_info], "macs_ratio_to_baseline": 0.07}),
+        # the chain's torch row is skipped (an ONNX-quantized variant); its int8 ORT row is the headline
+        _row("chain", [STRUCT, FINETUNE_KD, STATIC], "torch", "n/a", status="skipped",
+             compression={"passes": [struct_info, kd_info], "macs_ratio_to_baseline": 0.23}),
+        _row("chain", [STRUCT, FINETUNE_KD, STATIC], "onnxruntime", "int8-static", size=100, gzip=80, paired=3.2,
+             compression={"passes": [struct_info, kd_info], "macs_ratio_to_baseline": 0.23,
+                          "quantization": {"method": "static", "per_channel": True, "weight_type": "QInt8",
+                                           "activation_type": "QUInt8", "calibration": "minmax",
+                                           "calibration_images": 256, "fp32_stem": True}}),
+    ]
+    return {"run_id": "r", "baseline": "baseline", "rows": rows}
+
+
+def test_pass_name() -> None:
+    assert pass_name(STRUCT) == "prune.structured" and pass_name("finetune") == "finetune"
+
+
+def test_each_pass_kind_is_described_from_its_recorded_outcome() -> None:
+    items = {item.variant: item for item in variant_passes(_document())}
+    assert set(items) == {"sparse", "student", "chain"}  # the baseline has no passes
+    assert items["sparse"].steps == ["global magnitude pruning: sparsity 0.800 reached (asked 0.8)"]
+    assert items["student"].steps == ["KD into width-0.25 student: 92.00% vs 90.00% for the same student trained "
+                                      "without a teacher (teacher 93.00%): recovers 67% of the gap"]
+    assert items["chain"].steps == [
+        "channels 24-48-10 → 8-24-10 (l2 importance, multiples of 8)",
+        "fine-tune 4 epochs at lr 0.05 with KD from the baseline (T=2, α=0.5), loss 0.470 → 0.340 (epoch means)",
+        "ONNX Runtime static int8: weights QInt8 per-channel, activations QUInt8, minmax calibration on 256 images, "
+        "stem kept fp32"]
+
+
+def test_theory_next_to_the_measurement() -> None:
+    items = {item.variant: item for item in variant_passes(_document())}
+    sparse, student, chain = items["sparse"], items["student"], items["chain"]
+    assert sparse.onnx_size_ratio == pytest.approx(1.0) and sparse.onnx_gzip_ratio == pytest.approx(300 / 900)
+    assert chain.macs_ratio == pytest.approx(0.23) and chain.paired == {"torch": None, "onnxruntime": 3.2, "litert": None}
+    assert student.paired["litert"] == 5.0  # the fp32 row, not the int8 one
+    assert student.onnx_size_ratio is None  # no ONNX row
+
+
+def test_unknown_pass_or_missing_outcome_shows_the_lineage_entry() -> None:
+    assert describe_steps(["my.pass(x=1)", STATIC], {"passes": [{"pass": "my.pass(x=1)"}]}) == ["my.pass(x=1)", STATIC]
+    assert describe_steps([STRUCT], {}) == [STRUCT]
+
+
+def test_both_reports_carry_the_section(tmp_path: Path) -> None:
+    document = _document()
+    document["rows"][1]["lineage"] = ["custom(x='a | b') <b>x</b>"]  # shown as written; must break neither format
+    (tmp_path / "results.json").write_text(json.dumps(document))
+    html_path, md_path = write_report(tmp_path)
+    html, md = html_path.read_text(), md_path.read_text()
+    section = md.split("## What each pass did", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    assert len(lines) == 1 + 3 and all(line.count(" | ") == lines[0].count(" | ") for line in lines)
+    chain = next(line for line in lines if line.startswith("| chain |"))
+    assert "<br>2. fine-tune 4 epochs" in chain and chain.endswith("| 0.10× | 0.09× | 0.23× | - | 3.20× | - |")
+    assert "What each pass did" in html and "<li>KD into width-0.25 student" in html
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html and "a \\| b" in section
+
+
+def test_no_variants_no_section(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(json.dumps({"baseline": "baseline", "rows": _document()["rows"][:1]}))
+    html_path, md_path = write_report(tmp_path)
+    assert "What each pass did" not in md_path.read_text() and "What each pass did" not in html_path.read_text()
