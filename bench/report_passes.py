@@ -71,8 +71,12 @@ def _distill(info: dict[str, Any]) -> str:
     student = f"width-{_num(width)} student" if width else "the current model"
     gap = info.get("gap_recovered")
     recovered = f"recovers {100 * gap:.0f}% of the gap" if isinstance(gap, (int, float)) else "no gap to recover"
-    return (f"KD into {student}: {_pct(info.get('student_kd_top1'))} vs {_pct(info.get('student_scratch_top1'))} "
+    text = (f"KD into {student}: {_pct(info.get('student_kd_top1'))} vs {_pct(info.get('student_scratch_top1'))} "
             f"for the same student trained without a teacher (teacher {_pct(info.get('teacher_top1'))}): {recovered}")
+    if "teacher_train_top1" in info:  # runs before this field existed lack it
+        text += (f"; on training images: KD student {_pct(info.get('student_kd_train_top1'))}, no-teacher student "
+                 f"{_pct(info.get('student_scratch_train_top1'))}, teacher {_pct(info.get('teacher_train_top1'))}")
+    return text
 
 
 def _quantization(info: dict[str, Any]) -> str:

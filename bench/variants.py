@@ -44,6 +44,9 @@ class Variant:
         return not self.lineage
 
 
+TRAIN_FIT_IMAGES = 10_000  # training images a KD student's fit is measured on (a few seconds per model)
+
+
 def make_context(config: Config, dataset: Dataset, baseline: nn.Module, *, quiet: bool) -> PassContext:
     bs = config.baseline.batch_size
 
@@ -60,7 +63,8 @@ def make_context(config: Config, dataset: Dataset, baseline: nn.Module, *, quiet
     return PassContext(fit=fit, baseline=baseline, build_student=build_student,
                        example_inputs=to_tensor(dataset.train.images[:n], dataset.mean, dataset.std),
                        example_labels=torch.from_numpy(dataset.train.labels[:n]),
-                       evaluate=lambda m: accuracy(m, dataset.test, dataset), seed=config.baseline.seed)
+                       evaluate=lambda m: accuracy(m, dataset.test, dataset), seed=config.baseline.seed,
+                       evaluate_train=lambda m: accuracy(m, dataset.train.head(TRAIN_FIT_IMAGES), dataset))
 
 
 def _apply_cached(call: PassCall, model: nn.Module, ctx: PassContext, key: str, cache_dir: Path,

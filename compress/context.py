@@ -29,3 +29,6 @@ class PassContext:
     # evaluate(model) -> top-1 on the evaluation set, for reporting (never used to pick weights)
     evaluate: Callable[[nn.Module], float]
     seed: int = 0
+    # evaluate_train(model) -> top-1 on (a fixed slice of) the training split: how well a model fits
+    # what it was trained on, e.g. whether a KD student has the capacity to follow its teacher
+    evaluate_train: Callable[[nn.Module], float] | None = None

@@ -36,9 +36,15 @@ def distill_pass(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> 
     kd_losses = ctx.fit(student, settings, ctx.baseline, f"distill (T={params['temperature']:g})")
     ctx.fit(control, settings, None, "same student, no teacher")
     teacher_top1, kd_top1, scratch_top1 = ctx.evaluate(ctx.baseline), ctx.evaluate(student), ctx.evaluate(control)
-    return student.eval(), {
+    info = {
         "student_width": params["width"] or None, "temperature": params["temperature"], "alpha": params["alpha"],
         "epochs": params["epochs"], "kd_losses": kd_losses,
         "teacher_top1": teacher_top1, "student_kd_top1": kd_top1, "student_scratch_top1": scratch_top1,
         "gap_recovered": gap_recovered(teacher_top1, kd_top1, scratch_top1),
     }
+    if ctx.evaluate_train is not None:
+        # Why KD did or did not help: a student that fits its own training images far worse than the
+        # teacher does lacks the capacity to follow the teacher, whatever the loss.
+        info.update(teacher_train_top1=ctx.evaluate_train(ctx.baseline), student_kd_train_top1=ctx.evaluate_train(student),
+                    student_scratch_train_top1=ctx.evaluate_train(control))
+    return student.eval(), info

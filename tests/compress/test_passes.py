@@ -129,6 +129,19 @@ def test_kd_loss_decreases_and_is_zero_for_identical_logits():
     assert float(kd_loss(logits, logits, torch.zeros(4, dtype=torch.long), 4.0, 1.0)) == pytest.approx(0, abs=1e-6)
 
 
+def test_distill_records_how_well_each_model_fits_the_training_images():
+    torch.manual_seed(0)
+    baseline = tinycnn().eval()
+    call = parse_pass("distill(width=0.5, epochs=1)")
+    ctx = _context(baseline)
+    _, info = resolve(call.spec)(baseline, call.params, ctx)
+    assert "teacher_train_top1" not in info  # a context without a training-split evaluation
+    ctx.evaluate_train = lambda m: float(count_params(m))  # tells the teacher from the students
+    _, info = resolve(call.spec)(baseline, call.params, ctx)
+    assert info["teacher_train_top1"] == count_params(baseline)
+    assert info["student_kd_train_top1"] == info["student_scratch_train_top1"] == count_params(tinycnn(width=0.5))
+
+
 def test_gap_recovered():
     assert gap_recovered(0.9, 0.9, 0.8) == pytest.approx(1.0)
     assert gap_recovered(0.9, 0.8, 0.8) == pytest.approx(0.0)
