@@ -48,8 +48,11 @@ def _unstructured(info: dict[str, Any]) -> str:
 def _structured(info: dict[str, Any]) -> str:
     before, after = info.get("channels_before") or [], info.get("channels_after") or []
     text = f"channels {'-'.join(map(str, before)) or '?'} → {'-'.join(map(str, after)) or '?'} ({info.get('importance', '?')} importance"
-    if (info.get("round_to") or 1) > 1:
-        text += f", multiples of {info['round_to']}"
+    round_to, steps = info.get("round_to"), info.get("steps")
+    if isinstance(round_to, int) and round_to > 1:
+        text += f", multiples of {round_to}"
+    if isinstance(steps, int) and steps > 1:
+        text += f", {steps} steps"
     return text + ")"
 
 

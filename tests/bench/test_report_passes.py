@@ -89,6 +89,11 @@ def test_theory_next_to_the_measurement() -> None:
     assert student.onnx_size_ratio is None  # no ONNX row
 
 
+def test_structured_pruning_options_and_malformed_fields() -> None:
+    info = {"channels_before": [8, 16], "channels_after": [4, 8], "importance": "taylor", "steps": 3, "round_to": "x"}
+    assert describe_steps([STRUCT], {"passes": [info]}) == ["channels 8-16 → 4-8 (taylor importance, 3 steps)"]
+
+
 def test_unknown_pass_or_missing_outcome_shows_the_lineage_entry() -> None:
     assert describe_steps(["my.pass(x=1)", STATIC], {"passes": [{"pass": "my.pass(x=1)"}]}) == ["my.pass(x=1)", STATIC]
     assert describe_steps([STRUCT], {}) == [STRUCT]
