@@ -21,7 +21,8 @@ from bench import report_charts as charts
 from bench import report_passes
 from bench.errors import UserError
 from bench.report_table import STATUS_LABELS, Line, columns_for, markdown_table, reasons, summary_lines
-from bench.results import atomic_write_bytes
+from bench.results import atomic_write_bytes, row_name
+from bench.stats import DISTURBED_SPREAD, relative_spread
 
 VNNI_NOTE = "no VNNI: int8 kernels here are slower than on VNNI/AMX CPUs"
 CHANNEL_BLOCK = 8  # ONNX Runtime's NCHWc block with AVX2: pruned widths that are not multiples get padded
@@ -180,7 +181,7 @@ def _notes(document: dict[str, Any]) -> list[str]:
         notes.append(QUICK_NOTE)
     if ((document.get("environment") or {}).get("cpu") or {}).get("int8_dot_product") is False:
         notes.append(VNNI_NOTE)
-    return notes + _alignment_notes(document)
+    return notes + _alignment_notes(document) + _disturbed_notes(document)
 
 
 def _alignment_notes(document: dict[str, Any]) -> list[str]:
@@ -204,6 +205,23 @@ def _alignment_notes(document: dict[str, Any]) -> list[str]:
                              f"{CHANNEL_BLOCK}, which x86 CPU kernels pad, so latency may lag the MAC ratio "
                              f"(prune.structured(round_to={CHANNEL_BLOCK}) aligns them)")
     return notes
+
+
+def _disturbed_notes(document: dict[str, Any]) -> list[str]:
+    """Rows whose paired speed-up was measured while the machine was busy, on every attempt (the
+    worker re-times a disturbed pair; bench.worker.PAIRED_ATTEMPTS): their paired number is shaky."""
+    shaky = []
+    for row in document.get("rows") or []:
+        paired = row.get("speedup_paired") or {}
+        speedup, spread = paired.get("speedup"), paired.get("speedup_p10_p90")
+        if (row.get("status") == "ok" and isinstance(speedup, (int, float)) and isinstance(spread, list) and len(spread) == 2
+                and relative_spread(speedup, spread) > DISTURBED_SPREAD):
+            shaky.append(f"{row_name(row)} ({speedup:.2f}× [{spread[0]:.2f}-{spread[1]:.2f}])")
+    if not shaky:
+        return []
+    return [f"the machine was busy while these paired speed-ups were timed (their rounds spread over more than "
+            f"{DISTURBED_SPREAD:.0%} of the median, on every attempt): {', '.join(shaky)}; "
+            f"re-time a pair with `edgebench ab RUN_DIR ROW_A ROW_B`"]
 
 
 def _run_facts(document: dict[str, Any]) -> str:

@@ -22,6 +22,21 @@ def latency_stats(samples_ms: np.ndarray) -> dict[str, float | int]:
             "mean": float(s.mean()), "std": float(s.std()), "min": float(s.min()), "max": float(s.max())}
 
 
+# A paired timing (bench.abtest) whose rounds' ratios spread wider than this, (p90 - p10) / median,
+# was disturbed: on a quiet machine the spread is a few percent, while a neighbour's burst can pull
+# over half the rounds down (seen here: 2.52x [2.22-3.28] in a run, 3.25x [3.22-3.29] re-timed at once).
+DISTURBED_SPREAD = 0.15
+
+
+def relative_spread(median: float, p10_p90: tuple[float, float] | list[float]) -> float:
+    """(p90 - p10) / median of a paired timing's round ratios.
+
+    >>> round(relative_spread(2.0, (1.9, 2.1)), 3)
+    0.1
+    """
+    return (p10_p90[1] - p10_p90[0]) / median if median > 0 else float("inf")
+
+
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     """95% Wilson score interval of a proportion (well-behaved near 0 and 1, unlike the normal one)."""
     if n == 0:

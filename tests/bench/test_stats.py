@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.stats import classification_metrics, confusion_matrix, latency_stats, wilson_interval
+from bench.stats import classification_metrics, confusion_matrix, latency_stats, relative_spread, wilson_interval
 
 
 def test_latency_stats_exact_on_known_samples():
@@ -37,3 +37,9 @@ def test_classification_metrics():
     assert m["precision_macro"] == pytest.approx((0.5 + 2 / 3 + 1) / 3)
     assert m["agreement_with_baseline"] == pytest.approx(5 / 6)
     assert confusion_matrix(labels, preds, 3).tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+
+
+def test_relative_spread() -> None:
+    assert relative_spread(2.0, (1.9, 2.1)) == pytest.approx(0.1)
+    assert relative_spread(3.0, [2.0, 3.5]) == pytest.approx(0.5)
+    assert relative_spread(0.0, (0.0, 0.0)) == float("inf")
