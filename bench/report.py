@@ -22,7 +22,7 @@ from bench import report_passes
 from bench.errors import UserError
 from bench.report_table import STATUS_LABELS, Line, columns_for, markdown_table, reasons, summary_lines
 from bench.results import atomic_write_bytes, row_name
-from bench.stats import DISTURBED_SPREAD, relative_spread
+from bench.stats import DISTURBED_SPREAD, paired_disturbed
 
 VNNI_NOTE = "no VNNI: int8 kernels here are slower than on VNNI/AMX CPUs"
 CHANNEL_BLOCK = 8  # ONNX Runtime's NCHWc block with AVX2: pruned widths that are not multiples get padded
@@ -212,11 +212,10 @@ def _disturbed_notes(document: dict[str, Any]) -> list[str]:
     worker re-times a disturbed pair; bench.worker.PAIRED_ATTEMPTS): their paired number is shaky."""
     shaky = []
     for row in document.get("rows") or []:
-        paired = row.get("speedup_paired") or {}
-        speedup, spread = paired.get("speedup"), paired.get("speedup_p10_p90")
-        if (row.get("status") == "ok" and isinstance(speedup, (int, float)) and isinstance(spread, list) and len(spread) == 2
-                and relative_spread(speedup, spread) > DISTURBED_SPREAD):
-            shaky.append(f"{row_name(row)} ({speedup:.2f}× [{spread[0]:.2f}-{spread[1]:.2f}])")
+        paired = row.get("speedup_paired")
+        if row.get("status") == "ok" and paired_disturbed(paired):
+            low, high = paired["speedup_p10_p90"]
+            shaky.append(f"{row_name(row)} ({paired['speedup']:.2f}× [{low:.2f}-{high:.2f}])")
     if not shaky:
         return []
     return [f"the machine was busy while these paired speed-ups were timed (their rounds spread over more than "

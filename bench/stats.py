@@ -37,6 +37,14 @@ def relative_spread(median: float, p10_p90: tuple[float, float] | list[float]) -
     return (p10_p90[1] - p10_p90[0]) / median if median > 0 else float("inf")
 
 
+def paired_disturbed(paired: dict[str, Any] | None) -> bool:
+    """A row's `speedup_paired` block whose kept timing still spreads over DISTURBED_SPREAD (the
+    worker re-times a disturbed pair, so this one was disturbed on every attempt)."""
+    speedup, spread = (paired or {}).get("speedup"), (paired or {}).get("speedup_p10_p90")
+    return (isinstance(speedup, (int, float)) and isinstance(spread, list) and len(spread) == 2
+            and relative_spread(speedup, spread) > DISTURBED_SPREAD)
+
+
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     """95% Wilson score interval of a proportion (well-behaved near 0 and 1, unlike the normal one)."""
     if n == 0:

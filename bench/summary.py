@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.results import batch1_latency
-from bench.stats import DISTURBED_SPREAD, relative_spread
+from bench.stats import DISTURBED_SPREAD, paired_disturbed
 
 
 def _fmt_size(n: int | None) -> str:
@@ -14,15 +14,9 @@ def _fmt_size(n: int | None) -> str:
     return f"{n / 1024:.0f} KB" if n < 2**20 else f"{n / 2**20:.1f} MB"
 
 
-def _disturbed(paired: dict[str, Any] | None) -> bool:
-    """The paired timing's rounds spread wide on every attempt (bench.worker re-times a disturbed pair)."""
-    spread = (paired or {}).get("speedup_p10_p90")
-    return isinstance(spread, list) and len(spread) == 2 and relative_spread(paired["speedup"], spread) > DISTURBED_SPREAD
-
-
 def _paired(paired: dict[str, Any] | None) -> str:
     """Speed-up vs the baseline on the same runtime, timed interleaved (see bench.abtest); * = disturbed."""
-    return f"{paired['speedup']:.2f}x{'*' if _disturbed(paired) else ''}" if paired else "-"
+    return f"{paired['speedup']:.2f}x{'*' if paired_disturbed(paired) else ''}" if paired else "-"
 
 
 def summary_lines(document: dict[str, Any]) -> list[str]:
@@ -37,7 +31,7 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    if any(_disturbed(r.get("speedup_paired")) for r in document["rows"]):
+    if any(paired_disturbed(r.get("speedup_paired")) for r in document["rows"]):
         lines.append(f"  * the machine was busy while this pair was timed (rounds spread over {DISTURBED_SPREAD:.0%} "
                      "of the median on every attempt): re-time it with `edgebench ab RUN_DIR ROW_A ROW_B`")
     failed = [r for r in document["rows"] if r["status"] != "ok"]

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from bench.stats import classification_metrics, confusion_matrix, latency_stats, relative_spread, wilson_interval
+from bench.stats import (classification_metrics, confusion_matrix, latency_stats, paired_disturbed, relative_spread,
+                         wilson_interval)
 
 
 def test_latency_stats_exact_on_known_samples():
@@ -43,3 +44,9 @@ def test_relative_spread() -> None:
     assert relative_spread(2.0, (1.9, 2.1)) == pytest.approx(0.1)
     assert relative_spread(3.0, [2.0, 3.5]) == pytest.approx(0.5)
     assert relative_spread(0.0, (0.0, 0.0)) == float("inf")
+
+
+def test_paired_disturbed() -> None:
+    assert paired_disturbed({"speedup": 3.0, "speedup_p10_p90": [2.2, 3.1]})
+    assert not paired_disturbed({"speedup": 3.0, "speedup_p10_p90": [2.9, 3.1]})
+    assert not paired_disturbed({"speedup": 3.0}) and not paired_disturbed(None)
