@@ -22,7 +22,7 @@ from bench import report_passes
 from bench.errors import UserError
 from bench.report_table import STATUS_LABELS, Line, columns_for, markdown_table, reasons, summary_lines
 from bench.results import atomic_write_bytes, row_name
-from bench.stats import DISTURBED_SPREAD, paired_disturbed
+from bench.stats import DISTURBED_P90_OVER_P10, paired_disturbed
 
 VNNI_NOTE = "no VNNI: int8 kernels here are slower than on VNNI/AMX CPUs"
 CHANNEL_BLOCK = 8  # ONNX Runtime's NCHWc block with AVX2: pruned widths that are not multiples get padded
@@ -208,19 +208,25 @@ def _alignment_notes(document: dict[str, Any]) -> list[str]:
 
 
 def _disturbed_notes(document: dict[str, Any]) -> list[str]:
-    """Rows whose paired speed-up was measured while the machine was busy, on every attempt (the
-    worker re-times a disturbed pair; bench.worker.PAIRED_ATTEMPTS): their paired number is shaky."""
+    """Rows whose paired speed-up was timed while the machine was busy (bench.stats.paired_disturbed),
+    with how many timings they got: the worker re-times a disturbed pair, runs before that did not."""
     shaky = []
     for row in document.get("rows") or []:
         paired = row.get("speedup_paired")
         if row.get("status") == "ok" and paired_disturbed(paired):
             low, high = paired["speedup_p10_p90"]
-            shaky.append(f"{row_name(row)} ({paired['speedup']:.2f}× [{low:.2f}-{high:.2f}])")
+            attempts = paired.get("attempts")
+            timings = f"{len(attempts)} timings" if isinstance(attempts, list) and len(attempts) > 1 else "timed once"
+            shaky.append(f"{row_name(row)} ({_number(paired.get('speedup'))}× [{low:.2f}-{high:.2f}], {timings})")
     if not shaky:
         return []
-    return [f"the machine was busy while these paired speed-ups were timed (their rounds spread over more than "
-            f"{DISTURBED_SPREAD:.0%} of the median, on every attempt): {', '.join(shaky)}; "
-            f"re-time a pair with `edgebench ab RUN_DIR ROW_A ROW_B`"]
+    return [f"the machine was busy while these paired speed-ups were timed (the p90 of their rounds' ratios more than "
+            f"{DISTURBED_P90_OVER_P10 - 1:.0%} above the p10, even in the steadiest timing kept): {', '.join(shaky)}; "
+            f"re-time a pair with: edgebench ab RUN_DIR ROW_A ROW_B"]
+
+
+def _number(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "?"
 
 
 def _run_facts(document: dict[str, Any]) -> str:

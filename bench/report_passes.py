@@ -32,6 +32,14 @@ def pass_name(lineage_entry: str) -> str:
     return lineage_entry.split("(", 1)[0].strip()
 
 
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _pct(value: Any) -> str:
     return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "-"
 
@@ -46,7 +54,7 @@ def _unstructured(info: dict[str, Any]) -> str:
 
 
 def _structured(info: dict[str, Any]) -> str:
-    before, after = info.get("channels_before") or [], info.get("channels_after") or []
+    before, after = _as_list(info.get("channels_before")), _as_list(info.get("channels_after"))
     text = f"channels {'-'.join(map(str, before)) or '?'} → {'-'.join(map(str, after)) or '?'} ({info.get('importance', '?')} importance"
     round_to, steps = info.get("round_to"), info.get("steps")
     if isinstance(round_to, int) and round_to > 1:
@@ -61,7 +69,7 @@ def _finetune(info: dict[str, Any]) -> str:
     text = f"fine-tune {_num(epochs)} epoch{'' if epochs == 1 else 's'} at lr {_num(info.get('lr'))}"
     if info.get("distill"):
         text += f" with KD from the baseline (T={_num(info.get('temperature'))}, α={_num(info.get('alpha'))})"
-    losses = [x for x in info.get("losses") or [] if isinstance(x, (int, float))]
+    losses = [x for x in _as_list(info.get("losses")) if isinstance(x, (int, float))]
     if len(losses) > 1:
         text += f", loss {losses[0]:.3f} → {losses[-1]:.3f} (epoch means)"
     elif losses:
@@ -72,12 +80,21 @@ def _finetune(info: dict[str, Any]) -> str:
 def _distill(info: dict[str, Any]) -> str:
     width = info.get("student_width")
     student = f"width-{_num(width)} student" if width else "the current model"
+    settings = ", ".join(f"{label}{info[key]:g}{unit}" for key, label, unit in
+                         (("temperature", "T=", ""), ("alpha", "α=", ""), ("epochs", "", " epochs"))
+                         if isinstance(info.get(key), (int, float)))
     gap = info.get("gap_recovered")
-    recovered = f"recovers {100 * gap:.0f}% of the gap" if isinstance(gap, (int, float)) else "no gap to recover"
-    text = (f"KD into {student}: {_pct(info.get('student_kd_top1'))} vs {_pct(info.get('student_scratch_top1'))} "
-            f"for the same student trained without a teacher (teacher {_pct(info.get('teacher_top1'))}): {recovered}")
-    if "teacher_train_top1" in info:  # runs before this field existed lack it
-        text += (f"; on training images: KD student {_pct(info.get('student_kd_train_top1'))}, no-teacher student "
+    if isinstance(gap, (int, float)):
+        recovered = f"recovers {100 * gap:.0f}% of the gap"
+    else:  # distill records None when the student without a teacher is as good as the teacher
+        recovered = "no gap to recover" if "gap_recovered" in info else "gap share not recorded"
+    text = (f"KD into {student}{f' ({settings})' if settings else ''}: {_pct(info.get('student_kd_top1'))} vs "
+            f"{_pct(info.get('student_scratch_top1'))} for the same student trained without a teacher "
+            f"(teacher {_pct(info.get('teacher_top1'))}): {recovered}")
+    if "teacher_train_top1" in info:  # runs before this field existed, and weights cached by them, lack it
+        images = info.get("train_fit_images")
+        text += (f"; on {f'{images:,} ' if isinstance(images, int) else ''}training images: KD student "
+                 f"{_pct(info.get('student_kd_train_top1'))}, no-teacher student "
                  f"{_pct(info.get('student_scratch_train_top1'))}, teacher {_pct(info.get('teacher_train_top1'))}")
     return text
 
@@ -105,9 +122,10 @@ MODEL_PASS_SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
 def describe_steps(lineage: list[str], compression: dict[str, Any]) -> list[str]:
     """One sentence per lineage entry. Model passes record their outcome in compression.passes (in
     order); the ONNX quantization passes in compression.quantization. Unknown passes show as written."""
-    infos = iter(compression.get("passes") or [])
+    infos = iter(_as_list(compression.get("passes")))
     steps = []
     for entry in lineage:
+        entry = str(entry)
         name = pass_name(entry)
         if name.startswith("quantize."):
             quantization = compression.get("quantization")
@@ -115,15 +133,19 @@ def describe_steps(lineage: list[str], compression: dict[str, Any]) -> list[str]
             continue
         info = next(infos, None)
         summarise = MODEL_PASS_SUMMARIES.get(name)
-        steps.append(summarise(info) if summarise and isinstance(info, dict) else entry)
+        matches = isinstance(info, dict) and info.get("pass", entry) == entry  # outcomes recorded for this very pass
+        steps.append(summarise(info) if summarise and matches else entry)
     return steps
 
 
 def _headline_row(rows: list[dict[str, Any]], runtime: str) -> dict[str, Any] | None:
-    """The variant's ok CPU row on this runtime: fp32 when it has one, else its only precision
-    (an ONNX-quantized variant has just its int8 row)."""
-    ok = [r for r in rows if r.get("runtime") == runtime and r.get("status") == "ok" and r.get("device", "cpu") == "cpu"]
-    ok.sort(key=lambda r: r.get("precision") != "fp32")
+    """The variant's CPU row on this runtime that the section quotes, when ok: its fp32 row, or,
+    for a variant without one (ONNX-quantized: just its int8 row), its only row. A failed fp32 row
+    gives None rather than a stand-in of another precision."""
+    cpu = [r for r in rows if r.get("runtime") == runtime and r.get("device", "cpu") == "cpu"]
+    fp32 = [r for r in cpu if r.get("precision") == "fp32"]
+    candidates = fp32 or (cpu if len(cpu) == 1 else [])
+    ok = [r for r in candidates if r.get("status") == "ok"]
     return ok[0] if ok else None
 
 
@@ -136,9 +158,10 @@ def _size_ratio(row: dict[str, Any] | None, base: dict[str, Any] | None, key: st
 def variant_passes(document: dict[str, Any]) -> list[VariantPasses]:
     """Every variant of the run except the baseline, in row order."""
     by_variant: dict[str, list[dict[str, Any]]] = {}
-    for row in document.get("rows") or []:
-        by_variant.setdefault(str(row.get("variant")), []).append(row)
-    baseline = document.get("baseline", "baseline")
+    for row in _as_list(document.get("rows")):
+        if isinstance(row, dict):
+            by_variant.setdefault(str(row.get("variant")), []).append(row)
+    baseline = str(document.get("baseline", "baseline"))
     base_onnx = _headline_row(by_variant.get(baseline, []), "onnxruntime")
     out = []
     for name, rows in by_variant.items():
@@ -148,15 +171,15 @@ def variant_passes(document: dict[str, Any]) -> list[VariantPasses]:
         with_outcomes = [r for r in rows if isinstance(r.get("compression"), dict)]
         with_outcomes.sort(key=lambda r: r.get("status") != "ok")
         source = with_outcomes[0] if with_outcomes else rows[0]
-        compression = source.get("compression") or {}
+        compression = _as_dict(source.get("compression"))
         paired = {}
         for runtime, _ in RUNTIME_COLUMNS:
             row = _headline_row(rows, runtime)
-            speedup = ((row or {}).get("speedup_paired") or {}).get("speedup")
+            speedup = _as_dict(_as_dict(row).get("speedup_paired")).get("speedup")
             paired[runtime] = float(speedup) if isinstance(speedup, (int, float)) else None
         ratio = compression.get("macs_ratio_to_baseline")
         onnx = _headline_row(rows, "onnxruntime")
-        out.append(VariantPasses(name, describe_steps(list(source.get("lineage") or []), compression),
+        out.append(VariantPasses(name, describe_steps(_as_list(source.get("lineage")), compression),
                                  float(ratio) if isinstance(ratio, (int, float)) else None, paired,
                                  _size_ratio(onnx, base_onnx, "size_bytes"), _size_ratio(onnx, base_onnx, "size_gzip_bytes")))
     return out

@@ -91,7 +91,7 @@ def summary_lines(document: dict[str, Any]) -> list[Line]:
     for row in document.get("rows") or []:
         acc, lat = row.get("accuracy") or {}, batch1_latency(row) or {}
         ci = acc.get("top1_ci95")
-        top1, p50, size = _num(acc, "top1"), _num(lat, "p50"), row.get("size_bytes")
+        top1, p50, size = _num(acc, "top1"), _num(lat, "p50"), _num(row, "size_bytes")
         rt = runtime_baseline(document, row)
         rt_p50 = _num(batch1_latency(rt) if rt else None, "p50")
         ok = row.get("status") == "ok"
@@ -101,10 +101,10 @@ def summary_lines(document: dict[str, Any]) -> list[Line]:
             agreement=_num(acc, "agreement_with_baseline"),
             delta_top1_pt=(top1 - ref_top1) * 100 if top1 is not None and ref_top1 is not None else None,
             speedup_rt=_ratio(rt_p50, p50) if ok else None,
-            size_ratio_rt=_ratio(size, (rt or {}).get("size_bytes")) if size else None,
+            size_ratio_rt=_ratio(size, _num(rt, "size_bytes")) if size else None,
             speedup_ref=_ratio(ref_p50, p50) if ok else None,
-            size_ratio_ref=_ratio(size, (ref or {}).get("size_bytes")) if size else None,
-            paired=row.get("speedup_paired") if ok else None,
+            size_ratio_ref=_ratio(size, _num(ref, "size_bytes")) if size else None,
+            paired=row.get("speedup_paired") if ok and isinstance(row.get("speedup_paired"), dict) else None,
             is_reference=row is ref, is_baseline_variant=row.get("variant") == document.get("baseline", "baseline")))
     return lines
 
@@ -129,7 +129,7 @@ def drift_text(line: Line) -> str:
 
 
 def fmt_size(n: int | None) -> str:
-    if not n:
+    if not isinstance(n, (int, float)) or not n:
         return "-"
     return f"{n / 1024:.1f} KB" if n < 2**20 else f"{n / 2**20:.2f} MB"
 
@@ -178,7 +178,8 @@ def _delta(line: Line) -> str:
 # (header, what it means, cell text). The status column is rendered by each format itself.
 Column = tuple[str, str, Callable[[Line], str]]
 COLUMNS: list[Column] = [
-    ("variant", "compressed model name (its passes on hover / in the variants list)", lambda l: str(l.row.get("variant"))),
+    ("variant", "compressed model name (its passes on hover in report.html, and under What each pass did)",
+     lambda l: str(l.row.get("variant"))),
     ("format", "exported artifact format", lambda l: str(l.row.get("format"))),
     ("precision", "numeric mode of the artifact", lambda l: str(l.row.get("precision"))),
     ("runtime", "engine that ran the artifact (and device when not the CPU)",
@@ -197,7 +198,9 @@ COLUMNS: list[Column] = [
     ("speed-up ×rt", "baseline p50 / this p50 on the same runtime and device (>1: faster)", lambda l: _times(l.speedup_rt)),
     ("speed-up ×ref", "reference baseline p50 / this p50", lambda l: _times(l.speedup_ref)),
     ("paired ×rt [p10-p90]", "speed-up vs the baseline on the same runtime, both timed in one process in alternating "
-     "blocks: median of the rounds' ratios and their 10-90% range; free of the drift between rows measured minutes apart",
+     "blocks: median of the rounds' ratios and their 10-90% range; free of the drift between rows measured minutes apart. "
+     "A pair timed while the machine was busy (p90 more than 15% above p10) is timed again, up to 3 times, and the steadiest "
+     "timing kept (every timing: speedup_paired.attempts in results.json)",
      paired_text),
     ("agree", "share of test images with the same top-1 as the baseline", lambda l: _f(l.agreement, ".3f")),
 ]

@@ -22,27 +22,37 @@ def latency_stats(samples_ms: np.ndarray) -> dict[str, float | int]:
             "mean": float(s.mean()), "std": float(s.std()), "min": float(s.min()), "max": float(s.max())}
 
 
-# A paired timing (bench.abtest) whose rounds' ratios spread wider than this, (p90 - p10) / median,
-# was disturbed: on a quiet machine the spread is a few percent, while a neighbour's burst can pull
+# A paired timing (bench.abtest) whose rounds' ratios have a p90 more than 15% above their p10 was
+# disturbed: on a quiet machine they lie within a few percent, while a neighbour's burst can pull
 # over half the rounds down (seen here: 2.52x [2.22-3.28] in a run, 3.25x [3.22-3.29] re-timed at once).
-DISTURBED_SPREAD = 0.15
+DISTURBED_P90_OVER_P10 = 1.15
+DISTURBED_SPREAD = math.log(DISTURBED_P90_OVER_P10)  # the same limit on ratio_spread
+# Fewer rounds than this give a 10-90% range too noisy to judge (--quick times 4 rounds).
+PAIRED_MIN_ROUNDS = 10
 
 
-def relative_spread(median: float, p10_p90: tuple[float, float] | list[float]) -> float:
-    """(p90 - p10) / median of a paired timing's round ratios.
+def ratio_spread(p10_p90: tuple[float, float] | list[float]) -> float:
+    """ln(p90 / p10) of a paired timing's round ratios: its relative width, the same whichever
+    artifact is the faster one (so judging attempts by it favours neither a high nor a low ratio).
 
-    >>> round(relative_spread(2.0, (1.9, 2.1)), 3)
-    0.1
+    >>> round(ratio_spread((2.0, 2.2)), 3)
+    0.095
     """
-    return (p10_p90[1] - p10_p90[0]) / median if median > 0 else float("inf")
+    low, high = p10_p90
+    return math.log(high / low) if low > 0 and high > 0 else math.inf
 
 
-def paired_disturbed(paired: dict[str, Any] | None) -> bool:
-    """A row's `speedup_paired` block whose kept timing still spreads over DISTURBED_SPREAD (the
-    worker re-times a disturbed pair, so this one was disturbed on every attempt)."""
-    speedup, spread = (paired or {}).get("speedup"), (paired or {}).get("speedup_p10_p90")
-    return (isinstance(speedup, (int, float)) and isinstance(spread, list) and len(spread) == 2
-            and relative_spread(speedup, spread) > DISTURBED_SPREAD)
+def paired_disturbed(paired: Any) -> bool:
+    """A row's `speedup_paired` block timed while the machine was busy: its (kept) timing spreads
+    over DISTURBED_SPREAD. False when the block is missing or malformed, or has too few rounds to judge."""
+    if not isinstance(paired, dict):
+        return False
+    spread, rounds = paired.get("speedup_p10_p90"), paired.get("rounds")
+    if not (isinstance(spread, list) and len(spread) == 2 and all(isinstance(x, (int, float)) for x in spread)):
+        return False
+    if isinstance(rounds, int) and rounds < PAIRED_MIN_ROUNDS:
+        return False
+    return ratio_spread(spread) > DISTURBED_SPREAD
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:

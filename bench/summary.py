@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.results import batch1_latency
-from bench.stats import DISTURBED_SPREAD, paired_disturbed
+from bench.stats import DISTURBED_P90_OVER_P10, paired_disturbed
 
 
 def _fmt_size(n: int | None) -> str:
@@ -16,7 +16,10 @@ def _fmt_size(n: int | None) -> str:
 
 def _paired(paired: dict[str, Any] | None) -> str:
     """Speed-up vs the baseline on the same runtime, timed interleaved (see bench.abtest); * = disturbed."""
-    return f"{paired['speedup']:.2f}x{'*' if paired_disturbed(paired) else ''}" if paired else "-"
+    speedup = paired.get("speedup") if isinstance(paired, dict) else None
+    if not isinstance(speedup, (int, float)):
+        return "-"
+    return f"{speedup:.2f}x{'*' if paired_disturbed(paired) else ''}"
 
 
 def summary_lines(document: dict[str, Any]) -> list[str]:
@@ -32,8 +35,9 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if any(paired_disturbed(r.get("speedup_paired")) for r in document["rows"]):
-        lines.append(f"  * the machine was busy while this pair was timed (rounds spread over {DISTURBED_SPREAD:.0%} "
-                     "of the median on every attempt): re-time it with `edgebench ab RUN_DIR ROW_A ROW_B`")
+        lines.append(f"  * the machine was busy while this pair was timed (the p90 of its rounds' ratios over "
+                     f"{DISTURBED_P90_OVER_P10 - 1:.0%} above the p10, even in the steadiest timing kept): "
+                     "re-time it with `edgebench ab RUN_DIR ROW_A ROW_B`")
     failed = [r for r in document["rows"] if r["status"] != "ok"]
     for row in failed:
         lines.append(f"  {row['status']}: {row['variant']} {row['format']}/{row['precision']} on {row['runtime']}: {row.get('reason')}")

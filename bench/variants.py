@@ -64,7 +64,8 @@ def make_context(config: Config, dataset: Dataset, baseline: nn.Module, *, quiet
                        example_inputs=to_tensor(dataset.train.images[:n], dataset.mean, dataset.std),
                        example_labels=torch.from_numpy(dataset.train.labels[:n]),
                        evaluate=lambda m: accuracy(m, dataset.test, dataset), seed=config.baseline.seed,
-                       evaluate_train=lambda m: accuracy(m, dataset.train.head(TRAIN_FIT_IMAGES), dataset))
+                       evaluate_train=lambda m: accuracy(m, dataset.train.head(TRAIN_FIT_IMAGES), dataset),
+                       train_fit_images=min(TRAIN_FIT_IMAGES, len(dataset.train)))
 
 
 def _apply_cached(call: PassCall, model: nn.Module, ctx: PassContext, key: str, cache_dir: Path,

@@ -22,7 +22,7 @@ import psutil
 
 from bench.inputs import prepare_input
 from bench.runtimes import load
-from bench.stats import DISTURBED_SPREAD, latency_stats, relative_spread
+from bench.stats import DISTURBED_SPREAD, PAIRED_MIN_ROUNDS, latency_stats, ratio_spread
 
 
 def _rss_mb() -> float:
@@ -72,9 +72,11 @@ def _paired_speedup(job: dict[str, Any], predict: Callable[[np.ndarray], Any], r
     (bench.abtest), at `setting`. The medians of separate rows minutes apart carry the machine's
     drift; this ratio does not.
 
-    A disturbed timing (spread above DISTURBED_SPREAD) is repeated, up to PAIRED_ATTEMPTS in all,
-    and the steadiest attempt (smallest spread) is kept: it is the one measured while the machine
-    was quiet. Every attempt is recorded in `attempts`.
+    A disturbed timing (its rounds' spread, bench.stats.ratio_spread, above DISTURBED_SPREAD) is
+    repeated, up to PAIRED_ATTEMPTS in all, and the steadiest attempt is kept: the one measured
+    while the machine was quietest. The choice looks at the spread only, never at the speed-up.
+    Every attempt is recorded in `attempts`, the kept one's index in `kept`. Timings of fewer than
+    PAIRED_MIN_ROUNDS rounds are never judged (their 10-90% range is too noisy).
 
     `predict` must be loaded with the setting's thread count; the reference gets the same.
     `max_seconds` (0 = none) caps each timing like any latency setting; fewer rounds are recorded then.
@@ -90,15 +92,18 @@ def _paired_speedup(job: dict[str, Any], predict: Callable[[np.ndarray], Any], r
         attempts.append(paired_latency(lambda: reference(x_ref), lambda: predict(x_own), rounds=paired["rounds"],
                                        calls_per_block=paired["calls_per_block"],
                                        warmup_calls=paired["calls_per_block"], max_seconds=max_seconds))
-        if relative_spread(attempts[-1].ratio_median, attempts[-1].ratio_p10_p90) <= DISTURBED_SPREAD:
+        last = attempts[-1]
+        if last.rounds < PAIRED_MIN_ROUNDS or ratio_spread(last.ratio_p10_p90) <= DISTURBED_SPREAD:
             break
     del reference  # its session (and any threads it holds) must not compete with the throughput timing
-    timed = min(attempts, key=lambda t: relative_spread(t.ratio_median, t.ratio_p10_p90))
+    kept = min(range(len(attempts)), key=lambda i: ratio_spread(attempts[i].ratio_p10_p90))
+    timed = attempts[kept]
     return {"reference": paired["reference"], "batch_size": setting["batch_size"], "threads": setting["threads"],
             "speedup": timed.ratio_median, "speedup_p10_p90": list(timed.ratio_p10_p90),
             "reference_p50_ms": timed.a_p50_ms, "p50_ms": timed.b_p50_ms,
-            "rounds": timed.rounds, "calls_per_block": timed.calls_per_block,
-            "attempts": [{"speedup": t.ratio_median, "speedup_p10_p90": list(t.ratio_p10_p90)} for t in attempts]}
+            "rounds": timed.rounds, "calls_per_block": timed.calls_per_block, "kept": kept,
+            "attempts": [{"speedup": t.ratio_median, "speedup_p10_p90": list(t.ratio_p10_p90), "rounds": t.rounds}
+                         for t in attempts]}
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:

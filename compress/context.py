@@ -32,3 +32,4 @@ class PassContext:
     # evaluate_train(model) -> top-1 on (a fixed slice of) the training split: how well a model fits
     # what it was trained on, e.g. whether a KD student has the capacity to follow its teacher
     evaluate_train: Callable[[nn.Module], float] | None = None
+    train_fit_images: int = 0  # how many training images evaluate_train looks at (for the record)

@@ -46,5 +46,5 @@ def distill_pass(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> 
         # Why KD did or did not help: a student that fits its own training images far worse than the
         # teacher does lacks the capacity to follow the teacher, whatever the loss.
         info.update(teacher_train_top1=ctx.evaluate_train(ctx.baseline), student_kd_train_top1=ctx.evaluate_train(student),
-                    student_scratch_train_top1=ctx.evaluate_train(control))
+                    student_scratch_train_top1=ctx.evaluate_train(control), train_fit_images=ctx.train_fit_images or None)
     return student.eval(), info

@@ -32,7 +32,8 @@ def _document() -> dict[str, Any]:
                    "importance": "l2", "round_to": 8}
     kd_info = {"pass": FINETUNE_KD, "epochs": 4, "lr": 0.05, "distill": True, "temperature": 2.0, "alpha": 0.5,
                "losses": [0.47, 0.34]}
-    distill_info = {"pass": DISTILL, "student_width": 0.25, "teacher_top1": 0.93, "student_kd_top1": 0.92,
+    distill_info = {"pass": DISTILL, "student_width": 0.25, "temperature": 4.0, "alpha": 0.9, "epochs": 3,
+                    "teacher_top1": 0.93, "student_kd_top1": 0.92,
                     "student_scratch_top1": 0.90, "gap_recovered": 2 / 3}
     rows = [
         _row("baseline", [], "onnxruntime", "fp32", size=1000, gzip=900),
@@ -63,8 +64,8 @@ def test_each_pass_kind_is_described_from_its_recorded_outcome() -> None:
     items = {item.variant: item for item in variant_passes(_document())}
     assert set(items) == {"sparse", "student", "chain"}  # the baseline has no passes
     assert items["sparse"].steps == ["global magnitude pruning: sparsity 0.800 reached (asked 0.8)"]
-    assert items["student"].steps == ["KD into width-0.25 student: 92.00% vs 90.00% for the same student trained "
-                                      "without a teacher (teacher 93.00%): recovers 67% of the gap"]
+    assert items["student"].steps == ["KD into width-0.25 student (T=4, α=0.9, 3 epochs): 92.00% vs 90.00% for the "
+                                      "same student trained without a teacher (teacher 93.00%): recovers 67% of the gap"]
     assert items["chain"].steps == [
         "channels 24-48-10 → 8-24-10 (l2 importance, multiples of 8)",
         "fine-tune 4 epochs at lr 0.05 with KD from the baseline (T=2, α=0.5), loss 0.470 → 0.340 (epoch means)",
@@ -75,9 +76,50 @@ def test_each_pass_kind_is_described_from_its_recorded_outcome() -> None:
 def test_distill_shows_how_well_each_model_fits_its_training_images() -> None:
     info = {"student_width": 0.5, "teacher_top1": 0.93, "student_kd_top1": 0.91, "student_scratch_top1": 0.91,
             "gap_recovered": 0.0, "teacher_train_top1": 0.965, "student_kd_train_top1": 0.92,
-            "student_scratch_train_top1": 0.919}
+            "student_scratch_train_top1": 0.919, "train_fit_images": 10000}
     assert describe_steps([DISTILL], {"passes": [info]})[0].endswith(
-        "recovers 0% of the gap; on training images: KD student 92.00%, no-teacher student 91.90%, teacher 96.50%")
+        "recovers 0% of the gap; on 10,000 training images: KD student 92.00%, no-teacher student 91.90%, "
+        "teacher 96.50%")
+    # None is distill's "the no-teacher student is as good as the teacher"; a missing field is not that
+    assert describe_steps([DISTILL], {"passes": [{**info, "gap_recovered": None}]})[0].find("no gap to recover") > 0
+    without = {k: v for k, v in info.items() if k != "gap_recovered"}
+    assert "gap share not recorded" in describe_steps([DISTILL], {"passes": [without]})[0]
+
+
+def test_a_failed_fp32_row_is_not_replaced_by_another_precision() -> None:
+    document = _document()
+    student_fp32 = document["rows"][2]
+    assert (student_fp32["variant"], student_fp32["precision"]) == ("student", "fp32")
+    student_fp32["status"] = "run_failed"
+    items = {item.variant: item for item in variant_passes(document)}
+    assert items["student"].paired["litert"] is None  # not the int8 row's 3.0
+
+
+def test_outcomes_recorded_for_another_pass_are_not_used() -> None:
+    info = {"pass": "prune.structured(ratio=0.7)", "channels_before": [8], "channels_after": [2]}
+    assert describe_steps([STRUCT], {"passes": [info]}) == [STRUCT]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("compression", "broken"), ("compression", [1, 2]), ("lineage", "prune.structured"), ("lineage", None),
+    ("speedup_paired", "3x"), ("speedup_paired", {"speedup": "fast", "speedup_p10_p90": ["a", 1]}),
+    ("size_bytes", "big"),
+])
+def test_malformed_rows_never_stop_the_report(tmp_path: Path, field: str, value: Any) -> None:
+    document = _document()
+    for row in document["rows"]:
+        row[field] = value
+    document["rows"][4]["compression"] = {"passes": [{"pass": STRUCT, "channels_before": 24, "channels_after": None},
+                                                     {"pass": FINETUNE_KD, "losses": 0.5, "epochs": "four"}]}
+    (tmp_path / "results.json").write_text(json.dumps(document))
+    html_path, md_path = write_report(tmp_path)
+    assert "What each pass did" in md_path.read_text() and html_path.read_text().endswith("</html>\n")
+
+
+def test_an_odd_baseline_name_never_stops_the_report(tmp_path: Path) -> None:
+    document = {**_document(), "baseline": ["not", "a", "name"]}
+    (tmp_path / "results.json").write_text(json.dumps(document))
+    write_report(tmp_path)
 
 
 def test_theory_next_to_the_measurement() -> None:
@@ -117,4 +159,4 @@ def test_both_reports_carry_the_section(tmp_path: Path) -> None:
 def test_no_variants_no_section(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text(json.dumps({"baseline": "baseline", "rows": _document()["rows"][:1]}))
     html_path, md_path = write_report(tmp_path)
-    assert "What each pass did" not in md_path.read_text() and "What each pass did" not in html_path.read_text()
+    assert "## What each pass did" not in md_path.read_text() and "<h2>What each pass did" not in html_path.read_text()

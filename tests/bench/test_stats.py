@@ -1,7 +1,9 @@
+import math
+
 import numpy as np
 import pytest
 
-from bench.stats import (classification_metrics, confusion_matrix, latency_stats, paired_disturbed, relative_spread,
+from bench.stats import (classification_metrics, confusion_matrix, latency_stats, paired_disturbed, ratio_spread,
                          wilson_interval)
 
 
@@ -40,13 +42,19 @@ def test_classification_metrics():
     assert confusion_matrix(labels, preds, 3).tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
 
 
-def test_relative_spread() -> None:
-    assert relative_spread(2.0, (1.9, 2.1)) == pytest.approx(0.1)
-    assert relative_spread(3.0, [2.0, 3.5]) == pytest.approx(0.5)
-    assert relative_spread(0.0, (0.0, 0.0)) == float("inf")
+def test_ratio_spread_is_the_same_whichever_side_is_faster() -> None:
+    assert ratio_spread((2.0, 2.2)) == pytest.approx(math.log(1.1))
+    assert ratio_spread((1 / 2.2, 1 / 2.0)) == pytest.approx(ratio_spread((2.0, 2.2)))
+    assert ratio_spread((0.0, 1.0)) == math.inf
 
 
-def test_paired_disturbed() -> None:
-    assert paired_disturbed({"speedup": 3.0, "speedup_p10_p90": [2.2, 3.1]})
-    assert not paired_disturbed({"speedup": 3.0, "speedup_p10_p90": [2.9, 3.1]})
-    assert not paired_disturbed({"speedup": 3.0}) and not paired_disturbed(None)
+@pytest.mark.parametrize("paired, disturbed", [
+    ({"speedup": 3.0, "speedup_p10_p90": [2.2, 3.1], "rounds": 20}, True),
+    ({"speedup": 3.0, "speedup_p10_p90": [2.2, 3.1]}, True),                   # an old block without rounds
+    ({"speedup": 3.0, "speedup_p10_p90": [2.2, 3.1], "rounds": 4}, False),     # too few rounds to judge
+    ({"speedup": 3.0, "speedup_p10_p90": [2.9, 3.1], "rounds": 20}, False),
+    ({"speedup": 3.0}, False), (None, False), ("3x", False), ([1, 2], False),
+    ({"speedup": 3.0, "speedup_p10_p90": ["a", "b"]}, False), ({"speedup_p10_p90": None}, False),
+])
+def test_paired_disturbed(paired, disturbed) -> None:
+    assert paired_disturbed(paired) is disturbed

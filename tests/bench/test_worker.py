@@ -42,7 +42,7 @@ def test_settings_paired_timing_and_throughput_use_their_own_thread_counts(tmp_p
     assert calls[-1] == ("own.onnx", 2) and result["throughput"]["threads"] == 2
 
 
-def _paired_with(monkeypatch, tmp_path: Path, timings: list[tuple[float, tuple[float, float]]]) -> dict:
+def _paired_with(monkeypatch, timings: list[tuple[float, tuple[float, float]]], rounds: int = 20) -> dict:
     """worker._paired_speedup with a stub runtime and paired_latency returning `timings` in turn."""
     from bench import abtest
 
@@ -56,25 +56,28 @@ def _paired_with(monkeypatch, tmp_path: Path, timings: list[tuple[float, tuple[f
     monkeypatch.setattr(abtest, "paired_latency", fake_paired_latency)
     spec = make_input_spec((1, 28, 28), (0.3,), (0.3,))
     job = {"runtime": "stub", "device": "cpu", "input_spec": spec,
-           "paired": {"rounds": 20, "calls_per_block": 50, "reference": "baseline/onnx/fp32/stub",
+           "paired": {"rounds": rounds, "calls_per_block": 50, "reference": "baseline/onnx/fp32/stub",
                       "artifact": "ref.onnx", "input_spec": spec}}
     raw = np.zeros((2, 1, 28, 28), np.uint8)
     return worker._paired_speedup(job, lambda x: None, raw, {"batch_size": 1, "threads": 1}, 0.0)
 
 
-def test_a_steady_paired_timing_is_taken_at_once(monkeypatch, tmp_path: Path) -> None:
-    paired = _paired_with(monkeypatch, tmp_path, [(3.2, (3.1, 3.3))])
-    assert paired["speedup"] == 3.2 and len(paired["attempts"]) == 1
+def test_a_steady_paired_timing_is_taken_at_once(monkeypatch) -> None:
+    paired = _paired_with(monkeypatch, [(3.2, (3.1, 3.3))])
+    assert paired["speedup"] == 3.2 and len(paired["attempts"]) == 1 and paired["kept"] == 0
 
 
-def test_a_disturbed_paired_timing_is_repeated_and_the_steadiest_kept(monkeypatch, tmp_path: Path) -> None:
-    # disturbed (spread 0.43), then steady: two attempts, the steady one kept, both recorded
-    paired = _paired_with(monkeypatch, tmp_path, [(2.5, (2.2, 3.3)), (3.2, (3.15, 3.25))])
-    assert paired["speedup"] == 3.2 and paired["speedup_p10_p90"] == [3.15, 3.25]
-    assert paired["attempts"] == [{"speedup": 2.5, "speedup_p10_p90": [2.2, 3.3]},
-                                  {"speedup": 3.2, "speedup_p10_p90": [3.15, 3.25]}]
+def test_a_disturbed_paired_timing_is_repeated_and_the_steadiest_kept(monkeypatch) -> None:
+    # disturbed (ln(3.3/2.2) = 0.41), then steady: two attempts, the steady one kept, both recorded
+    paired = _paired_with(monkeypatch, [(2.5, (2.2, 3.3)), (3.2, (3.15, 3.25))])
+    assert paired["speedup"] == 3.2 and paired["speedup_p10_p90"] == [3.15, 3.25] and paired["kept"] == 1
+    assert paired["attempts"] == [{"speedup": 2.5, "speedup_p10_p90": [2.2, 3.3], "rounds": 20},
+                                  {"speedup": 3.2, "speedup_p10_p90": [3.15, 3.25], "rounds": 20}]
     # disturbed every time: PAIRED_ATTEMPTS timings, the smallest spread kept (not the fastest)
-    paired = _paired_with(monkeypatch, tmp_path, [(3.0, (2.0, 3.5)), (2.6, (2.3, 2.9)), (3.4, (2.5, 3.6))])
-    assert len(paired["attempts"]) == worker.PAIRED_ATTEMPTS and paired["speedup"] == 2.6
+    paired = _paired_with(monkeypatch, [(3.0, (2.0, 3.5)), (2.6, (2.3, 2.9)), (3.4, (2.5, 3.6))])
+    assert len(paired["attempts"]) == worker.PAIRED_ATTEMPTS and paired["speedup"] == 2.6 and paired["kept"] == 1
 
 
+def test_too_few_rounds_are_never_judged(monkeypatch) -> None:
+    paired = _paired_with(monkeypatch, [(2.5, (2.2, 3.3))], rounds=4)  # --quick: 4 rounds
+    assert len(paired["attempts"]) == 1 and paired["speedup"] == 2.5
