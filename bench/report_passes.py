@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any, Callable
 
+from bench.report_table import fmt_times
+
 # The runtimes whose paired speed-up the section shows, in column order, with their headings.
 RUNTIME_COLUMNS = (("torch", "torch"), ("onnxruntime", "ONNX Runtime"), ("litert", "LiteRT"))
 
@@ -185,18 +187,14 @@ def variant_passes(document: dict[str, Any]) -> list[VariantPasses]:
     return out
 
 
-def _ratio(value: float | None) -> str:
-    return f"{value:.2f}×" if value is not None else "-"
-
-
 def _headings() -> list[str]:
     return (["variant", "passes, in order, and what each did", "ONNX size ×base", "ONNX gzip ×base", "MACs ×base"]
             + [f"paired × {label}" for _, label in RUNTIME_COLUMNS])
 
 
 def _numbers(item: VariantPasses) -> list[str]:
-    return ([_ratio(item.onnx_size_ratio), _ratio(item.onnx_gzip_ratio), _ratio(item.macs_ratio)]
-            + [_ratio(item.paired[runtime]) for runtime, _ in RUNTIME_COLUMNS])
+    return ([fmt_times(item.onnx_size_ratio), fmt_times(item.onnx_gzip_ratio), fmt_times(item.macs_ratio)]
+            + [fmt_times(item.paired[runtime]) for runtime, _ in RUNTIME_COLUMNS])
 
 
 INTRO = ("Sizes are the variant's ONNX file against the baseline's (<1: smaller; gzip shows what unstructured "

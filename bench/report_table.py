@@ -154,7 +154,7 @@ def _top1(line: Line) -> str:
     return f"{line.top1 * 100:.2f}{ci}"
 
 
-def _times(value: float | None) -> str:
+def fmt_times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}×"
 
 
@@ -185,8 +185,8 @@ COLUMNS: list[Column] = [
     ("runtime", "engine that ran the artifact (and device when not the CPU)",
      lambda l: str(l.row.get("runtime")) + ("" if l.row.get("device", "cpu") == "cpu" else f"/{l.row.get('device')}")),
     ("size", "artifact file size", lambda l: fmt_size(l.row.get("size_bytes"))),
-    ("size ×rt", "size / size of the baseline on the same runtime (<1: smaller)", lambda l: _times(l.size_ratio_rt)),
-    ("size ×ref", "size / size of the reference baseline row", lambda l: _times(l.size_ratio_ref)),
+    ("size ×rt", "size / size of the baseline on the same runtime (<1: smaller)", lambda l: fmt_times(l.size_ratio_rt)),
+    ("size ×ref", "size / size of the reference baseline row", lambda l: fmt_times(l.size_ratio_ref)),
     ("params", "parameters of the model", lambda l: fmt_count(l.row.get("params"))),
     ("MACs", "multiply-accumulates per image", lambda l: fmt_count(l.row.get("macs"))),
     ("top-1 % [95% CI]", "test accuracy with its Wilson 95% interval", _top1),
@@ -195,8 +195,8 @@ COLUMNS: list[Column] = [
     ("p50 ms", "median latency at batch 1 (fewest threads measured)", lambda l: _f(l.p50, ".3f")),
     ("p99 ms", "99th-percentile latency at batch 1", lambda l: _f(l.p99, ".3f")),
     ("img/s", "throughput at the throughput batch size", lambda l: _f(l.ips, ".0f")),
-    ("speed-up ×rt", "baseline p50 / this p50 on the same runtime and device (>1: faster)", lambda l: _times(l.speedup_rt)),
-    ("speed-up ×ref", "reference baseline p50 / this p50", lambda l: _times(l.speedup_ref)),
+    ("speed-up ×rt", "baseline p50 / this p50 on the same runtime and device (>1: faster)", lambda l: fmt_times(l.speedup_rt)),
+    ("speed-up ×ref", "reference baseline p50 / this p50", lambda l: fmt_times(l.speedup_ref)),
     ("paired ×rt [p10-p90]", "speed-up vs the baseline on the same runtime, both timed in one process in alternating "
      "blocks: median of the rounds' ratios and their 10-90% range; free of the drift between rows measured minutes apart. "
      "A pair timed while the machine was busy (p90 more than 15% above p10) is timed again, up to 3 times, and the steadiest "
