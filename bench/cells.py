@@ -37,6 +37,7 @@ class Artifact:
     error: str | None = None
     info: dict[str, Any] | None = None
     skip: str | None = None  # why this cell does not apply (a skipped row, not a failure)
+    by_artifact_pass: bool = False  # made by the variant's ONNX quantization pass (not just from its model)
 
 
 @dataclass
@@ -77,17 +78,24 @@ def export_artifacts(variant: Variant, ctx: RunContext, calibration_raw: np.ndar
     folder.mkdir(parents=True, exist_ok=True)
     nchw = make_input_spec(shape, ctx.dataset.mean, ctx.dataset.std)
     artifacts: list[Artifact] = []
+    # A chain ending in an ONNX quantization pass (prune -> distil -> quantize.static) also gets rows for
+    # the model it quantizes in every format: TFLite users deploy that model with TFLite's own int8,
+    # and its fp32 rows show what the quantization added. An ONNX quantization of the unchanged
+    # baseline gets only its ONNX row: its model's other rows are the baseline's.
+    whole_model = variant.changes_model or not variant.artifact_pass
     onnx_needed = "onnx" in cfg.export.formats or "tflite" in cfg.export.formats or variant.artifact_pass
-    if "torch" in cfg.export.formats and not variant.artifact_pass:
+    if "torch" in cfg.export.formats and whole_model:
         artifacts.append(_try(lambda: export_torch(variant.model, folder / f"{variant.name}.pt2", shape), "torch", "fp32", ctx, nchw))
     onnx_fp32 = _try(lambda: export_onnx(variant.model, folder / f"{variant.name}.fp32.onnx", shape, cfg.export.onnx_opset), "onnx", "fp32", ctx, nchw) if onnx_needed else None
+    if "onnx" in cfg.export.formats and onnx_fp32 and whole_model:
+        artifacts.append(onnx_fp32)
     if variant.artifact_pass:
         artifacts.append(_quantize_onnx(variant, onnx_fp32, folder, ctx, calibration_raw, nchw))
-        why = f"{variant.artifact_pass.spec.name} makes an ONNX artifact only; see the fp32 parent's rows for this format"
+    if variant.artifact_pass and not whole_model:
+        why = (f"{variant.artifact_pass.spec.name} of the unchanged baseline makes an ONNX artifact only; "
+               "the baseline's rows are this model's rows in the other formats and precisions")
         artifacts += [Artifact(fmt, "n/a", None, None, skip=why) for fmt in cfg.export.formats if fmt != "onnx"]
-    elif "onnx" in cfg.export.formats and onnx_fp32:
-        artifacts.append(onnx_fp32)
-    if "tflite" in cfg.export.formats and not variant.artifact_pass:
+    elif "tflite" in cfg.export.formats:
         artifacts.extend(_tflite(variant, onnx_fp32, folder, ctx, calibration_raw))
     return artifacts
 
@@ -105,7 +113,8 @@ def _quantize_onnx(variant: Variant, source: Artifact | None, folder: Path, ctx:
     assert call is not None
     precision = "int8-" + call.spec.name.split(".")[1]
     if source is None or source.path is None:
-        return Artifact("onnx", precision, None, spec, error=f"no fp32 ONNX to quantize: {source.error if source else 'not exported'}")
+        return Artifact("onnx", precision, None, spec, error=f"no fp32 ONNX to quantize: {source.error if source else 'not exported'}",
+                        by_artifact_pass=True)
     from compress.registry import resolve
 
     out = folder / f"{variant.name}.{precision}.onnx"
@@ -113,8 +122,10 @@ def _quantize_onnx(variant: Variant, source: Artifact | None, folder: Path, ctx:
     try:
         info = resolve(call.spec)(ctx.run_dir / source.path, out, call.params, calibration)
     except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises assorted types; each means "export failed"
-        return Artifact("onnx", precision, None, spec, error=f"{call.spec.name} failed: {exc.__class__.__name__}: {str(exc)[:300]}")
-    return Artifact("onnx", precision, _rel(ctx, out), spec, info={"quantization": {**call.params, **(info or {})}})
+        return Artifact("onnx", precision, None, spec, error=f"{call.spec.name} failed: {exc.__class__.__name__}: {str(exc)[:300]}",
+                        by_artifact_pass=True)
+    return Artifact("onnx", precision, _rel(ctx, out), spec, info={"quantization": {**call.params, **(info or {})}},
+                    by_artifact_pass=True)
 
 
 def _tflite(variant: Variant, source: Artifact | None, folder: Path, ctx: RunContext,
@@ -145,7 +156,7 @@ def rows_for_artifact(variant: Variant, artifact: Artifact, ctx: RunContext) -> 
     rows = []
     for spec in runtimes.runtime_for_format(artifact.format, ctx.config.benchmark.runtimes):
         for device in ctx.devices:
-            row = Row(variant.name, variant.lineage, artifact.format, artifact.precision, spec.name, device,
+            row = Row(variant.name, _row_lineage(variant, artifact), artifact.format, artifact.precision, spec.name, device,
                       artifact=artifact.path, input_spec=artifact.input_spec,
                       params=variant.info.get("params"), macs=variant.info.get("macs"))
             row.compression = _compression_block(variant, artifact)
@@ -163,6 +174,15 @@ def rows_for_artifact(variant: Variant, artifact: Artifact, ctx: RunContext) -> 
                 row.fail("skipped", f"{spec.module} is not installed (pip install 'edgebench[tflite]')")
             rows.append(row)
     return rows
+
+
+def _row_lineage(variant: Variant, artifact: Artifact) -> list[str]:
+    """A chain's artifacts made from its model, not by its ONNX quantization pass (the last pass of
+    the chain), carry the model passes only: the TFLite int8 of prune -> quantize.static was not made
+    by quantize.static."""
+    if variant.artifact_pass and variant.changes_model and not artifact.by_artifact_pass:
+        return variant.lineage[:-1]
+    return variant.lineage
 
 
 def _compression_block(variant: Variant, artifact: Artifact) -> dict[str, Any] | None:

@@ -141,12 +141,13 @@ def describe_steps(lineage: list[str], compression: dict[str, Any]) -> list[str]
 
 
 def _headline_row(rows: list[dict[str, Any]], runtime: str) -> dict[str, Any] | None:
-    """The variant's CPU row on this runtime that the section quotes, when ok: its fp32 row, or,
-    for a variant without one (ONNX-quantized: just its int8 row), its only row. A failed fp32 row
-    gives None rather than a stand-in of another precision."""
+    """The variant's CPU row on this runtime that the section quotes, when ok: on ONNX Runtime its
+    ONNX-quantized row if it has one (what its last pass made), else its fp32 row; for a variant
+    without either, its only row. A failed row gives None rather than a stand-in of another precision."""
     cpu = [r for r in rows if r.get("runtime") == runtime and r.get("device", "cpu") == "cpu"]
+    onnx_quantized = [r for r in cpu if r.get("format") == "onnx" and str(r.get("precision", "")).startswith("int8-")]
     fp32 = [r for r in cpu if r.get("precision") == "fp32"]
-    candidates = fp32 or (cpu if len(cpu) == 1 else [])
+    candidates = onnx_quantized or fp32 or (cpu if len(cpu) == 1 else [])
     ok = [r for r in candidates if r.get("status") == "ok"]
     return ok[0] if ok else None
 
@@ -169,9 +170,10 @@ def variant_passes(document: dict[str, Any]) -> list[VariantPasses]:
     for name, rows in by_variant.items():
         if name == baseline:
             continue
-        # an ok row carries every outcome (a skipped row lacks the quantization an ONNX artifact records)
+        # the row with the whole lineage (a chain's TFLite rows lack its ONNX quantization pass), ok
+        # first: it carries every outcome (a skipped row lacks the quantization an ONNX artifact records)
         with_outcomes = [r for r in rows if isinstance(r.get("compression"), dict)]
-        with_outcomes.sort(key=lambda r: r.get("status") != "ok")
+        with_outcomes.sort(key=lambda r: (-len(_as_list(r.get("lineage"))), r.get("status") != "ok"))
         source = with_outcomes[0] if with_outcomes else rows[0]
         compression = _as_dict(source.get("compression"))
         paired = {}
@@ -199,7 +201,7 @@ def _numbers(item: VariantPasses) -> list[str]:
 
 INTRO = ("Sizes are the variant's ONNX file against the baseline's (<1: smaller; gzip shows what unstructured "
          "zeros save). MACs ×base is the theory (multiply-accumulates against the baseline's); the paired columns "
-         "are the measurement: the variant's fp32 row (an ONNX-quantized variant: its int8 row) timed interleaved "
+         "are the measurement: the variant's fp32 row (on ONNX Runtime, an ONNX-quantized variant's int8 row) timed interleaved "
          "with the baseline on the same runtime (>1: faster).")
 
 

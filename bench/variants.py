@@ -43,6 +43,11 @@ class Variant:
     def is_baseline(self) -> bool:
         return not self.lineage
 
+    @property
+    def changes_model(self) -> bool:
+        """Whether a model pass changed the baseline's weights (an artifact quantization pass alone does not)."""
+        return len(self.lineage) > (1 if self.artifact_pass else 0)
+
 
 TRAIN_FIT_IMAGES = 10_000  # training images a KD student's fit is measured on (a few seconds per model)
 

@@ -51,7 +51,14 @@ def test_quick_run_writes_valid_results_with_ok_rows(tiny_run):
     assert onnx_row["accuracy"]["top1"] == pytest.approx(torch_row["accuracy"]["top1"], abs=0.002)
     chain = rows[("struct-50-int8", "onnx", "int8-static", "onnxruntime")]
     assert chain["lineage"][0].startswith("prune.structured(ratio=0.5")
+    assert chain["lineage"][-1].startswith("quantize.static(")
     assert chain["size_bytes"] < onnx_row["size_bytes"]
+    # the chain's model before its ONNX quantization is measured too, in every format, without that pass
+    for fmt, runtime in (("torch", "torch"), ("onnx", "onnxruntime")):
+        parent = rows[("struct-50-int8", fmt, "fp32", runtime)]
+        assert parent["status"] == "ok" and parent["lineage"] == chain["lineage"][:-1]
+        assert parent["parity"]["max_abs_diff"] <= 1e-4
+    assert rows[("struct-50-int8", "onnx", "fp32", "onnxruntime")]["size_bytes"] > chain["size_bytes"]
     for row in document["rows"]:
         if row["status"] == "ok":
             entry = row["latency"][0]

@@ -27,12 +27,17 @@ from tests.conftest import DEBIAN_DATA, REPO, TINY_CONFIG
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not DEBIAN_DATA.exists(), reason="dataset-fashion-mnist not installed")]
 
-# One cheap variant that trains (prune + fine-tune, cached) and one artifact pass (an int8 ONNX row and
-# a skipped torch row). Robustness and attacks are off: not under test here, and they double the run time.
+# One cheap chain that trains (prune + fine-tune, cached) and ends in an artifact pass (its model's rows and
+# an int8 ONNX row), and an artifact pass on the baseline alone (an int8 ONNX row and a skipped torch row).
+# Robustness and attacks are off: not under test here, and they double the run time.
 CONFIG = TINY_CONFIG.replace("[benchmark]\n", "[benchmark]\nrobustness = false\nadversarial = false\n") + """
 [[variants]]
 name = "sparse-int8"
 passes = ["prune.unstructured(sparsity=0.5)", "finetune(epochs=1)", "quantize.dynamic()"]
+
+[[variants]]
+name = "base-int8"
+passes = ["quantize.dynamic()"]
 """
 KEY = ("variant", "format", "precision", "runtime", "device")
 

@@ -44,8 +44,13 @@ def _document() -> dict[str, Any]:
              compression={"passes": [distill_info], "macs_ratio_to_baseline": 0.07}),
         _row("student", [DISTILL], "litert", "int8", paired=3.0,
              compression={"passes": [distill_info], "macs_ratio_to_baseline": 0.07}),
-        # the chain's torch row is skipped (an ONNX-quantized variant); its int8 ORT row is the headline
-        _row("chain", [STRUCT, FINETUNE_KD, STATIC], "torch", "n/a", status="skipped",
+        # the chain's rows of the model it quantizes carry the model passes only and come first; its int8
+        # ORT row is the ONNX Runtime headline, its fp32 rows the others'
+        _row("chain", [STRUCT, FINETUNE_KD], "torch", "fp32", paired=2.5,
+             compression={"passes": [struct_info, kd_info], "macs_ratio_to_baseline": 0.23}),
+        _row("chain", [STRUCT, FINETUNE_KD], "onnxruntime", "fp32", size=360, paired=2.9,
+             compression={"passes": [struct_info, kd_info], "macs_ratio_to_baseline": 0.23}),
+        _row("chain", [STRUCT, FINETUNE_KD], "litert", "fp32", paired=2.7,
              compression={"passes": [struct_info, kd_info], "macs_ratio_to_baseline": 0.23}),
         _row("chain", [STRUCT, FINETUNE_KD, STATIC], "onnxruntime", "int8-static", size=100, gzip=80, paired=3.2,
              compression={"passes": [struct_info, kd_info], "macs_ratio_to_baseline": 0.23,
@@ -126,7 +131,8 @@ def test_theory_next_to_the_measurement() -> None:
     items = {item.variant: item for item in variant_passes(_document())}
     sparse, student, chain = items["sparse"], items["student"], items["chain"]
     assert sparse.onnx_size_ratio == pytest.approx(1.0) and sparse.onnx_gzip_ratio == pytest.approx(300 / 900)
-    assert chain.macs_ratio == pytest.approx(0.23) and chain.paired == {"torch": None, "onnxruntime": 3.2, "litert": None}
+    assert chain.macs_ratio == pytest.approx(0.23) and chain.paired == {"torch": 2.5, "onnxruntime": 3.2, "litert": 2.7}
+    assert chain.onnx_size_ratio == pytest.approx(0.1)  # the int8 ONNX file, not the fp32 one it was made from
     assert student.paired["litert"] == 5.0  # the fp32 row, not the int8 one
     assert student.onnx_size_ratio is None  # no ONNX row
 
@@ -151,7 +157,7 @@ def test_both_reports_carry_the_section(tmp_path: Path) -> None:
     lines = [line for line in section.splitlines() if line.startswith("| ")]
     assert len(lines) == 1 + 3 and all(line.count(" | ") == lines[0].count(" | ") for line in lines)
     chain = next(line for line in lines if line.startswith("| chain |"))
-    assert "<br>2. fine-tune 4 epochs" in chain and chain.endswith("| 0.10× | 0.09× | 0.23× | - | 3.20× | - |")
+    assert "<br>2. fine-tune 4 epochs" in chain and chain.endswith("| 0.10× | 0.09× | 0.23× | 2.50× | 3.20× | 2.70× |")
     assert "What each pass did" in html and "<li>KD into width-0.25 student" in html
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html and "a \\| b" in section
 
