@@ -188,16 +188,22 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
             if variant.name not in done_variants:  # a resumed run skips finished variants entirely
                 bar.set_postfix_str(variant.name, refresh=False)
                 reference = reference_logits(variant, ctx.dataset)
-                for artifact in export_artifacts(variant, ctx, calibration_raw):
-                    for row in rows_for_artifact(variant, artifact, ctx):
-                        if row.key in done_rows:
-                            continue
-                        if row.status == "ok":
-                            bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}", refresh=False)
-                            measure_row(row, variant, reference, ctx)
-                        writer.add_row(row)
-                        if variant.is_baseline:
-                            ctx.note_reference(row.to_dict())
+                rows = [row for artifact in export_artifacts(variant, ctx, calibration_raw)
+                        for row in rows_for_artifact(variant, artifact, ctx)]
+                # A run resumed by a newer edgebench may hold rows for cells this one no longer makes
+                # (another row layout); kept, they would contradict the rows measured now.
+                for stale in writer.drop_rows(variant.name, keep={row.key for row in rows}):
+                    log.warning("resume: dropped %s/%s/%s on %s, a row this edgebench no longer makes",
+                                stale.get("variant"), stale.get("format"), stale.get("precision"), stale.get("runtime"))
+                for row in rows:
+                    if row.key in done_rows:
+                        continue
+                    if row.status == "ok":
+                        bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}", refresh=False)
+                        measure_row(row, variant, reference, ctx)
+                    writer.add_row(row)
+                    if variant.is_baseline:
+                        ctx.note_reference(row.to_dict())
                 writer.document["variants_done"].append(variant.name)
                 writer.flush()
             bar.update(1)

@@ -60,6 +60,16 @@ class RunWriter:
         self.rows.append(row.to_dict())
         self.flush()
 
+    def drop_rows(self, variant: str, keep: set[tuple[str, ...]]) -> list[dict[str, Any]]:
+        """Remove the variant's rows whose (variant, format, precision, runtime, device) is not in `keep`;
+        returns them. Not written until the next change."""
+        def key(row: dict[str, Any]) -> tuple[str, ...]:
+            return tuple(str(row.get(k, "cpu" if k == "device" else "")) for k in ("variant", "format", "precision", "runtime", "device"))
+
+        dropped = [r for r in self.rows if r.get("variant") == variant and key(r) not in keep]
+        self.document["rows"] = [r for r in self.rows if not any(r is d for d in dropped)]
+        return dropped
+
     def update(self, **fields: Any) -> None:
         self.document.update(fields)
         self.flush()

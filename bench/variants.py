@@ -45,7 +45,8 @@ class Variant:
 
     @property
     def changes_model(self) -> bool:
-        """Whether a model pass changed the baseline's weights (an artifact quantization pass alone does not)."""
+        """Whether the chain has a model pass before its artifact quantization pass, if any (so the model
+        it quantizes is not the baseline's; a pass that changes nothing, like finetune(epochs=0), still counts)."""
         return len(self.lineage) > (1 if self.artifact_pass else 0)
 
 
