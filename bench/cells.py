@@ -81,17 +81,17 @@ def export_artifacts(variant: Variant, ctx: RunContext, calibration_raw: np.ndar
     # A chain ending in an ONNX quantization pass (prune -> distil -> quantize.static) also gets rows for
     # the model it quantizes in every format: TFLite users deploy that model with TFLite's own int8,
     # and its fp32 rows show what the quantization added. An ONNX quantization of the unchanged
-    # baseline gets only its ONNX row: its model's other rows are the baseline's.
-    whole_model = variant.changes_model or not variant.artifact_pass
+    # baseline gets only its ONNX row: the other rows of its model are the baseline's.
+    quantizes_baseline = variant.artifact_pass is not None and not variant.changes_model
     onnx_needed = "onnx" in cfg.export.formats or "tflite" in cfg.export.formats or variant.artifact_pass
-    if "torch" in cfg.export.formats and whole_model:
+    if "torch" in cfg.export.formats and not quantizes_baseline:
         artifacts.append(_try(lambda: export_torch(variant.model, folder / f"{variant.name}.pt2", shape), "torch", "fp32", ctx, nchw))
     onnx_fp32 = _try(lambda: export_onnx(variant.model, folder / f"{variant.name}.fp32.onnx", shape, cfg.export.onnx_opset), "onnx", "fp32", ctx, nchw) if onnx_needed else None
-    if "onnx" in cfg.export.formats and onnx_fp32 and whole_model:
+    if "onnx" in cfg.export.formats and onnx_fp32 and not quantizes_baseline:
         artifacts.append(onnx_fp32)
     if variant.artifact_pass:
         artifacts.append(_quantize_onnx(variant, onnx_fp32, folder, ctx, calibration_raw, nchw))
-    if variant.artifact_pass and not whole_model:
+    if variant.artifact_pass and quantizes_baseline:
         why = (f"{variant.artifact_pass.spec.name} of the unchanged baseline makes an ONNX artifact only; "
                "the baseline's rows are this model's rows in the other formats and precisions")
         artifacts += [Artifact(fmt, "n/a", None, None, skip=why) for fmt in cfg.export.formats if fmt != "onnx"]
