@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -12,8 +12,8 @@ from torch import nn
 from bench import cells
 from bench.cells import Artifact, RunContext, export_artifacts, rows_for_artifact
 from bench.config import config_from_dict
-from bench.data import Dataset, Split
-from bench.measure import Timing
+from bench.measure import accuracy_block, parity_block
+from bench.results import Row
 from bench.variants import Variant
 from compress.chain import parse_chain
 
@@ -21,7 +21,7 @@ PRUNE, FINETUNE, STATIC = "prune.structured(ratio=0.5)", "finetune(epochs=1)", "
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunContext:
+def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_context: Callable[..., RunContext]) -> RunContext:
     def fake_file(_model: Any, path: Path, *_args: Any) -> Path:
         path.write_bytes(b"model")
         return path
@@ -39,11 +39,7 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunContext:
     monkeypatch.setattr(cells, "export_onnx", fake_file)
     monkeypatch.setattr(cells, "_quantize_onnx", fake_quantize)
     monkeypatch.setattr(cells, "_tflite", fake_tflite)
-    config = config_from_dict({"export": {"formats": ["torch", "onnx", "tflite"], "tflite_precisions": ["fp32", "int8"]},
-                               "benchmark": {"runtimes": ["torch", "onnxruntime", "litert"]}})
-    split = Split(np.zeros((4, 1, 8, 8), np.uint8), np.zeros(4, np.int64))
-    dataset = Dataset("fake", ("a", "b"), split, split, split, (0.5,), (0.5,), "test")
-    return RunContext(config, dataset, tmp_path, tmp_path / "images.npy", Timing(0, 0.0, 1, 0.0, 1.0), ["cpu"])
+    return run_context(["torch", "onnx", "tflite"], ["torch", "onnxruntime", "litert"], ["fp32", "int8"])
 
 
 def _variant(passes: list[str]) -> Variant:
@@ -95,3 +91,32 @@ def test_resuming_drops_rows_of_a_layout_no_longer_made(tmp_path: Path) -> None:
     writer = RunWriter(tmp_path, {"rows": [old_skip, quantized, other]})
     dropped = writer.drop_rows("v", keep={("v", "onnx", "int8-static", "onnxruntime", "cpu"), ("v", "torch", "fp32", "torch", "cpu")})
     assert dropped == [old_skip] and writer.rows == [quantized, other]
+
+
+def _verdict(precision: str, logits: np.ndarray, reference: np.ndarray) -> Row:
+    """A row's validation as measure_row gives it, from its logits and its fp32 parent's."""
+    labels = reference.argmax(1)
+    row = Row("v", [], "tflite", precision, "litert", "cpu")
+    row.accuracy = accuracy_block(logits, labels, reference.shape[1], None)
+    row.parity = parity_block(logits, reference, "torch eager (v, fp32)", len(reference))
+    cells._validate(row, reference, labels, config_from_dict({}))
+    return row
+
+
+def test_parity_check_catches_an_injected_mismatch() -> None:
+    reference = np.random.default_rng(0).normal(size=(1000, 10)).astype(np.float32)
+    assert _verdict("fp32", reference + 1e-6, reference).status == "ok"
+    injected = reference.copy()
+    injected[17, 3] += 1e-3  # one logit of one image, ten times the 1e-4 tolerance
+    row = _verdict("fp32", injected, reference)
+    assert row.status == "validation_failed" and row.reason == "max abs logit difference 0.001 vs torch exceeds 0.0001"
+
+
+def test_a_quantized_row_is_judged_by_agreement_with_its_fp32_parent() -> None:
+    reference = np.random.default_rng(1).normal(size=(1000, 10)).astype(np.float32)
+    coarse = np.round(reference, 2)  # quantization noise: nearly every prediction kept
+    assert _verdict("int8", coarse, reference).status == "ok"
+    flipped = reference.copy()
+    flipped[:50] = -flipped[:50]  # 5% of the predictions change: agreement 0.95 < 0.97
+    row = _verdict("int8", flipped, reference)
+    assert row.status == "validation_failed" and "agreement with the fp32 parent 0.9500" in row.reason

@@ -183,3 +183,26 @@ def test_torch_still_works_after_conversion(tflite_stack, tmp_path):
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert done.returncode == 0 and "alive" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_failed_conversion_is_an_export_failed_row_and_the_other_formats_go_on(tflite_stack, run_context, monkeypatch):
+    """The whole path from a converter failure to the rows: onnx2tf cannot read the (forced) corrupt
+    ONNX file, so every TFLite cell becomes an export_failed row with the converter's message."""
+    from bench import cells
+    from bench.variants import Variant
+
+    ctx = run_context(["torch", "onnx", "tflite"], ["torch", "onnxruntime", "litert"], PRECISIONS, size=28)
+
+    def corrupt_onnx(_model, path, *_args):
+        path.write_bytes(b"this is not a protobuf")
+        return path
+
+    monkeypatch.setattr(cells, "export_onnx", corrupt_onnx)
+    variant = Variant("broken", tinycnn().eval(), ["finetune(epochs=0)"])
+    artifacts = cells.export_artifacts(variant, ctx, np.zeros((8, 1, 28, 28), np.uint8))
+    rows = [row for artifact in artifacts for row in cells.rows_for_artifact(variant, artifact, ctx)]
+    assert [(r.format, r.precision, r.status) for r in rows] == [
+        ("torch", "fp32", "ok"), ("onnx", "fp32", "ok")] + [("tflite", p, "export_failed") for p in PRECISIONS]
+    for row in rows[2:]:
+        assert row.runtime == "litert" and row.artifact is None and "\n" not in row.reason
+        assert "(onnx2tf) failed: DecodeError" in row.reason  # the converter's own words
