@@ -26,7 +26,7 @@ from bench.environment import environment
 from bench.errors import UserError
 from bench.measure import Paired, Timing
 from bench.progress import progress_bar
-from bench.results import validate_results
+from bench.results import row_key, validate_results
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, new_run_id
 from bench.summary import print_summary
@@ -176,7 +176,7 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
 
 def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWriter, options: RunOptions) -> None:
     calibration_raw = ctx.dataset.train.images  # each quantizer takes the first N it is configured for
-    done_rows = {tuple(r[k] for k in ("variant", "format", "precision", "runtime", "device")) for r in writer.rows}
+    done_rows = {row_key(r) for r in writer.rows}
     done_variants = set(writer.document.setdefault("variants_done", []))
     ctx.baseline_predictions = reference_logits(variants[0], ctx.dataset).argmax(1)
     for done in writer.rows:  # a resumed run times its remaining rows against the finished baseline rows

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from bench.results import batch1_latency
+from bench.stats import paired_range
 
 # The status legend: label and a short symbol (so the status reads without colour too).
 STATUS_LABELS = {
@@ -160,11 +161,10 @@ def fmt_times(value: float | None) -> str:
 
 def paired_text(line: Line) -> str:
     """'2.67× [2.11-3.44]': the paired speed-up with the 10-90% range of its rounds."""
-    paired = line.paired or {}
-    speedup, spread = paired.get("speedup"), paired.get("speedup_p10_p90")
+    speedup, spread = (line.paired or {}).get("speedup"), paired_range(line.paired)
     if not isinstance(speedup, (int, float)):
         return "-"
-    if not (isinstance(spread, list) and len(spread) == 2 and all(isinstance(x, (int, float)) for x in spread)):
+    if spread is None:
         return f"{speedup:.2f}×"
     return f"{speedup:.2f}× [{spread[0]:.2f}-{spread[1]:.2f}]"
 

@@ -21,6 +21,11 @@ SCHEMA_VERSION = 1
 STATUSES = ("ok", "export_failed", "validation_failed", "run_failed", "skipped")
 
 
+def row_key(row: dict[str, Any]) -> tuple[str, ...]:
+    """Row.key of a row read from results.json (rows written before devices existed are on the CPU)."""
+    return tuple(str(row.get(k, "cpu" if k == "device" else "")) for k in ("variant", "format", "precision", "runtime", "device"))
+
+
 @dataclass
 class Row:
     """One (variant, format, precision, runtime) cell. A failure is a row with a status and reason."""
@@ -54,7 +59,7 @@ class Row:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def key(self) -> tuple[str, str, str, str, str]:
+    def key(self) -> tuple[str, ...]:
         return (self.variant, self.format, self.precision, self.runtime, self.device)
 
     @property

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.results import SCHEMA_VERSION, Row, atomic_write_json, write_csv
+from bench.results import SCHEMA_VERSION, Row, atomic_write_json, row_key, write_csv
 
 
 def new_run_id(config_digest: str) -> str:
@@ -63,10 +63,7 @@ class RunWriter:
     def drop_rows(self, variant: str, keep: set[tuple[str, ...]]) -> list[dict[str, Any]]:
         """Remove the variant's rows whose (variant, format, precision, runtime, device) is not in `keep`;
         returns them. Not written until the next change."""
-        def key(row: dict[str, Any]) -> tuple[str, ...]:
-            return tuple(str(row.get(k, "cpu" if k == "device" else "")) for k in ("variant", "format", "precision", "runtime", "device"))
-
-        dropped = [r for r in self.rows if r.get("variant") == variant and key(r) not in keep]
+        dropped = [r for r in self.rows if r.get("variant") == variant and row_key(r) not in keep]
         self.document["rows"] = [r for r in self.rows if not any(r is d for d in dropped)]
         return dropped
 

@@ -42,14 +42,21 @@ def ratio_spread(p10_p90: tuple[float, float] | list[float]) -> float:
     return math.log(high / low) if low > 0 and high > 0 else math.inf
 
 
+def paired_range(paired: Any) -> tuple[float, float] | None:
+    """The (p10, p90) of a row's `speedup_paired` block; None when the block or its range is missing or malformed."""
+    spread = paired.get("speedup_p10_p90") if isinstance(paired, dict) else None
+    if isinstance(spread, list) and len(spread) == 2 and all(isinstance(x, (int, float)) for x in spread):
+        return float(spread[0]), float(spread[1])
+    return None
+
+
 def paired_disturbed(paired: Any) -> bool:
     """A row's `speedup_paired` block timed while the machine was busy: its (kept) timing spreads
     over DISTURBED_SPREAD. False when the block is missing or malformed, or has too few rounds to judge."""
-    if not isinstance(paired, dict):
+    spread = paired_range(paired)
+    if spread is None:
         return False
-    spread, rounds = paired.get("speedup_p10_p90"), paired.get("rounds")
-    if not (isinstance(spread, list) and len(spread) == 2 and all(isinstance(x, (int, float)) for x in spread)):
-        return False
+    rounds = paired.get("rounds")
     if isinstance(rounds, int) and rounds < PAIRED_MIN_ROUNDS:
         return False
     return ratio_spread(spread) > DISTURBED_SPREAD
