@@ -90,9 +90,16 @@ def _distill(info: dict[str, Any]) -> str:
         recovered = f"recovers {100 * gap:.0f}% of the gap"
     else:  # distill records None when the student without a teacher is as good as the teacher
         recovered = "no gap to recover" if "gap_recovered" in info else "gap share not recorded"
+    teacher_init = info.get("init") == "teacher"
+    if teacher_init:
+        student += " initialised from the teacher's strongest channels"
     text = (f"KD into {student}{f' ({settings})' if settings else ''}: {_pct(info.get('student_kd_top1'))} vs "
-            f"{_pct(info.get('student_scratch_top1'))} for the same student trained without a teacher "
+            f"{_pct(info.get('student_scratch_top1'))} for the same student trained "
+            f"{'from random weights ' if teacher_init else ''}without a teacher "
             f"(teacher {_pct(info.get('teacher_top1'))}): {recovered}")
+    if teacher_init:
+        text += (f"; the teacher's weights alone (no KD loss) give {_pct(info.get('student_init_only_top1'))}, "
+                 f"{_pct(info.get('init_top1'))} before training")
     if "teacher_train_top1" in info:  # runs before this field existed, and weights cached by them, lack it
         images = info.get("train_fit_images")
         text += (f"; on {f'{images:,} ' if isinstance(images, int) else ''}training images: KD student "

@@ -67,6 +67,9 @@ def parse_pass(text: str, where: str = "pass") -> PassCall:
         if problem:
             raise PassSyntaxError(f"{where}: {name}({kw.arg}={value!r}): {problem}")
         params[kw.arg] = float(value) if spec.params[kw.arg].type is float else value
+    problem = spec.check(params) if spec.check else None
+    if problem:
+        raise PassSyntaxError(f"{where}: {text.strip()}: {problem}")
     return PassCall(spec, params)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 import torch.nn.utils.prune as torch_prune
 from torch import nn
@@ -89,14 +90,14 @@ def _aligned_ratios(model: nn.Module, ratio: float, multiple: int, ignored: list
     Other layer kinds (ConvTranspose, Conv1d) and grouped convs other than depthwise are not
     aligned; none is in the zoo, and the row's channels_after shows what they kept.
     """
-    ratios = {}
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)) and module not in ignored:
-            channels = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
-            keep = rounded_keep(channels, ratio, multiple)
-            # + 0.5: Torch-Pruning keeps int(channels * (1 - ratio)), which float error could floor one short
-            ratios[module] = max(0.0, 1 - (keep + 0.5) / channels)
-    return ratios
+    return {layer: _ratio_keeping(_outputs(layer), rounded_keep(_outputs(layer), ratio, multiple))
+            for layer in _pruned_layers(model, ignored)}
+
+
+def _ratio_keeping(channels: int, keep: int) -> float:
+    """The pruning ratio under which Torch-Pruning keeps `keep` of `channels`."""
+    # + 0.5: Torch-Pruning keeps int(channels * (1 - ratio)), which float error could floor one short
+    return max(0.0, 1 - (keep + 0.5) / channels)
 
 
 def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tuple[nn.Module, dict[str, Any]]:
@@ -133,3 +134,44 @@ def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tu
                           "ratio": params["ratio"], "importance": params["importance"], "steps": params["steps"],
                           "round_to": params["round_to"]}
 
+
+
+def prune_to_channels(model: nn.Module, channels: list[int], example_inputs: torch.Tensor,
+                      importance: str = "l2") -> nn.Module:
+    """Prune `model` in place so its i-th prunable conv/linear layer keeps exactly channels[i] outputs.
+
+    The layers counted are those `structured` prunes (every Conv2d and Linear but the classifier),
+    in registration order. Used to start a narrower zoo student from the teacher's most important
+    channels. Raises ValueError when the counts do not match the model's layers.
+    """
+    import torch_pruning as tp
+
+    ignored = _classifier(model)
+    layers = _pruned_layers(model, ignored)
+    if len(layers) != len(channels):
+        raise ValueError(f"{len(channels)} channel counts given for {len(layers)} prunable layers")
+    per_layer = {}
+    for layer, keep in zip(layers, channels):
+        have = _outputs(layer)
+        if not 1 <= keep <= have:
+            raise ValueError(f"cannot keep {keep} of {have} channels in {layer}")
+        per_layer[layer] = _ratio_keeping(have, keep)
+    model.eval()
+    pruner = tp.pruner.BasePruner(model, example_inputs[:1], importance=_importance(importance),
+                                  pruning_ratio=0.0, pruning_ratio_dict=per_layer, ignored_layers=ignored)
+    pruner.step()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+def prunable_channels(model: nn.Module) -> list[int]:
+    """Output channels of the layers `prune_to_channels` counts, in the same order."""
+    return [_outputs(layer) for layer in _pruned_layers(model, _classifier(model))]
+
+
+def _pruned_layers(model: nn.Module, ignored: list[nn.Module]) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in ignored]
+
+
+def _outputs(layer: nn.Module) -> int:
+    return layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features

@@ -41,6 +41,8 @@ class PassSpec:
     help: str
     params: dict[str, Param] = field(default_factory=dict)
     formats: tuple[str, ...] = ("torch", "onnx", "tflite")
+    # checks that span parameters: all filled-in params -> an error message, or None
+    check: Callable[[dict[str, Any]], str | None] | None = None
 
 
 def _fraction(v: float) -> str | None:
@@ -61,6 +63,12 @@ def _at_least_one(v: int) -> str | None:
 
 def _unit(v: float) -> str | None:
     return None if 0 <= v <= 1 else "must be in [0, 1]"
+
+
+def _teacher_init_needs_a_student(params: dict[str, Any]) -> str | None:
+    if params["init"] == "teacher" and not params["width"]:
+        return "init='teacher' needs a student width > 0 (width=0 distils into the current model, which keeps its weights)"
+    return None
 
 
 _FINETUNE_PARAMS = {
@@ -106,7 +114,10 @@ PASSES: dict[str, PassSpec] = {
                 "lr": Param(float, 0.1, "peak learning rate", check=_positive),
                 "temperature": Param(float, 4.0, "softmax temperature of the KD loss", check=_positive),
                 "alpha": Param(float, 0.9, "weight of the KD term (1 - alpha weights the hard-label loss)", check=_unit),
+                "init": Param(str, "random", "student's starting weights: 'random' (Hinton KD), or 'teacher': the teacher pruned "
+                                             "to the student's widths (channels of largest L2 norm)", choices=("random", "teacher")),
             },
+            check=_teacher_init_needs_a_student,
         ),
         PassSpec(
             "quantize.dynamic", "onnx", "compress.quantize_onnx:quantize_dynamic",

@@ -91,6 +91,16 @@ def test_distill_shows_how_well_each_model_fits_its_training_images() -> None:
     assert "gap share not recorded" in describe_steps([DISTILL], {"passes": [without]})[0]
 
 
+def test_distill_with_teacher_init_names_both_controls() -> None:
+    info = {"student_width": 0.25, "init": "teacher", "init_top1": 0.1, "teacher_top1": 0.93, "student_kd_top1": 0.915,
+            "student_scratch_top1": 0.90, "gap_recovered": 0.5, "student_init_only_top1": 0.909}
+    text = describe_steps([DISTILL], {"passes": [info]})[0]
+    assert text.startswith("KD into width-0.25 student initialised from the teacher's strongest channels")
+    assert text.endswith("91.50% vs 90.00% for the same student trained from random weights without a teacher "
+                         "(teacher 93.00%): recovers 50% of the gap; the teacher's weights alone (no KD loss) give "
+                         "90.90%, 10.00% before training")
+
+
 def test_a_failed_fp32_row_is_not_replaced_by_another_precision() -> None:
     document = _document()
     student_fp32 = document["rows"][2]

@@ -30,6 +30,8 @@ def test_parameters_and_chain_order():
     ("quantise.static()", "did you mean 'quantize.static'"),
     ("finetune(epochs=__import__('os'))", "must be a literal"),
     ("finetune(", "cannot parse"),
+    ("distill(init='pretrained')", "not one of"),
+    ("distill(width=0, init='teacher')", "needs a student width > 0"),
 ])
 def test_invalid_passes_name_the_problem(text, message):
     with pytest.raises(PassSyntaxError) as err:

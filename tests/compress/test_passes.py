@@ -12,8 +12,8 @@ from bench.models import count_macs, count_params
 from bench.zoo import edgecnn, mobilenet_v2, tinycnn
 from compress.chain import parse_pass
 from compress.context import PassContext
-from compress.distill import gap_recovered
-from compress.prune import rounded_keep, weight_sparsity
+from compress.distill import gap_recovered, teacher_initialised
+from compress.prune import prunable_channels, rounded_keep, weight_sparsity
 from compress.registry import PASSES, resolve
 from compress.reshape import fit_to_state_dict
 from compress.train import FitSettings, fit, kd_loss
@@ -140,6 +140,40 @@ def test_distill_records_how_well_each_model_fits_the_training_images():
     _, info = resolve(call.spec)(baseline, call.params, ctx)
     assert info["teacher_train_top1"] == count_params(baseline)
     assert info["student_kd_train_top1"] == info["student_scratch_train_top1"] == count_params(tinycnn(width=0.5))
+
+
+def test_teacher_initialised_student_starts_from_the_teachers_strongest_channels():
+    torch.manual_seed(0)
+    teacher = edgecnn().eval()  # 24-48-48-64 channels
+    student = teacher_initialised(edgecnn(width=0.25), teacher, _data()[0])  # 6-12-12-16
+    stem_t, stem_s = teacher.features[0], student.features[0]
+    # L2 importance of the stem's channels (its conv filters and BN scales): each kept filter is one of the teacher's
+    kept = [next(i for i in range(24) if torch.equal(stem_t[0].weight[i], w)) for w in stem_s[0].weight]
+    assert len(set(kept)) == 6 and torch.equal(stem_s[1].running_var, stem_t[1].running_var[kept])
+    assert torch.equal(student.classifier.bias, teacher.classifier.bias)
+    assert prunable_channels(student) == [6, 12, 12, 16]
+
+
+def test_teacher_initialised_student_must_be_a_narrower_teacher():
+    with pytest.raises(ValueError, match="prunable layers"):
+        teacher_initialised(edgecnn(), mobilenet_v2(), _data()[0])
+    with pytest.raises(ValueError, match="cannot keep 48 of 24"):
+        teacher_initialised(edgecnn(width=2.0), edgecnn(), _data()[0])
+
+
+def test_distill_with_teacher_init_records_both_controls():
+    torch.manual_seed(0)
+    baseline = tinycnn().eval()
+    call = parse_pass("distill(width=0.5, epochs=1, init='teacher')")
+    calls = []
+    ctx = _context(baseline)
+    fit_ = ctx.fit
+    ctx.fit = lambda model, settings, teacher, description: calls.append((description, teacher is not None)) or fit_(model, settings, teacher, description)
+    student, info = resolve(call.spec)(copy.deepcopy(baseline), call.params, ctx)
+    assert [teacher for _, teacher in calls] == [True, False, False]  # KD student, random-init control, init-only control
+    assert info["init"] == "teacher" and 0 <= info["init_top1"] <= 1 and 0 <= info["student_init_only_top1"] <= 1
+    assert info["gap_recovered"] is None or isinstance(info["gap_recovered"], float)
+    assert prunable_channels(student) == prunable_channels(tinycnn(width=0.5))
 
 
 def test_gap_recovered():
