@@ -200,10 +200,15 @@ def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, te
                    (round(float(tr.images.mean() / 255), 4),), (round(float(tr.images.std() / 255), 4),), str(directory))
 
 
+def batch_indices(count: int, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+    """Yield index arrays of consecutive batches over `count` items, optionally in a seeded random order."""
+    order = np.random.default_rng(seed).permutation(count) if shuffle else np.arange(count)
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
 def batches(split: Split, batch_size: int, *, shuffle: bool = False, seed: int = 0):
     """Yield (images uint8, labels) numpy batches, optionally in a seeded random order."""
-    order = np.random.default_rng(seed).permutation(len(split)) if shuffle else np.arange(len(split))
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in batch_indices(len(split), batch_size, shuffle=shuffle, seed=seed):
         yield split.images[idx], split.labels[idx]
 

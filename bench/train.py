@@ -19,7 +19,7 @@ from torch import nn
 from bench.cache import cache_key, cache_path
 from bench.checkpoints import load_state_dict_file, save_state_dict
 from bench.config import BaselineConfig
-from bench.data import Dataset, Split, batches
+from bench.data import Dataset, Split, batch_indices, batches
 from bench.models import build_model
 from bench.progress import progress_bar
 from compress.train import FitSettings, fit
@@ -43,19 +43,38 @@ def _augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def epoch_batches(split: Split, dataset: Dataset, batch_size: int, *, augment: bool, seed: int):
-    """An `epoch -> iterator of (x, y) tensors` callable for `compress.train.fit`."""
+def epoch_batches(split: Split, dataset: Dataset, batch_size: int, *, augment: bool, seed: int,
+                  teacher_logits: torch.Tensor | None = None):
+    """An `epoch -> iterator of (x, y) tensors` callable for `compress.train.fit`.
 
-    def make(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    With `teacher_logits` (one row per image of the split, see `predict_logits`) each batch is
+    (x, y, the teacher's logits of x), so KD need not run the teacher at every step. Not with
+    augment: the teacher must then see the augmented images.
+    """
+    if augment and teacher_logits is not None:
+        raise ValueError("precomputed teacher logits cannot follow augmented images")
+
+    def make(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         rng = np.random.default_rng([seed, epoch])
-        for images, labels in batches(split, batch_size, shuffle=True, seed=seed * 1000 + epoch):
+        for idx in batch_indices(len(split), batch_size, shuffle=True, seed=seed * 1000 + epoch):
+            images, labels = split.images[idx], split.labels[idx]
             if augment:
                 images = _augment(images, rng)
             # channels-last makes oneDNN's CPU convolutions markedly faster to train (measured ~1.4x here)
             x = to_tensor(images, dataset.mean, dataset.std).contiguous(memory_format=torch.channels_last)
-            yield x, torch.from_numpy(labels)
+            if teacher_logits is None:
+                yield x, torch.from_numpy(labels)
+            else:
+                yield x, torch.from_numpy(labels), teacher_logits[torch.from_numpy(idx)]
 
     return make
+
+
+def predict_logits(model: nn.Module, split: Split, dataset: Dataset, batch_size: int = 512) -> torch.Tensor:
+    """The model's logits for every image of the split, in order (eval mode, no augmentation)."""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(to_tensor(images, dataset.mean, dataset.std)) for images, _ in batches(split, batch_size)])
 
 
 def steps_per_epoch(split: Split, batch_size: int) -> int:
@@ -72,10 +91,16 @@ def accuracy(model: nn.Module, split: Split, dataset: Dataset, batch_size: int =
 
 
 def run_fit(model: nn.Module, dataset: Dataset, settings: FitSettings, batch_size: int, *, augment: bool,
-            description: str, teacher: nn.Module | None = None, quiet: bool = False) -> list[float]:
-    """Train with a progress bar showing the running loss."""
+            description: str, teacher: nn.Module | None = None, teacher_logits: torch.Tensor | None = None,
+            quiet: bool = False) -> list[float]:
+    """Train with a progress bar showing the running loss.
+
+    `teacher_logits`: the teacher's `predict_logits` on the training split, used instead of running
+    the teacher at every step (without augmentation only).
+    """
     steps = steps_per_epoch(dataset.train, batch_size)
-    make = epoch_batches(dataset.train, dataset, batch_size, augment=augment, seed=settings.seed)
+    make = epoch_batches(dataset.train, dataset, batch_size, augment=augment, seed=settings.seed,
+                         teacher_logits=teacher_logits)
     with progress_bar(total=steps * settings.epochs, desc=description, unit="step", quiet=quiet, leave=False) as bar:
         def progress(step: int, loss: float) -> None:
             bar.update(1)

@@ -21,7 +21,7 @@ from bench.checkpoints import save_state_dict
 from bench.config import Config
 from bench.data import Dataset
 from bench.models import build_model, count_macs, count_params
-from bench.train import accuracy, run_fit, to_tensor
+from bench.train import accuracy, predict_logits, run_fit, to_tensor
 from compress.chain import PassCall, parse_chain
 from compress.context import PassContext
 from compress.registry import resolve
@@ -55,10 +55,18 @@ TRAIN_FIT_IMAGES = 10_000  # training images a KD student's fit is measured on (
 
 def make_context(config: Config, dataset: Dataset, baseline: nn.Module, *, quiet: bool) -> PassContext:
     bs = config.baseline.batch_size
+    baseline_logits: list[torch.Tensor] = []  # the baseline's logits on the training split, computed once per run
 
     def fit(model: nn.Module, settings: FitSettings, teacher: nn.Module | None, description: str) -> list[float]:
+        logits = None
+        if teacher is baseline and not config.baseline.augment:
+            # every KD pass distils from the same fixed baseline: one pass over the training images replaces
+            # a teacher forward at every step of every KD pass (about half of a quarter-width student's step)
+            if not baseline_logits:
+                baseline_logits.append(predict_logits(baseline, dataset.train, dataset))
+            logits = baseline_logits[0]
         return run_fit(model, dataset, settings, bs, augment=config.baseline.augment, description=description,
-                       teacher=teacher, quiet=quiet)
+                       teacher=teacher, teacher_logits=logits, quiet=quiet)
 
     def build_student(width: float) -> nn.Module:
         torch.manual_seed(config.baseline.seed)

@@ -6,8 +6,8 @@ The caller (bench) fills this in; passes never touch datasets or files directly,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -33,3 +33,5 @@ class PassContext:
     # what it was trained on, e.g. whether a KD student has the capacity to follow its teacher
     evaluate_train: Callable[[nn.Module], float] | None = None
     train_fit_images: int = 0  # how many training images evaluate_train looks at (for the record)
+    # results passes of one run can share, e.g. a distillation's no-teacher control (see compress.distill)
+    memo: dict[Any, Any] = field(default_factory=dict)

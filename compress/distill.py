@@ -50,10 +50,7 @@ def teacher_initialised(student: nn.Module, teacher: nn.Module, example_inputs: 
 
 def distill_pass(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tuple[nn.Module, dict[str, Any]]:
     """width > 0: a fresh zoo student at that width; width == 0: distil into the current model."""
-    if params["width"]:
-        student, control = ctx.build_student(params["width"]), ctx.build_student(params["width"])
-    else:
-        student, control = model, copy.deepcopy(model)
+    student = ctx.build_student(params["width"]) if params["width"] else model
     settings = FitSettings(epochs=params["epochs"], lr=params["lr"], temperature=params["temperature"],
                            alpha=params["alpha"], seed=ctx.seed)
     info: dict[str, Any] = {"student_width": params["width"] or None, "init": params["init"]}
@@ -63,12 +60,12 @@ def distill_pass(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> 
         init_only = copy.deepcopy(student)
         info["init_top1"] = ctx.evaluate(student)  # before any training: the pruned teacher as it is
     kd_losses = ctx.fit(student, settings, ctx.baseline, f"distill (T={params['temperature']:g})")
-    ctx.fit(control, settings, None, "same student, no teacher")
-    teacher_top1, kd_top1, scratch_top1 = ctx.evaluate(ctx.baseline), ctx.evaluate(student), ctx.evaluate(control)
+    scratch = _no_teacher_control(model, params, settings, ctx)
+    teacher_top1, kd_top1 = ctx.evaluate(ctx.baseline), ctx.evaluate(student)
     info.update({
         "temperature": params["temperature"], "alpha": params["alpha"], "epochs": params["epochs"], "kd_losses": kd_losses,
-        "teacher_top1": teacher_top1, "student_kd_top1": kd_top1, "student_scratch_top1": scratch_top1,
-        "gap_recovered": gap_recovered(teacher_top1, kd_top1, scratch_top1),
+        "teacher_top1": teacher_top1, "student_kd_top1": kd_top1, "student_scratch_top1": scratch["top1"],
+        "gap_recovered": gap_recovered(teacher_top1, kd_top1, scratch["top1"]),
     })
     if init_only is not None:
         ctx.fit(init_only, settings, None, "teacher init, no KD loss")
@@ -77,5 +74,22 @@ def distill_pass(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> 
         # Why KD did or did not help: a student that fits its own training images far worse than the
         # teacher does lacks the capacity to follow the teacher, whatever the loss.
         info.update(teacher_train_top1=ctx.evaluate_train(ctx.baseline), student_kd_train_top1=ctx.evaluate_train(student),
-                    student_scratch_train_top1=ctx.evaluate_train(control), train_fit_images=ctx.train_fit_images or None)
+                    student_scratch_train_top1=scratch["train_top1"], train_fit_images=ctx.train_fit_images or None)
     return student.eval(), info
+
+
+def _no_teacher_control(model: nn.Module, params: dict[str, Any], settings: FitSettings, ctx: PassContext) -> dict[str, Any]:
+    """Top-1 (test, and training fit) of the student trained the same way without a teacher.
+
+    A zoo student's control depends only on its width, epochs, learning rate and seed (not on
+    the KD settings or init), so students that share them share one trained control per run.
+    """
+    key = ("no-teacher control", params["width"], params["epochs"], params["lr"], ctx.seed)
+    control = ctx.memo.get(key) if params["width"] else None
+    if control is None:
+        control = ctx.build_student(params["width"]) if params["width"] else copy.deepcopy(model)
+        ctx.fit(control, settings, None, "same student, no teacher")
+        if params["width"]:
+            ctx.memo[key] = control
+    return {"top1": ctx.evaluate(control),
+            "train_top1": ctx.evaluate_train(control) if ctx.evaluate_train is not None else None}

@@ -176,6 +176,20 @@ def test_distill_with_teacher_init_records_both_controls():
     assert prunable_channels(student) == prunable_channels(tinycnn(width=0.5))
 
 
+def test_students_of_one_width_share_their_no_teacher_control():
+    torch.manual_seed(0)
+    baseline = tinycnn().eval()
+    ctx = _context(baseline)
+    fit_, controls = ctx.fit, []
+    ctx.fit = lambda model, settings, teacher, description: (teacher is None and controls.append(description)) or fit_(model, settings, teacher, description)
+    infos = [resolve(call.spec)(copy.deepcopy(baseline), call.params, ctx)[1] for call in map(parse_pass, [
+        "distill(width=0.5, epochs=1)", "distill(width=0.5, epochs=1, temperature=2, init='teacher')",
+        "distill(width=0.5, epochs=2)"])]
+    # the second reuses the first's control (the KD settings and init do not change it); a new budget trains a new one
+    assert controls == ["same student, no teacher", "teacher init, no KD loss", "same student, no teacher"]
+    assert infos[0]["student_scratch_top1"] == infos[1]["student_scratch_top1"]
+
+
 def test_gap_recovered():
     assert gap_recovered(0.9, 0.9, 0.8) == pytest.approx(1.0)
     assert gap_recovered(0.9, 0.8, 0.8) == pytest.approx(0.0)

@@ -1,0 +1,50 @@
+"""bench.train: the training batches and the teacher logits precomputed for KD."""
+
+import pytest
+import torch
+
+from bench.data import load_fashion_mnist
+from bench.train import epoch_batches, predict_logits, run_fit
+from bench.zoo import tinycnn
+from compress.train import FitSettings
+
+
+@pytest.fixture
+def small(fake_idx_dir):
+    return load_fashion_mnist(str(fake_idx_dir), val_size=40, seed=1)  # 160 train images
+
+
+def test_batches_carry_the_teacher_logits_of_their_own_images(small):
+    torch.manual_seed(0)
+    teacher = tinycnn().eval()
+    logits = predict_logits(teacher, small.train, small)
+    assert logits.shape == (160, 10)
+    batches = list(epoch_batches(small.train, small, 32, augment=False, seed=3, teacher_logits=logits)(epoch=1))
+    assert len(batches) == 5
+    for x, y, teacher_logits in batches:  # shuffled order, yet each row belongs to its image
+        with torch.no_grad():
+            assert torch.allclose(teacher_logits, teacher(x), atol=1e-5)
+    plain = list(epoch_batches(small.train, small, 32, augment=False, seed=3)(epoch=1))
+    assert all(len(b) == 2 and torch.equal(b[1], w[1]) for b, w in zip(plain, batches))  # same order without logits
+
+
+def test_precomputed_logits_cannot_follow_augmented_images(small):
+    with pytest.raises(ValueError, match="augmented"):
+        epoch_batches(small.train, small, 32, augment=True, seed=0, teacher_logits=torch.zeros(160, 10))
+
+
+def test_kd_with_precomputed_logits_trains_like_kd_with_the_teacher(small):
+    torch.manual_seed(0)
+    teacher = tinycnn(width=2.0).eval()
+    settings = FitSettings(epochs=2, lr=0.05, temperature=2.0, alpha=0.5)
+    students = []
+    for logits in (None, predict_logits(teacher, small.train, small)):
+        torch.manual_seed(1)
+        student = tinycnn(width=0.5)
+        losses = run_fit(student, small, settings, 32, augment=False, description="kd", teacher=teacher,
+                         teacher_logits=logits, quiet=True)
+        students.append((student, losses))
+    (live, live_losses), (cached, cached_losses) = students
+    assert cached_losses == pytest.approx(live_losses, rel=1e-4)
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(live(x), cached(x), atol=1e-4)
