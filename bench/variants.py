@@ -20,6 +20,7 @@ from bench.cache import cache_key, cache_path
 from bench.checkpoints import save_state_dict
 from bench.config import Config
 from bench.data import Dataset
+from bench.errors import UserError
 from bench.models import build_model, count_macs, count_params
 from bench.train import accuracy, predict_logits, run_fit, to_tensor
 from compress.chain import PassCall, parse_chain
@@ -90,7 +91,10 @@ def _apply_cached(call: PassCall, model: nn.Module, ctx: PassContext, key: str, 
         start = ctx.build_student(call.params["width"]) if call.spec.name == "distill" and call.params["width"] else model
         return fit_to_state_dict(start, state), {**json.loads(info_file.read_text()), "cached": True}
     on_step(str(call))
-    result = resolve(call.spec)(copy.deepcopy(model), call.params, ctx)
+    try:
+        result = resolve(call.spec)(copy.deepcopy(model), call.params, ctx)
+    except ValueError as exc:  # a pass that cannot apply to this model, e.g. init='teacher' on a custom architecture
+        raise UserError(f"pass {call} cannot be applied: {exc}") from None
     new_model, info = result if isinstance(result, tuple) else (result, {})
     save_state_dict(new_model, weights)
     info_file.write_text(json.dumps(info, default=str))

@@ -135,7 +135,6 @@ def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tu
                           "round_to": params["round_to"]}
 
 
-
 def prune_to_channels(model: nn.Module, channels: list[int], example_inputs: torch.Tensor,
                       importance: str = "l2") -> nn.Module:
     """Prune `model` in place so its i-th prunable conv/linear layer keeps exactly channels[i] outputs.

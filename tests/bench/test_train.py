@@ -48,3 +48,15 @@ def test_kd_with_precomputed_logits_trains_like_kd_with_the_teacher(small):
     assert cached_losses == pytest.approx(live_losses, rel=1e-4)
     x = torch.randn(4, 1, 28, 28)
     assert torch.allclose(live(x), cached(x), atol=1e-4)
+
+
+def test_a_pass_that_cannot_apply_to_the_model_is_one_clear_error(small, tmp_path):
+    from bench.config import config_from_dict
+    from bench.errors import UserError
+    from bench.variants import build_variants
+
+    # a student wider than its teacher cannot start from the teacher's channels
+    config = config_from_dict({"baseline": {"model": "tinycnn"},
+                               "variants": [{"name": "tinit", "passes": ["distill(width=2, epochs=0, init='teacher')"]}]})
+    with pytest.raises(UserError, match=r"pass distill\(.*init='teacher'\) cannot be applied: cannot keep 16 of 8 channels"):
+        build_variants(config, small, tinycnn().eval(), "key", tmp_path, quiet=True)
