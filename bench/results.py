@@ -21,9 +21,12 @@ SCHEMA_VERSION = 1
 STATUSES = ("ok", "export_failed", "validation_failed", "run_failed", "skipped")
 
 
+KEY_FIELDS = ("variant", "format", "precision", "runtime", "device")  # what makes a row one cell
+
+
 def row_key(row: dict[str, Any]) -> tuple[str, ...]:
     """Row.key of a row read from results.json (rows written before devices existed are on the CPU)."""
-    return tuple(str(row.get(k, "cpu" if k == "device" else "")) for k in ("variant", "format", "precision", "runtime", "device"))
+    return tuple(str(row.get(k, "cpu" if k == "device" else "")) for k in KEY_FIELDS)
 
 
 @dataclass
@@ -60,7 +63,7 @@ class Row:
 
     @property
     def key(self) -> tuple[str, ...]:
-        return (self.variant, self.format, self.precision, self.runtime, self.device)
+        return tuple(getattr(self, k) for k in KEY_FIELDS)
 
     @property
     def slug(self) -> str:

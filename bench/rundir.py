@@ -63,8 +63,11 @@ class RunWriter:
     def drop_rows(self, variant: str, keep: set[tuple[str, ...]]) -> list[dict[str, Any]]:
         """Remove the variant's rows whose (variant, format, precision, runtime, device) is not in `keep`;
         returns them. Not written until the next change."""
-        dropped = [r for r in self.rows if r.get("variant") == variant and row_key(r) not in keep]
-        self.document["rows"] = [r for r in self.rows if not any(r is d for d in dropped)]
+        def stale(row: dict[str, Any]) -> bool:
+            return row.get("variant") == variant and row_key(row) not in keep
+
+        dropped = [r for r in self.rows if stale(r)]
+        self.document["rows"] = [r for r in self.rows if not stale(r)]
         return dropped
 
     def update(self, **fields: Any) -> None:

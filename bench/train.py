@@ -82,12 +82,9 @@ def steps_per_epoch(split: Split, batch_size: int) -> int:
 
 
 def accuracy(model: nn.Module, split: Split, dataset: Dataset, batch_size: int = 512) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for images, labels in batches(split, batch_size):
-            correct += int((model(to_tensor(images, dataset.mean, dataset.std)).argmax(1).numpy() == labels).sum())
-    return correct / max(len(split), 1)
+    if not len(split):
+        return 0.0
+    return float((predict_logits(model, split, dataset, batch_size).argmax(1).numpy() == split.labels).mean())
 
 
 def run_fit(model: nn.Module, dataset: Dataset, settings: FitSettings, batch_size: int, *, augment: bool,

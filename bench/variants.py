@@ -8,6 +8,7 @@ re-measures. An artifact-level pass (quantize.*) is recorded on the Variant and 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,16 +57,14 @@ TRAIN_FIT_IMAGES = 10_000  # training images a KD student's fit is measured on (
 
 def make_context(config: Config, dataset: Dataset, baseline: nn.Module, *, quiet: bool) -> PassContext:
     bs = config.baseline.batch_size
-    baseline_logits: list[torch.Tensor] = []  # the baseline's logits on the training split, computed once per run
+    @functools.cache
+    def baseline_logits() -> torch.Tensor:
+        return predict_logits(baseline, dataset.train, dataset)
 
     def fit(model: nn.Module, settings: FitSettings, teacher: nn.Module | None, description: str) -> list[float]:
-        logits = None
-        if teacher is baseline and not config.baseline.augment:
-            # every KD pass distils from the same fixed baseline: one pass over the training images replaces
-            # a teacher forward at every step of every KD pass (about half of a quarter-width student's step)
-            if not baseline_logits:
-                baseline_logits.append(predict_logits(baseline, dataset.train, dataset))
-            logits = baseline_logits[0]
+        # every KD pass distils from the same fixed baseline: one pass over the training images, once per
+        # run, replaces a teacher forward at every step of every KD pass (about half a quarter-width student's step)
+        logits = baseline_logits() if teacher is baseline and not config.baseline.augment else None
         return run_fit(model, dataset, settings, bs, augment=config.baseline.augment, description=description,
                        teacher=teacher, teacher_logits=logits, quiet=quiet)
 
