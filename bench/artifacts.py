@@ -55,7 +55,8 @@ def format_of(path: str | Path) -> str:
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:
     text = str(exc).strip()
-    return (text.splitlines()[0] if text else exc.__class__.__name__)[:limit]
+    line = text.splitlines()[0] if text else exc.__class__.__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"  # says it was cut (and why a bracket may be open)
 
 
 def check_artifact(path: Path, fmt: str) -> None:

@@ -45,6 +45,7 @@ def _read(path: Path) -> Any:
             return load_file(str(path))
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
             raise ModelFileError(f"{path}: not a valid safetensors file ({exc})") from None
+    _check_torch_format(path)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing; our error says it all
             warnings.simplefilter("ignore")
@@ -52,9 +53,30 @@ def _read(path: Path) -> Any:
     except pickle.UnpicklingError as exc:
         raise ModelFileError(f"{path}: refused to load: not a plain state_dict of tensors ({_refusal(exc)}); "
                              "edgebench never unpickles code") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle can fail in the unpickler with any error type
         first = re.split(r"(?<=\.)\s", (str(exc).strip() or "no detail").splitlines()[0])[0]  # first sentence only
         raise ModelFileError(f"{path}: corrupt or truncated weight file ({exc.__class__.__name__}: {first[:160]})") from None
+
+
+def _check_torch_format(path: Path) -> None:
+    """Refuse, before torch sees it, a file that torch.save cannot have written.
+
+    torch.save writes a zip archive holding a data.pkl (or, in its legacy format, a protocol-2
+    pickle starting with 0x80). Anything else (a text file, an image, an ONNX model) would reach
+    the unpickler and fail there with whatever error its first bytes happen to trigger.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("data.pkl") for name in archive.namelist()):
+                raise ModelFileError(f"{path}: a zip archive but not a torch.save file (no data.pkl; a .pt2 from "
+                                     "torch.export holds a program, not a state_dict)")
+    elif head.startswith(b"PK\x03\x04"):
+        raise ModelFileError(f"{path}: corrupt or truncated weight file (a zip archive without its directory)")
+    elif head[:1] != b"\x80":
+        raise ModelFileError(f"{path}: not a PyTorch weight file (expected a state_dict written by torch.save, "
+                             "or a .safetensors file)")
 
 
 def _refusal(exc: pickle.UnpicklingError) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from typing import Callable
+from typing import Any, Callable
 
 from bench.errors import UserError
 
@@ -48,7 +48,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config)
     if args.print_config:
-        print(to_toml(config), end="")
+        print(to_toml(_with_command_line(config, args)), end="")
         return 0
     from bench.pipeline import RunOptions, run
 
@@ -57,6 +57,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          resume=args.resume or "")
     run(config, options)
     return 0
+
+
+def _with_command_line(config: Any, args: argparse.Namespace) -> Any:
+    """The config as this command line would run it: --checkpoint, --data-dir and --out are config keys too."""
+    from dataclasses import replace
+
+    return replace(config,
+                   baseline=replace(config.baseline, checkpoint=args.checkpoint or config.baseline.checkpoint),
+                   data=replace(config.data, data_dir=args.data_dir or config.data.data_dir),
+                   output=replace(config.output, dir=args.out or config.output.dir),
+                   explain=replace(config.explain, enabled=config.explain.enabled and not args.no_explain))
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -75,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a benchmark and write results/<run-id>/",
                          description="Train or load the baseline, build every variant, export, measure, report.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--config", metavar="FILE", help="TOML config (default: the built-in config; see --print-config)")
     run.add_argument("--out", metavar="DIR", help="parent folder of the run folder (default: [output].dir)")
     run.add_argument("--quick", action="store_true", help="short warm-up and timing: a smoke run, not publishable latencies")
@@ -83,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", metavar="DIR", help="folder with the Fashion-MNIST IDX files (or the ImageFolder root)")
     run.add_argument("--no-explain", action="store_true", help="skip SHAP explanations")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run: finished rows are kept, the rest recomputed")
-    run.add_argument("--print-config", action="store_true", help="print the resolved config as commented TOML and exit")
+    run.add_argument("--print-config", action="store_true", help="print the config this command line would run (the file over the built-in defaults, "
+                     "with --checkpoint, --data-dir, --out and --no-explain folded in) as commented TOML and exit; --quick is not a config key")
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     run.set_defaults(func=_cmd_run)
 
@@ -92,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in _EXTRA_COMMANDS:
         register(sub)
+    for command in sub.choices.values():  # `edgebench run ... --debug` works too; SUPPRESS keeps a leading --debug
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks for errors")
     return parser
 
 

@@ -29,14 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_ab(args: argparse.Namespace) -> int:
     from bench.abtest import find_row, paired_latency, row_predictor
     from bench.errors import UserError
-    from bench.pipeline import load_results
+    from bench.results import read_run_document
 
     for name, value, low in (("--rounds", args.rounds, 2), ("--calls", args.calls, 1), ("--threads", args.threads, 1),
                              ("--batch", args.batch, 1)):
         if value < low:  # checked before any artifact is loaded
             raise UserError(f"ab: {name} must be >= {low}, got {value}")
     run_dir = Path(args.run_dir)
-    document = load_results(run_dir)
+    document = read_run_document(run_dir)
     row_a, row_b = find_row(document, args.row_a), find_row(document, args.row_b)
     call_a = row_predictor(run_dir, row_a, args.threads, args.batch)
     call_b = row_predictor(run_dir, row_b, args.threads, args.batch)

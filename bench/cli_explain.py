@@ -7,11 +7,10 @@ Registered by bench.cli._register_optional_commands. Defaults come from the run'
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.results import read_run_document
 
 _CONFIG_DEFAULTS = {"per_class": 2, "max_evals": 500, "seed": 0}
 
@@ -49,28 +48,12 @@ def _at_least(minimum: int) -> Any:
     return parse
 
 
-def read_results(run_dir: Path) -> dict[str, Any]:
-    """results.json of a run folder; UserError when missing or unreadable."""
-    path = run_dir / "results.json"
-    if not run_dir.is_dir():
-        raise UserError(f"run folder not found: {run_dir}")
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a run folder: it has no results.json")
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} cannot be read as JSON: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("rows"), list) or "baseline" not in document:
-        raise UserError(f"{path} is not an edgebench results file (no rows or baseline)")
-    return document
-
-
 def _cmd_explain(args: argparse.Namespace) -> int:
     from bench.explain_stage import DEFAULTS, explain_run
     from bench.rundir import RunLock
 
     run_dir = Path(args.run_dir)
-    document = read_results(run_dir)
+    document = read_run_document(run_dir)
     configured = (document.get("config") or {}).get("explain") or {}
     settings = {k: configured.get(k, v) for k, v in _CONFIG_DEFAULTS.items()}
     extra = {k: configured[k] for k in DEFAULTS if k in configured}  # keys the config may add later

@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.compare import THRESHOLD_HELP, Comparison, Pair, compare_runs, parse_threshold
 from bench.errors import UserError
+from bench.results import read_run_document
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,23 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--fail-on", metavar="EXPR", action="append", default=[],
                          help="threshold such as p50:+10%%, top1:-0.5pt, size:+5%% (repeatable; see below)")
     compare.add_argument("--format", choices=("text", "md", "json"), default="text", help="output format (default: text)")
-    compare.add_argument("--strict", action="store_true", help="also exit 1 when a row ok in A is missing or not ok in B")
+    compare.add_argument("--strict", action="store_true", help="also exit 1 when a row ok in A is missing or not ok in B, or lacks a metric a --fail-on gates")
     compare.add_argument("--resamples", type=int, default=2000, metavar="N", help="bootstrap resamples (default: 2000)")
     compare.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     compare.set_defaults(func=_cmd_compare)
 
 
-def _run_dir(text: str) -> Path:
-    path = Path(text)
-    if not (path / "results.json").is_file():
-        raise UserError(f"{text} has no results.json (expected a run folder such as results/<run-id>)")
-    return path
-
-
 def _cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
 
-    html_path, md_path = write_report(_run_dir(args.run_dir))
+    read_run_document(args.run_dir)  # one line naming what is wrong with a hand-edited or foreign file
+    html_path, md_path = write_report(Path(args.run_dir))
     print(f"report: {html_path}\n        {md_path}")
     return 0
 
@@ -59,7 +54,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     thresholds = [parse_threshold(expr) for expr in args.fail_on]  # validate before any work
     if args.resamples < 100:
         raise UserError(f"--resamples {args.resamples} is too few for a 95% interval (use at least 100)")
-    comparison = compare_runs(_run_dir(args.run_a), _run_dir(args.run_b), thresholds, strict=args.strict,
+    comparison = compare_runs(Path(args.run_a), Path(args.run_b), thresholds, strict=args.strict,
                               resamples=args.resamples, seed=args.seed)
     print(render(comparison, args.format))
     return comparison.exit_code

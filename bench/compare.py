@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import UserError
-from bench.report import load_document
-from bench.results import batch1_latency
+from bench.results import batch1_latency, read_run_document
 
 # metric -> (unit the threshold must use, what it measures)
 METRICS = {
@@ -119,7 +118,7 @@ class LatencyChange:
     @property
     def verdict(self) -> str:
         if self.ci is None:
-            return "untested"
+            return "no samples"  # stats compared as recorded; noise not tested
         if self.ci[0] > 1:
             return "slower"
         return "faster" if self.ci[1] < 1 else "noise"
@@ -151,10 +150,8 @@ class Pair:
         """(A, B) of a non-latency metric when both rows have it."""
         if self.a is None or self.b is None:
             return None
-        path = {"top1": ("accuracy", "top1"), "f1": ("accuracy", "f1_macro"), "size": (None, "size_bytes")}[metric]
-        pick = [(row.get(path[0]) or {}) if path[0] else row for row in (self.a, self.b)]
-        va, vb = pick[0].get(path[1]), pick[1].get(path[1])
-        return (float(va), float(vb)) if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
+        va, vb = metric_value(self.a, metric), metric_value(self.b, metric)
+        return (va, vb) if va is not None and vb is not None else None
 
     def change(self, metric: str) -> float | None:
         """Signed change in the threshold's unit: % for latency and size, points for accuracy."""
@@ -188,6 +185,16 @@ class Comparison:
     @property
     def exit_code(self) -> int:
         return 1 if self.failures or self.strict_problems else 0
+
+
+def metric_value(row: dict[str, Any], metric: str) -> float | None:
+    """A row's value of a gated metric (a batch-1 latency quantile, top1, f1 or size), None when not measured."""
+    if metric in QUANTILES:
+        value = (batch1_latency(row) or {}).get(metric)
+    else:
+        block, field = {"top1": ("accuracy", "top1"), "f1": ("accuracy", "f1_macro"), "size": (None, "size_bytes")}[metric]
+        value = ((row.get(block) or {}) if block else row).get(field)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _key(row: dict[str, Any]) -> tuple[str, ...]:
@@ -264,7 +271,7 @@ def _environment_notes(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> list[str
 def compare_runs(run_a: Path, run_b: Path, thresholds: list[Threshold], *, strict: bool = False,
                  resamples: int = 2000, seed: int = 0) -> Comparison:
     """Match the rows of two runs, measure the changes and apply the thresholds."""
-    doc_a, doc_b = load_document(run_a), load_document(run_b)
+    doc_a, doc_b = read_run_document(run_a), read_run_document(run_b)
     rows_a = {_key(r): r for r in doc_a["rows"]}
     rows_b = {_key(r): r for r in doc_b["rows"]}
     keys = list(rows_a) + [k for k in rows_b if k not in rows_a]
@@ -282,4 +289,9 @@ def compare_runs(run_a: Path, run_b: Path, thresholds: list[Threshold], *, stric
     failures = [f for p in pairs for t in thresholds if (f := _check(p, t)) is not None]
     problems = [f"{p.label}: ok in A, {p.kind if p.b is None else p.b.get('status')} in B" for p in pairs
                 if strict and p.a is not None and p.a.get("status") == "ok" and (p.b is None or p.b.get("status") != "ok")]
+    if strict:  # a gate must not pass because B stopped measuring what it gates
+        problems += [f"{p.label}: {metric} measured in A, missing in B" for p in pairs
+                     if p.a is not None and p.b is not None and p.a.get("status") == p.b.get("status") == "ok"
+                     for metric in dict.fromkeys(t.metric for t in thresholds)
+                     if metric_value(p.a, metric) is not None and metric_value(p.b, metric) is None]
     return Comparison(Path(run_a), Path(run_b), pairs, notes, failures, problems)

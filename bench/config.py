@@ -119,13 +119,19 @@ class BenchmarkConfig:
     pgd_steps: int = _key("PGD iterations (step size epsilon/4, random start)", default=10, check=_at_least(1))
 
 
+def _masker_problem(spec: str) -> str | None:
+    from explain.shap_explain import masker_problem  # light: shap itself is imported only to explain
+
+    return masker_problem(spec)
+
+
 @dataclass
 class ExplainConfig:
     enabled: bool = _key("compute SHAP explanations for every ok row", default=True)
     per_class: int = _key("explained test images per class (seeded)", default=2, check=_at_least(1))
     max_evals: int = _key("model evaluations per explained image (Partition explainer budget)", default=500, check=_at_least(10))
     seed: int = _key("seed of the explanation image choice", default=0)
-    masker: str = _key("how SHAP hides pixels: 'blur(kx,ky)', 'inpaint_telea' or 'inpaint_ns'", default="blur(10,10)")
+    masker: str = _key("how SHAP hides pixels: 'blur(kx,ky)', 'inpaint_telea' or 'inpaint_ns'", default="blur(10,10)", check=_masker_problem)
     batch_size: int = _key("masked images per model call in the Partition explainer", default=50, check=_at_least(1))
     flip_gallery: int = _key("test images whose top-1 flipped vs the baseline, explained and plotted per variant (0 = none)", default=8, check=_at_least(0))
     drift_threshold: float = _key("flag a variant as drifted when its mean Spearman correlation with the baseline's attributions is below this", default=0.5, check=lambda v: None if -1 <= v <= 1 else "must be in [-1, 1]")

@@ -6,7 +6,6 @@ of ../shared/DESIGN.md and keeps results.json current after every finished row.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -26,7 +25,7 @@ from bench.environment import environment
 from bench.errors import UserError
 from bench.measure import Paired, Timing
 from bench.progress import progress_bar
-from bench.results import row_key, validate_results
+from bench.results import read_run_document, row_key, validate_results
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, new_run_id
 from bench.summary import print_summary
@@ -127,16 +126,10 @@ def _new_document(run_id: str, config: Config, dataset: Dataset, options: RunOpt
 
 
 def load_results(run_dir: Path) -> dict[str, Any]:
-    """results.json of an existing run folder; UserError when it is missing or unreadable."""
-    path = Path(run_dir) / "results.json"
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{run_dir} is not an edgebench run folder (no results.json)") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} cannot be read: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("config"), dict) or not isinstance(document.get("rows", []), list):
-        raise UserError(f"{path} is not an edgebench results file (expected an object with a 'config' object and a 'rows' list)")
+    """results.json of an existing (possibly interrupted) run folder; UserError when missing or unreadable."""
+    document = read_run_document(run_dir, check_schema=False)
+    if not isinstance(document.get("config"), dict):
+        raise UserError(f"{Path(run_dir) / 'results.json'} is not an edgebench results file (expected an object with a 'config' object and a 'rows' list)")
     return document
 
 

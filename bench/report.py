@@ -12,16 +12,14 @@ Example:
 from __future__ import annotations
 
 import base64
-import json
 from html import escape
 from pathlib import Path
 from typing import Any, Iterator
 
 from bench import report_charts as charts
 from bench import report_passes
-from bench.errors import UserError
 from bench.report_table import STATUS_LABELS, Line, columns_for, markdown_table, reasons, summary_lines
-from bench.results import atomic_write_bytes, row_name
+from bench.results import atomic_write_bytes, read_run_document, row_name
 from bench.stats import DISTURBED_P90_OVER_P10, paired_disturbed
 
 VNNI_NOTE = "no VNNI: int8 kernels here are slower than on VNNI/AMX CPUs"
@@ -42,24 +40,10 @@ table.passes td.steps{white-space:normal;max-width:760px}table.passes ol{margin:
 """
 
 
-def load_document(run_dir: Path) -> dict[str, Any]:
-    """results.json of a run folder; UserError when it is missing or not JSON."""
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no results.json (is it an edgebench run folder?)")
-    try:
-        document = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("rows"), list):
-        raise UserError(f"{path} has no 'rows' list; not an edgebench results file")
-    return document
-
-
 def write_report(run_dir: Path) -> tuple[Path, Path]:
     """Write <run_dir>/report.html and report.md (and plots/*.png) from results.json; return both paths."""
     run_dir = Path(run_dir)
-    document = load_document(run_dir)
+    document = read_run_document(run_dir, check_schema=False)  # tolerant: `edgebench report` checks the schema first
     lines = summary_lines(document)
     classes = [str(c) for c in (document.get("dataset") or {}).get("classes") or []]
     figures = {

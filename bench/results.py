@@ -183,3 +183,31 @@ def validate_results(document: dict[str, Any], schema_file: Path | None = None) 
     schema = json.loads(schema_file.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict[str, Any]:
+    """results.json of a run folder, for every command that reads one (report, compare, explain, ab, --resume).
+
+    UserError, in one line, when the folder or file is missing, not JSON, or (with check_schema) does not
+    meet the results schema: a hand-edited or foreign file is named here instead of failing deep
+    inside a report with a traceback. --resume reads an interrupted run, which may have no rows yet,
+    so it checks only the outline.
+    """
+    from bench.errors import UserError
+
+    run_dir = Path(run_dir)
+    path = run_dir / "results.json"
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir}")
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not an edgebench run folder: it has no results.json")
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} cannot be read as JSON: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("rows", []), list):
+        raise UserError(f"{path} is not an edgebench results file (expected an object with a 'rows' list)")
+    if check_schema and (errors := validate_results(document)):
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UserError(f"{path} does not meet the results schema: {errors[0][:200]}{more}")
+    return document

@@ -18,6 +18,7 @@ explained against exactly the same masking.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -38,12 +39,22 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def masker_problem(spec: str) -> str | None:
+    """Why `spec` is not a masker shap's Image masker accepts, or None: checked when a config is read."""
+    if spec in ("inpaint_telea", "inpaint_ns"):
+        return None
+    blur = re.fullmatch(r"blur\((\d+),\s*(\d+)\)", spec)
+    if blur is None:
+        return "expected 'blur(kx,ky)' with two kernel sizes, 'inpaint_telea' or 'inpaint_ns'"
+    return None if all(int(k) >= 1 for k in blur.groups()) else "blur kernel sizes must be >= 1"
+
+
 def make_masker(spec: str, shape_hwc: tuple[int, int, int]) -> Any:
     """A shap Image masker: "blur(kx,ky)", "inpaint_telea" or "inpaint_ns" over (H, W, C) images."""
     import shap
 
-    if not (spec.startswith("blur(") and spec.endswith(")")) and spec not in ("inpaint_telea", "inpaint_ns"):
-        raise ValueError(f"unknown masker {spec!r}: expected 'blur(kx,ky)', 'inpaint_telea' or 'inpaint_ns'")
+    if problem := masker_problem(spec):
+        raise ValueError(f"unknown masker {spec!r}: {problem}")
     return shap.maskers.Image(spec, tuple(int(s) for s in shape_hwc))
 
 

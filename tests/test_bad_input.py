@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
+from tests.results_documents import minimal_document
 from tests.bad_input_files import (
     toml,
     fake_data,
@@ -81,6 +82,9 @@ def _no_marker(tmp: Path) -> None:
     assert not (tmp / "PWNED").exists(), "the pickle payload ran"
 
 
+_ROW = {"variant": "baseline", "lineage": [], "format": "onnx", "precision": "fp32", "runtime": "onnxruntime", "status": "ok"}
+
+
 def _variant(passes: str) -> str:
     return f'[[variants]]\nname = "v"\npasses = [{passes}]\n'
 
@@ -108,6 +112,7 @@ CASES = [
     Case("config-ratio-out-of-range", _config(_variant('"prune.structured(ratio=1.0)"')), ("ratio=1.0", "[0, 1)")),
     Case("config-pass-bad-param", _config(_variant('"finetune(epoch=1)"')), ("finetune has no parameter 'epoch'",)),
     Case("config-duplicate-variant", _config(_variant('"finetune()"') + _variant('"finetune()"')), ("duplicate variant name",)),
+    Case("config-unknown-masker", _config('[explain]\nmasker = "blurr(10,10)"\n'), ("[explain].masker", "'blurr(10,10)'", "expected 'blur(kx,ky)'")),
     Case("config-label-smoothing-one", _config("[baseline]\nlabel_smoothing = 1.0\n"), ("label_smoothing", "[0, 1)")),
     # --data-dir
     Case("data-dir-missing", _run("--data-dir", "{tmp}/nope"), ("data directory not found", "nope")),
@@ -124,6 +129,7 @@ CASES = [
     Case("checkpoint-missing", _ckpt("missing"), ("checkpoint not found", "w.pt")),
     Case("checkpoint-truncated", _ckpt("truncated"), ("corrupt or truncated", "w.pt")),
     Case("checkpoint-not-state-dict", _ckpt("list"), ("expected a state_dict", "list")),
+    Case("checkpoint-text-file", _ckpt("text"), ("w.pt", "not a PyTorch weight file")),
     Case("checkpoint-wrong-shapes", _ckpt("wrong-shapes"), ("has shape", "the model expects")),
     Case("checkpoint-pickle-with-code", _ckpt("evil"), ("refused", "never unpickles code"), after=_no_marker),
     Case("checkpoint-raw-pickle-with-code", _ckpt("evil-raw"), ("w.pt",), after=_no_marker),
@@ -147,6 +153,11 @@ CASES = [
     Case("tflite-bad-tensor-index", lambda tmp: ["inspect", str(bad_tflite(tmp, "bad-index"))], ("refers to tensor 7",)),
     Case("pt2-not-zip", lambda tmp: ["inspect", str(write_file(tmp / "m.pt2", b"PK\x03\x04 truncated zip"))], ("m.pt2", "not a valid .pt2 archive")),
     Case("pt2-zip-without-program", lambda tmp: ["inspect", str(zip_without_program(tmp / "m.pt2"))], ("without a serialized program",)),
+    # results.json read by report / compare (hand-edited or foreign files)
+    Case("report-malformed-row", lambda tmp: ["report", str(results_json(tmp, minimal_document([{**_ROW, "latency": "fast"}])))],
+         ("results.json does not meet the results schema", "rows/0/latency", "'fast'")),
+    Case("compare-row-without-variant", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([{}])))] * 2],
+         ("results.json does not meet the results schema", "rows/0", "'variant' is a required property")),
     # --resume
     Case("resume-not-a-run", lambda tmp: ["run", "--resume", str(mkdir_p(tmp / "run"))], ("not an edgebench run folder",)),
     Case("resume-with-config", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running"})), "--config", "x.toml"], ("drop --config",)),

@@ -13,6 +13,7 @@ from bench.errors import UserError
 from bench.export import export_onnx
 from bench.inputs import make_input_spec
 from bench.zoo import tinycnn
+from tests.results_documents import minimal_document
 
 
 def test_paired_latency_ranks_the_cheaper_call_faster():
@@ -38,10 +39,12 @@ def _run(tmp_path):
     rows = []
     for name, width in (("wide", 4.0), ("narrow", 0.5)):
         export_onnx(tinycnn(width=width).eval(), tmp_path / f"{name}.onnx", (1, 28, 28))
-        rows.append({"variant": name, "format": "onnx", "precision": "fp32", "runtime": "onnxruntime", "device": "cpu",
+        rows.append({"variant": name, "lineage": [], "format": "onnx", "precision": "fp32", "runtime": "onnxruntime", "device": "cpu",
                      "status": "ok", "artifact": f"{name}.onnx", "input_spec": spec})
     rows.append({**rows[0], "variant": "broken", "status": "export_failed", "artifact": None})
-    (tmp_path / "results.json").write_text(json.dumps({"config": {}, "rows": rows}))
+    rows.append({**rows[0], "variant": "same", "format": "torch", "precision": "n/a", "runtime": "torch", "status": "skipped",
+                 "artifact": None})
+    (tmp_path / "results.json").write_text(json.dumps(minimal_document(rows)))
     return tmp_path
 
 
@@ -58,6 +61,7 @@ def test_ab_command_times_two_rows(tmp_path, capsys):
     ("wide/onnx/fp32", "must be written variant/format/precision/runtime"),
     ("nope/onnx/fp32/onnxruntime", "no row 'nope/onnx/fp32/onnxruntime'"),
     ("broken/onnx/fp32/onnxruntime", "has status 'export_failed'"),
+    ("same/torch/n/a/torch", "has status 'skipped'"),  # a skipped row's precision "n/a" holds a slash
 ])
 def test_bad_rows_are_named(tmp_path, key, message):
     document = json.loads((_run(tmp_path) / "results.json").read_text())

@@ -51,3 +51,32 @@ def test_truncated_wrong_shape_and_not_a_state_dict(tmp_path):
         load_state_dict_file(tmp_path / "list.pt", tinycnn())
     with pytest.raises(ModelFileError, match="not found"):
         load_state_dict_file(tmp_path / "none.pt", tinycnn())
+
+
+@pytest.mark.parametrize("content", [b"hello not weights\n", b"a,b\n1,2\n", b"(lp0\nI1\na.", b"\x89PNG\r\n\x1a\n" + b"\0" * 64])
+def test_files_torch_save_cannot_have_written_are_named_not_unpickled(tmp_path, content):
+    path = tmp_path / "w.pt"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match="not a PyTorch weight file"):
+        load_state_dict_file(path, tinycnn())
+
+
+def test_a_zip_that_is_not_a_torch_save_file_is_named(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "m.pt2", "w") as archive:
+        archive.writestr("m/archive_format", "pt2")
+    with pytest.raises(ModelFileError, match="not a torch.save file"):
+        load_state_dict_file(tmp_path / "m.pt2", tinycnn())
+
+
+def test_safetensors_checkpoints_load_and_a_damaged_one_is_named(tmp_path):
+    from safetensors.torch import save_file
+
+    model = tinycnn()
+    save_file(model.state_dict(), tmp_path / "w.safetensors")
+    loaded = load_state_dict_file(tmp_path / "w.safetensors", tinycnn())
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "w.safetensors").read_bytes()[:100])
+    with pytest.raises(ModelFileError, match="not a valid safetensors file"):
+        load_state_dict_file(tmp_path / "cut.safetensors", tinycnn())

@@ -95,6 +95,19 @@ def test_missing_and_changed_rows_are_reported(tmp_path: Path, monkeypatch: pyte
     assert "strict: baseline torch/fp32 torch: ok in A, run_failed in B" in capsys.readouterr().out
 
 
+def test_strict_fails_when_b_stops_measuring_a_gated_metric(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        doc["rows"][0]["accuracy"] = None  # still ok, but its top-1 was not measured
+
+    unmeasured = copy_run(tmp_path / "unmeasured", edit=edit)
+    argv = ["compare", str(FIXTURE), str(unmeasured), "--fail-on", "top1:-0.5pt"]
+    assert run_cli(monkeypatch, argv) == 0  # without --strict: nothing to compare, nothing fails
+    assert run_cli(monkeypatch, [*argv, "--strict"]) == 1
+    assert "strict: baseline torch/fp32 torch: top1 measured in A, missing in B" in capsys.readouterr().out
+    assert run_cli(monkeypatch, [*argv[:-2], "--fail-on", "p50:+10%", "--strict"]) == 0  # the gated metric is there
+
+
 def test_without_samples_compares_stats_and_says_so(tmp_path: Path) -> None:
     slow = copy_run(tmp_path / "slow", factor=2.0)
     shutil.rmtree(slow / "samples")
@@ -102,7 +115,7 @@ def test_without_samples_compares_stats_and_says_so(tmp_path: Path) -> None:
     assert comparison.exit_code == 1
     assert any("without a noise test" in note for note in comparison.notes)
     lat = comparison.pairs[0].latency["p50"]
-    assert lat.ci is None and lat.verdict == "untested" and lat.ratio == pytest.approx(2.0)
+    assert lat.ci is None and lat.verdict == "no samples" and lat.ratio == pytest.approx(2.0)
     assert "noise not tested" in comparison.failures[0].message
 
 

@@ -14,6 +14,7 @@ from bench.report import VNNI_NOTE, write_report
 from bench.report_charts import pareto_front
 from bench.report_table import STATUS_LABELS, summary_lines
 from bench.results import STATUSES
+from tests.results_documents import minimal_document
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "report_run"
 
@@ -105,7 +106,7 @@ def test_report_survives_missing_blocks(tmp_path: Path) -> None:
              "status": "ok", "accuracy": None, "latency": [], "explanation": None},
             {"variant": "q", "lineage": ["quantize.dynamic"], "format": "onnx", "precision": "int8-dynamic",
              "runtime": "onnxruntime", "status": "skipped", "reason": None}]
-    (tmp_path / "results.json").write_text(json.dumps({"run_id": "r", "baseline": "baseline", "rows": rows}))
+    (tmp_path / "results.json").write_text(json.dumps(minimal_document(rows)))
     html_path, md_path = write_report(tmp_path)
     html = html_path.read_text()
     assert "nothing to draw" in html and "no reason recorded" in html
@@ -143,7 +144,7 @@ def test_cli_report_without_results_is_a_user_error(tmp_path: Path, monkeypatch:
     assert "has no results.json" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "results.json").write_text("{not json")
     assert run_cli(monkeypatch, ["report", str(tmp_path)]) == 2
-    assert "not valid JSON" in capsys.readouterr().err
+    assert "cannot be read as JSON" in capsys.readouterr().err
 
 
 def _pruned_doc(after: list[int], flags: list[str]) -> dict:

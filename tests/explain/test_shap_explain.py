@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from explain.shap_explain import (choose_explanation_set, explain_images, load_array, make_masker, masked_image,
-                                  save_array, softmax)
+                                  masker_problem, save_array, softmax)
 from tests.explain.conftest import linear_model
 
 
@@ -87,3 +87,13 @@ def test_explanation_set_is_seeded_and_balanced():
     assert a.tolist() == choose_explanation_set(labels, 2, seed=0).tolist()
     assert a.tolist() != choose_explanation_set(labels, 2, seed=1).tolist()
     assert len(choose_explanation_set(np.array([0, 0, 1]), 5, seed=0)) == 3  # never more than a class has
+
+
+@pytest.mark.parametrize("spec, problem", [
+    ("blur(10,10)", None), ("blur(3, 5)", None), ("inpaint_telea", None), ("inpaint_ns", None),
+    ("blurr(10,10)", "expected 'blur(kx,ky)'"), ("blur(10)", "expected 'blur(kx,ky)'"), ("blur(a,b)", "expected"),
+    ("blur(0,3)", "must be >= 1"), ("inpaint", "expected"),
+])
+def test_masker_specs_are_checked_before_shap_sees_them(spec, problem):
+    found = masker_problem(spec)
+    assert (found is None) if problem is None else (problem in found)
