@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from bench import abtest
 from bench.abtest import find_row, paired_latency
 from bench.cli import main
 from bench.errors import UserError
@@ -16,22 +19,44 @@ from bench.zoo import tinycnn
 from tests.results_documents import minimal_document
 
 
-def test_paired_latency_ranks_the_cheaper_call_faster():
-    small, big = np.ones((8, 8)), np.ones((160, 160))
-    result = paired_latency(lambda: small @ small, lambda: big @ big, rounds=6, calls_per_block=20, warmup_calls=5)
-    assert result.ratio_median < 1  # B (the big product) is slower than A
-    assert result.ratio_p10_p90[0] <= result.ratio_median <= result.ratio_p10_p90[1]
+def _scripted_blocks(monkeypatch):
+    """Replace the timer: a block of calls to `fn` 'takes' fn() ms per call on a fake clock.
+
+    The tests then check paired_latency's bookkeeping exactly, with no wall-clock timing."""
+    clock, order = [0.0], []
+
+    def block(fn, calls):
+        per_call = fn()
+        order.append((per_call, calls))
+        clock[0] += per_call * calls / 1000
+        return np.full(calls, float(per_call))
+
+    monkeypatch.setattr(abtest, "_block_ms", block)
+    monkeypatch.setattr(abtest, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    return order
+
+
+def test_paired_latency_is_the_median_of_per_round_block_ratios(monkeypatch):
+    order = _scripted_blocks(monkeypatch)
+    b_times = iter([1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 0.5])  # warm-up, then one slow and one fast round of B
+    result = paired_latency(lambda: 2.0, lambda: next(b_times), rounds=6, calls_per_block=20, warmup_calls=5)
+    assert result.rounds == 6 and result.calls_per_block == 20
+    assert result.ratio_median == 2.0  # per-round ratios 2, 1, 2, 2, 2, 4
+    assert result.ratio_p10_p90 == pytest.approx((1.5, 3.0))
+    assert (result.a_p50_ms, result.b_p50_ms) == (2.0, 1.0)
+    # warm-up of each side, then the order alternates: A B, B A, A B, ...
+    assert [t for t, _ in order[:6]] == [2.0, 1.0, 2.0, 1.0, 2.0, 2.0] and order[0][1] == 5 and order[2][1] == 20
     with pytest.raises(UserError, match="at least 2 rounds"):
-        paired_latency(lambda: None, lambda: None, rounds=1)
+        paired_latency(lambda: 1.0, lambda: 1.0, rounds=1)
 
 
-def test_paired_latency_stops_at_max_seconds_after_two_rounds():
-    import time
-
-    result = paired_latency(lambda: time.sleep(0.002), lambda: None, rounds=50, calls_per_block=5, warmup_calls=1,
-                            max_seconds=0.01)
-    assert 2 <= result.rounds < 50  # each round takes >= 10 ms, so the cap ends it early
-    assert result.ratio_median > 1  # A sleeps: B is faster
+def test_paired_latency_stops_at_max_seconds_after_two_rounds(monkeypatch):
+    _scripted_blocks(monkeypatch)
+    # a round takes 5 calls x (2 + 1) ms = 15 ms on the fake clock
+    capped = paired_latency(lambda: 2.0, lambda: 1.0, rounds=50, calls_per_block=5, warmup_calls=1, max_seconds=0.02)
+    assert capped.rounds == 2  # past 20 ms after two rounds, and never fewer than two
+    assert paired_latency(lambda: 2.0, lambda: 1.0, rounds=10, calls_per_block=5, warmup_calls=1, max_seconds=1.0).rounds == 10
+    assert paired_latency(lambda: 2.0, lambda: 1.0, rounds=10, calls_per_block=5, warmup_calls=1).rounds == 10  # 0 = no cap
 
 
 def _run(tmp_path):
@@ -53,8 +78,9 @@ def test_ab_command_times_two_rows(tmp_path, capsys):
     assert main(["ab", str(run), "wide/onnx/fp32/onnxruntime", "narrow/onnx/fp32/onnxruntime",
                  "--rounds", "4", "--calls", "20", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["a_p50_ms"] > 0 and out["b_p50_ms"] > 0 and out["rounds"] == 4
-    assert out["ratio_median"] > 1  # the narrow model is faster than the 8x wider one
+    assert out["rounds"] == 4 and out["calls_per_block"] == 20 and (out["a"], out["b"]) == (
+        "wide/onnx/fp32/onnxruntime", "narrow/onnx/fp32/onnxruntime")
+    assert all(math.isfinite(out[k]) and out[k] > 0 for k in ("a_p50_ms", "b_p50_ms", "ratio_median"))
 
 
 @pytest.mark.parametrize("key, message", [
@@ -80,5 +106,6 @@ def test_ab_on_a_corrupt_artifact_is_one_line_exit_2(tmp_path, capsys):
 @pytest.mark.parametrize("option, value", [("--rounds", "1"), ("--calls", "0"), ("--threads", "0"), ("--batch", "-3")])
 def test_ab_rejects_bad_options_before_loading(tmp_path, capsys, option, value):
     run = _run(tmp_path)
+    (run / "narrow.onnx").write_bytes(b"garbage")  # loading it would fail: the option error must come first
     assert main(["ab", str(run), "wide/onnx/fp32/onnxruntime", "narrow/onnx/fp32/onnxruntime", option, value]) == 2
     assert f"{option} must be >=" in capsys.readouterr().err

@@ -37,6 +37,11 @@ def test_load_from_data_dir_splits_validation_from_train(fake_idx_dir):
     # the same seed gives the same split; validation images never come from the test set
     again = load_fashion_mnist(str(fake_idx_dir), val_size=40, seed=1)
     assert np.array_equal(ds.val.labels, again.val.labels)
+    original = read_idx(fake_idx_dir / "train-images-idx3-ubyte.gz")
+    split = np.concatenate([ds.train.images, ds.val.images])[:, 0]
+    as_bytes = lambda images: sorted(image.tobytes() for image in images)  # noqa: E731 - order-free comparison
+    assert as_bytes(split) == as_bytes(original)  # train + val is exactly the training split, test untouched
+    assert np.array_equal(ds.test.images[:, 0], read_idx(fake_idx_dir / "t10k-images-idx3-ubyte.gz"))
 
 
 def test_mismatched_idx_files_are_rejected(fake_idx_dir):

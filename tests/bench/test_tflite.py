@@ -146,6 +146,22 @@ def test_console_noise_goes_to_log(converted, onnx_model):
     assert log.is_file() and log.stat().st_size > 0
 
 
+def test_native_console_output_lands_in_the_log_not_on_the_terminal(tmp_path, capfd):
+    import os
+
+    from bench.export_tflite import _console_to
+
+    with _console_to(tmp_path / "converter.log"):  # what the converters run inside
+        os.write(1, b"native stdout\n")  # C++ logging writes straight to the file descriptors
+        os.write(2, b"native stderr\n")
+        print("python stdout")
+        print("python stderr", file=sys.stderr)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    log = (tmp_path / "converter.log").read_text()
+    assert all(text in log for text in ("native stdout", "native stderr", "python stdout", "python stderr"))
+
+
 def test_corrupt_onnx_fails_every_precision(tflite_stack, tmp_path, images):
     from bench.export_tflite import convert_to_tflite
 

@@ -25,6 +25,7 @@ def test_batches_carry_the_teacher_logits_of_their_own_images(small):
         with torch.no_grad():
             assert torch.allclose(teacher_logits, teacher(x), atol=1e-5)
     plain = list(epoch_batches(small.train, small, 32, augment=False, seed=3)(epoch=1))
+    assert len(plain) == len(batches)
     assert all(len(b) == 2 and torch.equal(b[1], w[1]) for b, w in zip(plain, batches))  # same order without logits
 
 
