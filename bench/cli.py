@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from bench.errors import UserError
+
+if TYPE_CHECKING:  # the config module is imported by the commands that need it, not by --help
+    from bench.config import Config
 
 DESCRIPTION = """\
 Benchmark compressed CNNs on their real edge runtimes.
@@ -59,8 +62,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_command_line(config: Any, args: argparse.Namespace) -> Any:
-    """The config as this command line would run it: --checkpoint, --data-dir and --out are config keys too."""
+def _with_command_line(config: Config, args: argparse.Namespace) -> Config:
+    """The config as this command line would run it: --checkpoint, --data-dir, --out and --no-explain set config keys."""
     from dataclasses import replace
 
     return replace(config,

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.errors import UserError
+
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "export_failed", "validation_failed", "run_failed", "skipped")
 
@@ -193,8 +195,6 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
     inside a report with a traceback. --resume reads an interrupted run, which may have no rows yet,
     so it checks only the outline.
     """
-    from bench.errors import UserError
-
     run_dir = Path(run_dir)
     path = run_dir / "results.json"
     if not run_dir.is_dir():
