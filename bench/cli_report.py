@@ -13,7 +13,6 @@ from typing import Any
 
 from bench.compare import THRESHOLD_HELP, Comparison, Pair, compare_runs, parse_threshold
 from bench.errors import UserError
-from bench.results import read_run_document
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,8 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
 
-    read_run_document(args.run_dir)  # one line naming what is wrong with a hand-edited or foreign file
-    html_path, md_path = write_report(Path(args.run_dir))
+    html_path, md_path = write_report(Path(args.run_dir), check_schema=True)
     print(f"report: {html_path}\n        {md_path}")
     return 0
 
