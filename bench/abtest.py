@@ -88,7 +88,7 @@ def row_predictor(run_dir: Path, row: dict[str, Any], threads: int, batch_size: 
     """Check the row's artifact in Python, load it on its runtime, and return a zero-argument call."""
     from bench.artifacts import describe_artifact
     from bench.inputs import prepare_input
-    from bench.runtimes import load
+    from bench.runtimes import load, without_xnnpack_notice
 
     path = (run_dir / row["artifact"]).resolve()
     if not path.is_relative_to(run_dir.resolve()):
@@ -99,5 +99,6 @@ def row_predictor(run_dir: Path, row: dict[str, Any], threads: int, batch_size: 
     channels, height, width = (shape[2], shape[0], shape[1]) if spec["layout"] == "NHWC" else shape
     raw = np.random.default_rng(0).integers(0, 256, size=(batch_size, channels, height, width), dtype=np.uint8)
     x = prepare_input(raw, spec)
-    predict = load(row["runtime"], path, threads, "cpu")
+    with without_xnnpack_notice():
+        predict = load(row["runtime"], path, threads, "cpu")
     return lambda: predict(x)

@@ -17,6 +17,7 @@ from bench.artifacts import check_artifact
 from bench.config import BenchmarkConfig
 from bench.errors import ModelFileError
 from bench.results import Row, row_name
+from bench.runtimes import XNNPACK_NOTICE
 from bench.stats import classification_metrics
 
 
@@ -97,13 +98,19 @@ def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig,
     except subprocess.TimeoutExpired:
         raise WorkerFailed(f"worker timed out after {timeout_s:.0f} s") from None
     if proc.returncode != 0 or not out_file.exists():
-        tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["no message"]
-        how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
-        raise WorkerFailed(f"runtime process failed ({how}): {tail[0][:300]}")
+        raise WorkerFailed(worker_failure(proc.returncode, proc.stderr))
     result = json.loads(out_file.read_text())
     job_file.unlink(missing_ok=True)
     out_file.unlink(missing_ok=True)
     return result
+
+
+def worker_failure(returncode: int, stderr: str) -> str:
+    """The reason of a row whose worker died: how it ended and the last thing it said, skipping
+    LiteRT's XNNPACK notice (printed by every TFLite worker, so it says nothing about the failure)."""
+    tail = [line for line in stderr.strip().splitlines() if line.strip() and XNNPACK_NOTICE not in line][-1:] or ["no message"]
+    how = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+    return f"runtime process failed ({how}): {tail[0][:300]}"
 
 
 def apply_worker_result(row: Row, result: dict[str, Any], run_dir: Path) -> np.ndarray:

@@ -7,10 +7,13 @@ module is cheap to import and a run without TFLite never imports a TFLite packag
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -148,6 +151,32 @@ def _load_litert(artifact: Path, threads: int, device: str) -> Predict:
         return y.astype(np.float32, copy=False)
 
     return predict
+
+
+# LiteRT's native code prints this INFO line on stderr the first time a process applies XNNPACK:
+# noise on `edgebench ab`'s console, and a misleading last line of a worker that dies silently later.
+XNNPACK_NOTICE = "Created TensorFlow Lite XNNPACK delegate"
+
+
+@contextlib.contextmanager
+def without_xnnpack_notice() -> Iterator[None]:
+    """Capture file descriptor 2 (native code writes there, not to sys.stderr) for the block, then
+    pass on every line except LiteRT's XNNPACK notice, so its real errors still reach the user.
+
+    For interactive commands only: a native crash inside the block loses what it printed, so the
+    measurement worker (whose stderr its parent reads) is not wrapped; bench.measure filters instead."""
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True) if XNNPACK_NOTICE.encode() not in line]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 _LOADERS: dict[str, Callable[[Path, int, str], Predict]] = {

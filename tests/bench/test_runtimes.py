@@ -1,11 +1,13 @@
 """Runtime loaders: what `predict` returns must not depend on how the runtime is called."""
 
+import os
+
 import numpy as np
 import onnxruntime as ort
 import torch
 
 from bench.export import export_onnx
-from bench.runtimes import load
+from bench.runtimes import load, without_xnnpack_notice
 from bench.zoo import tinycnn
 
 SHAPE = (1, 28, 28)
@@ -27,3 +29,11 @@ def test_onnxruntime_predict_through_iobinding_matches_session_run(tmp_path):
     assert not np.shares_memory(outputs[1][0], outputs[2][0])
     x = rng.standard_normal((4, *SHAPE)).astype(np.float32)[:, :, ::-1, :]  # a non-contiguous view
     np.testing.assert_allclose(predict(x), session.run(None, {"input": np.ascontiguousarray(x)})[0], rtol=1e-5, atol=1e-6)
+
+
+def test_litert_xnnpack_notice_is_dropped_and_everything_else_on_fd2_passes(capfd):
+    with without_xnnpack_notice():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"ERROR: Didn't find op for builtin opcode 'CONV_2D'\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "ERROR: Didn't find op for builtin opcode 'CONV_2D'\nafter\n"

@@ -81,3 +81,4 @@ def test_a_disturbed_paired_timing_is_repeated_and_the_steadiest_kept(monkeypatc
 def test_too_few_rounds_are_never_judged(monkeypatch) -> None:
     paired = _paired_with(monkeypatch, [(2.5, (2.2, 3.3))], rounds=4)  # --quick: 4 rounds
     assert len(paired["attempts"]) == 1 and paired["speedup"] == 2.5
+
