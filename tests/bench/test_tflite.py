@@ -193,7 +193,7 @@ def test_torch_still_works_after_conversion(tflite_stack, tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
     script = ("import sys, numpy as np; from pathlib import Path; from bench.export_tflite import convert_to_tflite; "
               "from bench.inputs import make_input_spec; "
-              f"d = Path(sys.argv[1]); convert_to_tflite(d / 'bad.onnx', d, ['fp32'], np.zeros((1, 1, 28, 28), np.float32), "
+              "d = Path(sys.argv[1]); convert_to_tflite(d / 'bad.onnx', d, ['fp32'], np.zeros((1, 1, 28, 28), np.float32), "
               "make_input_spec((1, 28, 28), (0.5,), (0.5,), layout='NHWC'), d / 't.log'); "
               "assert 'tensorflow' in sys.modules; import triton; print('alive')")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
