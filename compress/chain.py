@@ -56,7 +56,13 @@ def parse_pass(text: str, where: str = "pass") -> PassCall:
     if args:
         raise PassSyntaxError(f"{where}: {name} takes keyword arguments only, e.g. {name}(key=value)")
     params = {key: p.default for key, p in spec.params.items()}
+    given: set[str] = set()
     for kw in keywords:
+        if kw.arg is None:
+            raise PassSyntaxError(f"{where}: {name} takes key=value arguments, not **mappings")
+        if kw.arg in given:
+            raise PassSyntaxError(f"{where}: {name} is given {kw.arg!r} twice")
+        given.add(kw.arg)
         if kw.arg not in spec.params:
             raise PassSyntaxError(f"{where}: {name} has no parameter {kw.arg!r}; parameters: {', '.join(spec.params) or 'none'}")
         try:
@@ -86,4 +92,11 @@ def parse_chain(passes: list[str], where: str = "variant") -> list[PassCall]:
             seen_artifact = True
         elif seen_artifact:
             raise PassSyntaxError(f"{where}: model pass {call.spec.name} cannot follow an artifact quantization pass")
+    for before, call in enumerate(calls):
+        # a zoo student starts from new weights (or the baseline's, with init='teacher'), never from
+        # the model the passes before it made: their work would be thrown away unannounced
+        if call.spec.name == "distill" and call.params["width"] and before:
+            raise PassSyntaxError(f"{where}: {call} trains a new student at width {call.params['width']:g} and would discard "
+                                  f"the passes before it; put it first, or distil into the current model with "
+                                  f"distill(width=0) or finetune(distill=true)")
     return calls

@@ -50,7 +50,8 @@ def teacher_initialised(student: nn.Module, teacher: nn.Module, example_inputs: 
 
 def distill_pass(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tuple[nn.Module, dict[str, Any]]:
     """width > 0: a fresh zoo student at that width; width == 0: distil into the current model."""
-    student = ctx.build_student(params["width"]) if params["width"] else model
+    # width == 0 trains a copy: `model` must stay as it came, the no-teacher control's starting point
+    student = ctx.build_student(params["width"]) if params["width"] else copy.deepcopy(model)
     settings = FitSettings(epochs=params["epochs"], lr=params["lr"], temperature=params["temperature"],
                            alpha=params["alpha"], seed=ctx.seed)
     info: dict[str, Any] = {"student_width": params["width"] or None, "init": params["init"]}

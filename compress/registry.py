@@ -6,6 +6,7 @@ The table is plain data, so importing it is cheap: implementations are named as
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,6 +27,8 @@ class Param:
             value = float(value)
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
             return f"expected {self.type.__name__}, got {type(value).__name__} {value!r}"
+        if self.type is float and not math.isfinite(value):
+            return f"must be a finite number, got {value!r}"
         if self.choices is not None and value not in self.choices:
             return f"{value!r} is not one of {list(self.choices)}"
         return self.check(value) if self.check else None

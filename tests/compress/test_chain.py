@@ -32,6 +32,9 @@ def test_parameters_and_chain_order():
     ("finetune(", "cannot parse"),
     ("distill(init='pretrained')", "not one of"),
     ("distill(width=0, init='teacher')", "needs a student width > 0"),
+    ("prune.unstructured(sparsity=0.5, sparsity=0.9)", "given 'sparsity' twice"),
+    ("finetune(lr=1e999)", "must be a finite number"),
+    ("finetune(**{'lr': 0.1})", "not **mappings"),
 ])
 def test_invalid_passes_name_the_problem(text, message):
     with pytest.raises(PassSyntaxError) as err:
@@ -40,6 +43,9 @@ def test_invalid_passes_name_the_problem(text, message):
 
 
 def test_chain_rules():
+    with pytest.raises(PassSyntaxError, match="would discard the passes before it"):
+        parse_chain(["prune.structured(ratio=0.5)", "distill(width=0.5)"])
+    assert parse_chain(["distill(width=0.5)", "prune.structured(ratio=0.5)"])  # a new student first, then pruned
     with pytest.raises(PassSyntaxError, match="must not be empty"):
         parse_chain([])
     with pytest.raises(PassSyntaxError, match="only one artifact"):

@@ -142,6 +142,23 @@ def test_distill_records_how_well_each_model_fits_the_training_images():
     assert info["student_kd_train_top1"] == info["student_scratch_train_top1"] == count_params(tinycnn(width=0.5))
 
 
+def test_distilling_into_the_current_model_leaves_it_as_the_controls_starting_point():
+    torch.manual_seed(0)
+    model = tinycnn().eval()
+    before = copy.deepcopy(model.state_dict())
+    starts = []
+    ctx = _context(model)
+    plain_fit = ctx.fit
+    ctx.fit = lambda m, settings, teacher, what: (starts.append(copy.deepcopy(m.state_dict())), plain_fit(m, settings, teacher, what))[1]
+    call = parse_pass("distill(width=0, epochs=1)")
+    student, _ = resolve(call.spec)(model, call.params, ctx)
+    assert len(starts) == 2  # the KD fit, then the no-teacher control
+    for start in starts:  # both start from the model as it came in
+        assert all(torch.equal(start[k], before[k]) for k in before)
+    assert all(torch.equal(model.state_dict()[k], before[k]) for k in before)
+    assert not all(torch.equal(student.state_dict()[k], before[k]) for k in before)
+
+
 def test_teacher_initialised_student_starts_from_the_teachers_strongest_channels():
     torch.manual_seed(0)
     teacher = edgecnn().eval()  # 24-48-48-64 channels
