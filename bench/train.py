@@ -117,10 +117,20 @@ class TrainedModel:
     info: dict[str, Any]
 
 
+def split_digest(split: Split) -> str:
+    """A hash of a split's pixels and labels (about 0.1 s for Fashion-MNIST's training split)."""
+    digest = hashlib.sha256()
+    for array in (split.images, split.labels):
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()[:16]
+
+
 def data_fingerprint(dataset: Dataset) -> dict[str, Any]:
-    """What about the data determines trained weights (the split, not where the files came from)."""
-    return {"name": dataset.name, "train": len(dataset.train), "val": len(dataset.val),
-            "train_sum": int(dataset.train.labels[:1000].sum()), "mean": dataset.mean, "std": dataset.std}
+    """What about the data determines trained weights: the training and validation images and labels
+    themselves (not where the files came from), and the normalisation."""
+    return {"name": dataset.name, "train": split_digest(dataset.train), "val": split_digest(dataset.val),
+            "mean": dataset.mean, "std": dataset.std}
 
 
 def baseline_model(cfg: BaselineConfig, dataset: Dataset, cache_dir: str | Path, *, checkpoint: str = "",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from bench.config import Config
 from bench.data import Dataset
 from bench.errors import UserError
 from bench.models import build_model, count_macs, count_params
-from bench.train import accuracy, predict_logits, run_fit, to_tensor
+from bench.train import accuracy, data_fingerprint, predict_logits, run_fit, split_digest, to_tensor
 from compress.chain import PassCall, parse_chain
 from compress.context import PassContext
 from compress.registry import resolve
@@ -51,6 +52,12 @@ class Variant:
         it quantizes is not the baseline's; a pass that changes nothing, like finetune(epochs=0), still counts)."""
         return len(self.lineage) > (1 if self.artifact_pass else 0)
 
+
+log = logging.getLogger("edgebench")
+
+# Bump when a change to pass code (compress/*, the fit loop) changes the weights a pass produces:
+# cached results of older code are then recomputed instead of reused.
+PASSES_VERSION = 2
 
 TRAIN_FIT_IMAGES = 10_000  # training images a KD student's fit is measured on (a few seconds per model)
 
@@ -83,21 +90,65 @@ def make_context(config: Config, dataset: Dataset, baseline: nn.Module, *, quiet
 
 
 def _apply_cached(call: PassCall, model: nn.Module, ctx: PassContext, key: str, cache_dir: Path,
-                  on_step: Any) -> tuple[nn.Module, dict[str, Any]]:
+                  on_step: Any, evaluation_set: str) -> tuple[nn.Module, dict[str, Any]]:
     weights, info_file = cache_path(cache_dir, "passes", key), cache_path(cache_dir, "passes", key, ".json")
-    if weights.exists() and info_file.exists():
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        start = ctx.build_student(call.params["width"]) if call.spec.name == "distill" and call.params["width"] else model
-        return fit_to_state_dict(start, state), {**json.loads(info_file.read_text()), "cached": True}
+    start = ctx.build_student(call.params["width"]) if call.spec.name == "distill" and call.params["width"] else model
+    cached = _load_cached(start, weights, info_file, evaluation_set)
+    if cached is not None:
+        return cached
     on_step(str(call))
+    evaluated: list[bool] = []  # whether the pass measured anything on the evaluation (test) set
+    plain_evaluate = ctx.evaluate
+    ctx.evaluate = lambda m: (evaluated.append(True), plain_evaluate(m))[1]
     try:
         result = resolve(call.spec)(copy.deepcopy(model), call.params, ctx)
     except ValueError as exc:  # a pass that cannot apply to this model, e.g. init='teacher' on a custom architecture
         raise UserError(f"pass {call} cannot be applied: {exc}") from None
+    finally:
+        ctx.evaluate = plain_evaluate
     new_model, info = result if isinstance(result, tuple) else (result, {})
+    if evaluated:  # its top-1 numbers hold for this evaluation set only (the key leaves the test set out)
+        info["evaluation_set"] = evaluation_set
+    try:  # cache only what can be rebuilt from a state_dict (compress.reshape resizes conv, BN and linear layers)
+        fit_to_state_dict(start, new_model.state_dict())
+    except RuntimeError as exc:
+        log.warning("pass %s: result not cached, it cannot be rebuilt from its weights: %s", call, _last_line(exc))
+        return new_model.eval(), {**info, "cached": False}
     save_state_dict(new_model, weights)
     info_file.write_text(json.dumps(info, default=str))
     return new_model.eval(), {**info, "cached": False}
+
+
+def _load_cached(start: nn.Module, weights: Path, info_file: Path, evaluation_set: str) -> tuple[nn.Module, dict[str, Any]] | None:
+    """The cached result of a pass, or None when there is none or it cannot be used (then it is recomputed)."""
+    if not (weights.exists() and info_file.exists()):
+        return None
+    try:
+        info = json.loads(info_file.read_text())
+        if info.get("evaluation_set", evaluation_set) != evaluation_set:
+            log.info("cached %s was evaluated on another test set: recomputing it", weights.name)
+            return None
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        return fit_to_state_dict(start, state), {**info, "cached": True}
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign cache entry is recomputed, never trusted
+        log.warning("cached %s is unusable (%s): recomputing it", weights.name, _last_line(exc))
+        return None
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{exc.__class__.__name__}: {lines[-1][:200] if lines else ''}"
+
+
+def pass_key_context(config: Config, dataset: Dataset) -> dict[str, Any]:
+    """What, besides the weights it starts from and its own parameters, determines a pass's weights:
+    the training split, how batches are drawn, how students are built, and the code that trains."""
+    import torch_pruning
+
+    b = config.baseline
+    return {"data": data_fingerprint(dataset), "seed": b.seed, "batch_size": b.batch_size, "augment": b.augment,
+            "model": b.model, "width": b.width, "torch": torch.__version__, "torch_pruning": torch_pruning.__version__,
+            "passes_version": PASSES_VERSION}
 
 
 def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseline_key: str, cache_dir: str | Path,
@@ -108,6 +159,7 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
     variants = [Variant("baseline", baseline, info={"macs": base_macs, "params": base_params})]
     ctx = make_context(config, dataset, baseline, quiet=quiet)
     memo: dict[str, tuple[nn.Module, dict[str, Any]]] = {}  # chains sharing a prefix train it once
+    key_context, evaluation_set = pass_key_context(config, dataset), split_digest(dataset.test)
     for vcfg in config.variants:
         calls = parse_chain(vcfg.passes, vcfg.name)
         model, infos, key = baseline, [], baseline_key
@@ -116,9 +168,9 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
             if call.spec.kind != "model":
                 artifact_pass = call
                 continue
-            key = cache_key({"parent": key, "pass": str(call)})
+            key = cache_key({"parent": key, "pass": str(call), "context": key_context})
             if key not in memo:
-                memo[key] = _apply_cached(call, model, ctx, key, Path(cache_dir), on_step)
+                memo[key] = _apply_cached(call, model, ctx, key, Path(cache_dir), on_step, evaluation_set)
             model, info = memo[key]
             infos.append({"pass": str(call), **info})
         macs, params = count_macs(model, shape), count_params(model)
