@@ -118,7 +118,8 @@ def _quantize_onnx(variant: Variant, source: Artifact | None, folder: Path, ctx:
     from compress.registry import resolve
 
     out = folder / f"{variant.name}.{precision}.onnx"
-    calibration = prepare_input(calibration_raw[: call.params.get("images", ctx.config.export.calibration_images)], spec)
+    # static quantization calibrates on its own images=N; dynamic quantization needs none
+    calibration = prepare_input(calibration_raw[: call.params["images"]], spec) if "images" in call.params else None
     try:
         info = resolve(call.spec)(ctx.run_dir / source.path, out, call.params, calibration)
     except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises assorted types; each means "export failed"

@@ -86,7 +86,7 @@ class ExportConfig:
     formats: list[str] = _key(f"artifact formats to produce, any of {list(FORMATS)}", default_factory=lambda: ["torch", "onnx", "tflite"], check=_subset_of(FORMATS))
     onnx_opset: int = _key("ONNX opset of the exported graphs", default=17, check=_at_least(13))
     tflite_precisions: list[str] = _key(f"TFLite precisions, any of {list(TFLITE_PRECISIONS)}", default_factory=lambda: list(TFLITE_PRECISIONS), check=_subset_of(TFLITE_PRECISIONS))
-    calibration_images: int = _key("training-split images used to calibrate int8 artifacts", default=256, check=_at_least(1))
+    calibration_images: int = _key("training-split images in TFLite's representative dataset for full-int8 (ONNX quantize.static takes its own images=N)", default=256, check=_at_least(1))
     parity_images: int = _key("test images used for the fp32 parity check against torch", default=1000, check=_at_least(1))
     parity_tolerance: float = _key("max abs logit difference allowed for an fp32 artifact vs its torch source", default=1e-4, check=lambda v: None if v > 0 else "must be > 0")
     quantized_min_agreement: float = _key("min top-1 agreement of a reduced-precision artifact with its fp32 parent", default=0.97, check=lambda v: None if 0 < v <= 1 else "must be in (0, 1]")
