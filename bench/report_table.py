@@ -66,11 +66,13 @@ def reference_row(document: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def runtime_baseline(document: dict[str, Any], row: dict[str, Any]) -> dict[str, Any] | None:
-    """The baseline variant's ok row on the same runtime and device, preferring the same format at fp32."""
+    """The baseline variant's ok fp32 row on the same runtime and device (the same format first), or
+    None: when that row failed, ratios are left blank rather than quietly taken against fp16 or int8."""
     name = document.get("baseline", "baseline")
     same = [r for r in document.get("rows") or [] if r.get("variant") == name and r.get("status") == "ok"
+            and r.get("precision") == "fp32"
             and r.get("runtime") == row.get("runtime") and r.get("device", "cpu") == row.get("device", "cpu")]
-    same.sort(key=lambda r: (r.get("format") != row.get("format"), r.get("precision") != "fp32"))
+    same.sort(key=lambda r: r.get("format") != row.get("format"))
     return same[0] if same else None
 
 

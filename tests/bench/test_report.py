@@ -93,6 +93,18 @@ def test_summary_numbers_against_the_baselines() -> None:
     assert failed.top1 is None and failed.speedup_rt is None
 
 
+def test_runtime_ratios_are_blank_without_the_baselines_fp32_row_there() -> None:
+    document = json.loads((FIXTURE / "results.json").read_text())
+    fp32 = next(r for r in document["rows"] if (r["variant"], r["format"], r["precision"]) == ("baseline", "onnx", "fp32"))
+    fp32.update(status="run_failed", reason="worker timed out", latency=None)
+    quantized = dict(fp32, precision="int8-dynamic", status="ok", latency=[{"batch_size": 1, "threads": 1, "p50": 0.03}])
+    document["rows"].append(quantized)  # an ok baseline row on ORT, but not the fp32 reference
+    lines = {(line.row["variant"], line.row["format"], line.row["precision"]): line for line in summary_lines(document)}
+    prune_onnx = lines[("prune-struct-50", "onnx", "fp32")]
+    assert prune_onnx.speedup_rt is None and prune_onnx.size_ratio_rt is None
+    assert prune_onnx.speedup_ref is not None  # the torch fp32 reference is still there
+
+
 def test_paired_speedup_column(report: tuple[Path, str, str]) -> None:
     _, html, md = report
     prune = next(line for line in md.splitlines() if line.startswith("| ✓ ok | prune-struct-50 | onnx |"))
