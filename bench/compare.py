@@ -1,7 +1,7 @@
 """Compare two runs row by row, and decide which changes are real and which cross a threshold.
 
-Rows match on (variant, format, precision, runtime, device). Latency changes are tested on the
-raw batch-1 samples: a seeded bootstrap 95% interval of the ratio of medians (B / A); a change
+Rows match on (variant, format, precision, runtime, device); latencies on batch size and thread
+count too. Latency changes are tested on the raw batch-1 samples: a seeded bootstrap 95% interval of the ratio of medians (B / A); a change
 is significant when the interval excludes 1. Accuracy and size changes need no noise test here:
 a threshold crossing is enough (see THRESHOLD_HELP, which the CLI prints in --help).
 """
@@ -27,6 +27,10 @@ METRICS = {
     "size": ("%", "artifact size in bytes, B/A as a % change"),
 }
 QUANTILES = {"p50": 0.5, "p99": 0.99}
+PRACTICAL_CHANGE = 0.02  # a latency change smaller than this is reported as "same" even when significant
+# "more than the limit": a change at the limit passes, also when floating point puts it a hair
+# above (50 of 10,000 images is 0.5000000000000004 pt)
+CHANGE_TOLERANCE = 1e-9
 _EXPR = re.compile(r"^(?P<metric>[a-z0-9_]+):(?P<sign>[+-])(?P<value>\d+(?:\.\d+)?)(?P<unit>%|pt)$")
 
 THRESHOLD_HELP = """\
@@ -35,7 +39,9 @@ top1:-0.5pt (fail when top-1 drops by more than 0.5 points), size:+5%. Metrics: 
 top1, f1 (pt), size (%). The sign is the direction that fails.
 Decision rule: a latency threshold fails a row only when the change crosses it AND is
 significant: the bootstrap 95% CI of the ratio of quantiles B/A (from the raw samples,
-seeded, --resamples draws) lies wholly on the failing side of 1. When a run has no raw samples
+seeded, --resamples draws) lies wholly on the failing side of 1. That CI covers the noise of
+the calls within each run, not the drift of a shared machine between runs (a percent or two):
+the verdict column says "same" for significant changes under 2%; keep thresholds above drift. When a run has no raw samples
 the stats in results.json are compared and crossing alone fails (said in the output).
 Accuracy and size: crossing the threshold alone fails (both runs see the same test set, so
 the per-run 95% CIs overlap even for real drops; keep accuracy thresholds above the noise
@@ -117,11 +123,16 @@ class LatencyChange:
 
     @property
     def verdict(self) -> str:
+        """slower / faster only when the CI excludes 1 AND the change is at least PRACTICAL_CHANGE: the
+        bootstrap sees the noise of the calls within each run, not the drift of a shared machine between
+        runs, which moves every row by a percent or two (two runs of one config: 52 of 58 rows 'changed')."""
         if self.ci is None:
             return "no samples"  # stats compared as recorded; noise not tested
-        if self.ci[0] > 1:
-            return "slower"
-        return "faster" if self.ci[1] < 1 else "noise"
+        if self.ci[0] <= 1 <= self.ci[1]:
+            return "noise"
+        if abs(self.ratio - 1) < PRACTICAL_CHANGE:
+            return "same"
+        return "slower" if self.ci[0] > 1 else "faster"
 
 
 @dataclass
@@ -212,11 +223,20 @@ def _samples(run_dir: Path, entry: dict[str, Any]) -> np.ndarray | None:
     return samples.astype(np.float64).ravel() if samples.size else None
 
 
+def matching_latency(row: dict[str, Any], like: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The latency entry of `row` at the batch size and thread count of `like` (None when it has none):
+    a 1-thread latency in A is only ever compared with a 1-thread latency in B."""
+    if like is None:
+        return None
+    return next((e for e in row.get("latency") or []
+                 if e.get("batch_size") == like.get("batch_size") and e.get("threads") == like.get("threads")), None)
+
+
 def latency_change(pair: Pair, metric: str, dirs: tuple[Path, Path], resamples: int, seed: int) -> LatencyChange | None:
     """Compare a quantile of the batch-1 latency of both rows (bootstrap CI when both have samples)."""
     if pair.a is None or pair.b is None:
         return None
-    entries = batch1_latency(pair.a), batch1_latency(pair.b)
+    entries = batch1_latency(pair.a), matching_latency(pair.b, batch1_latency(pair.a))
     if entries[0] is None or entries[1] is None or not entries[0].get(metric) or not entries[1].get(metric):
         return None
     samples = [_samples(d, e) for d, e in zip(dirs, entries)]
@@ -230,7 +250,7 @@ def latency_change(pair: Pair, metric: str, dirs: tuple[Path, Path], resamples: 
 
 def _check(pair: Pair, threshold: Threshold) -> Failure | None:
     change = pair.change(threshold.metric)
-    if change is None or threshold.direction * change <= threshold.limit:
+    if change is None or threshold.direction * change <= threshold.limit + CHANGE_TOLERANCE:
         return None
     unit = "%" if threshold.unit == "%" else " pt"
     message = f"{threshold.metric} {change:+.2f}{unit}"
@@ -257,6 +277,20 @@ def _environment_notes(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> list[str
                           ("git commit", (env_a.get("git") or {}).get("commit"), (env_b.get("git") or {}).get("commit"))):
         if va != vb:
             notes.append(f"{label} differs: A {va}, B {vb}")
+    flags_a, flags_b = set(cpu_a.get("flags") or []), set(cpu_b.get("flags") or [])
+    if flags_a != flags_b:
+        notes.append(f"CPU instruction sets differ: only A {sorted(flags_a - flags_b) or '-'}, only B {sorted(flags_b - flags_a) or '-'}")
+    if cpu_a.get("int8_dot_product") != cpu_b.get("int8_dot_product"):
+        notes.append(f"int8 dot-product instructions (VNNI/dotprod) differ: A {cpu_a.get('int8_dot_product')}, "
+                     f"B {cpu_b.get('int8_dot_product')}: int8 speed-ups are not comparable")
+    data_a, data_b = doc_a.get("dataset") or {}, doc_b.get("dataset") or {}
+    for key in ("name", "test_size"):
+        if data_a.get(key) != data_b.get(key):
+            notes.append(f"dataset {key} differs: A {data_a.get(key)}, B {data_b.get(key)}: accuracy is not measured on the same images")
+    bench_a, bench_b = ((doc.get("config") or {}).get("benchmark") or {} for doc in (doc_a, doc_b))
+    timing = [k for k in sorted(set(bench_a) | set(bench_b)) if bench_a.get(k) != bench_b.get(k)]
+    if timing:
+        notes.append("benchmark settings differ: " + ", ".join(f"{k} {bench_a.get(k)} -> {bench_b.get(k)}" for k in timing))
     pkg_a, pkg_b = env_a.get("packages") or {}, env_b.get("packages") or {}
     changed = [f"{n} {pkg_a.get(n, '-')} -> {pkg_b.get(n, '-')}" for n in sorted(set(pkg_a) | set(pkg_b)) if pkg_a.get(n) != pkg_b.get(n)]
     if changed:
@@ -284,10 +318,15 @@ def compare_runs(run_a: Path, run_b: Path, thresholds: list[Threshold], *, stric
             if change is not None:
                 pair.latency[metric] = change
         pairs.append(pair)
+    unmatched = [p.label for p in pairs if p.a is not None and p.b is not None and batch1_latency(p.a) and batch1_latency(p.b)
+                 and matching_latency(p.b, batch1_latency(p.a)) is None]
+    if unmatched:
+        notes.append(f"{len(unmatched)} row(s) of B have no batch-1 latency at A's thread count, so their latency is not "
+                     f"compared: {', '.join(unmatched[:3])}{' ...' if len(unmatched) > 3 else ''}")
     if any(lat.ci is None for p in pairs for lat in p.latency.values()):
         notes.append("some rows have no raw latency samples in one run: their latency is compared from the stats, without a noise test")
     failures = [f for p in pairs for t in thresholds if (f := _check(p, t)) is not None]
-    problems = [f"{p.label}: ok in A, {p.kind if p.b is None else p.b.get('status')} in B" for p in pairs
+    problems = [f"{p.label}: ok in A, {'missing' if p.b is None else p.b.get('status')} in B" for p in pairs
                 if strict and p.a is not None and p.a.get("status") == "ok" and (p.b is None or p.b.get("status") != "ok")]
     if strict:  # a gate must not pass because B stopped measuring what it gates
         problems += [f"{p.label}: {metric} measured in A, missing in B" for p in pairs

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bench import cli
-from bench.compare import bootstrap_quantiles, bootstrap_ratio, compare_runs, parse_threshold
+from bench.compare import LatencyChange, bootstrap_quantiles, bootstrap_ratio, compare_runs, parse_threshold
 from bench.errors import UserError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "report_run"
@@ -92,7 +92,9 @@ def test_missing_and_changed_rows_are_reported(tmp_path: Path, monkeypatch: pyte
     assert "status changed: baseline torch/fp32 torch (worker timed out)" in out
     assert "ok -> run_failed" in out
     assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(changed), "--strict", "--format", "md"]) == 1
-    assert "strict: baseline torch/fp32 torch: ok in A, run_failed in B" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "strict: baseline torch/fp32 torch: ok in A, run_failed in B" in out
+    assert "strict: int8-static onnx/int8-static onnxruntime: ok in A, missing in B" in out
 
 
 def test_strict_fails_when_b_stops_measuring_a_gated_metric(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -117,6 +119,48 @@ def test_without_samples_compares_stats_and_says_so(tmp_path: Path) -> None:
     lat = comparison.pairs[0].latency["p50"]
     assert lat.ci is None and lat.verdict == "no samples" and lat.ratio == pytest.approx(2.0)
     assert "noise not tested" in comparison.failures[0].message
+
+
+def test_latencies_at_other_thread_counts_are_not_compared(tmp_path: Path) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        for entry in doc["rows"][0]["latency"]:
+            entry["threads"] = 2  # B timed this row at 2 threads only: its samples are 2x slower here
+
+    other = copy_run(tmp_path / "other", factor=2.0, only=lambda r: r is not None, edit=edit)
+    comparison = compare_runs(FIXTURE, other, [parse_threshold("p50:+10%")])
+    assert "p50" not in comparison.pairs[0].latency
+    assert not any(f.pair is comparison.pairs[0] for f in comparison.failures)
+    assert any("no batch-1 latency at A's thread count" in note and comparison.pairs[0].label in note for note in comparison.notes)
+
+
+def test_a_change_exactly_at_the_limit_passes(tmp_path: Path) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        doc["rows"][0]["accuracy"]["top1"] = 0.9186  # 50 of 10,000 images fewer
+
+    def base(doc: dict[str, Any]) -> None:
+        doc["rows"][0]["accuracy"]["top1"] = 0.9236
+
+    a, b = copy_run(tmp_path / "a", edit=base), copy_run(tmp_path / "b", edit=edit)
+    assert compare_runs(a, b, [parse_threshold("top1:-0.5pt")]).exit_code == 0
+    assert compare_runs(a, b, [parse_threshold("top1:-0.49pt")]).exit_code == 1
+
+
+def test_machine_data_and_settings_differences_are_noted(tmp_path: Path) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        doc["environment"]["cpu"]["flags"] = [*doc["environment"]["cpu"].get("flags", []), "avx512_vnni"]
+        doc["environment"]["cpu"]["int8_dot_product"] = True
+        doc["dataset"]["test_size"] = 500
+        doc["config"]["benchmark"]["min_seconds"] = 0.5
+
+    notes = " | ".join(compare_runs(FIXTURE, copy_run(tmp_path / "b", edit=edit), []).notes)
+    assert "only B ['avx512_vnni']" in notes and "int8 speed-ups are not comparable" in notes
+    assert "dataset test_size differs" in notes and "min_seconds" in notes
+
+
+@pytest.mark.parametrize("ci, ratio, verdict", [((1.001, 1.003), 1.002, "same"), ((1.04, 1.06), 1.05, "slower"),
+                                                ((0.90, 0.94), 0.92, "faster"), ((0.97, 1.03), 1.0, "noise")])
+def test_verdict_needs_a_significant_and_practical_change(ci, ratio, verdict) -> None:
+    assert LatencyChange(1.0, ratio, ratio, ci).verdict == verdict
 
 
 @pytest.mark.parametrize("expr", ["p50:10%", "p50:+10pt", "latency:+5%", "top1:-0.5", "top1:-x pt", "", "size+5%"])
