@@ -13,6 +13,8 @@ from typing import Any
 # ISA features that change CPU inference results (int8 dot products, bf16/fp16 and wide vectors).
 RELEVANT_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
                   "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "i8mm")
+# int8 dot products: VNNI / AMX on x86, dotprod / i8mm on Arm
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 PACKAGES = ("torch", "torchvision", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "torch-pruning",
             "tensorflow", "tf_keras", "onnx2tf", "ai-edge-litert", "shap", "opencv-python-headless", "edgebench")
 
@@ -31,7 +33,16 @@ def cpu_info() -> dict[str, Any]:
         pass
     return {"model": model, "logical_cores": os.cpu_count() or 1,
             "flags": [f for f in RELEVANT_FLAGS if f in flags],
-            "int8_dot_product": any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"))}
+            "int8_dot_product": any(f in flags for f in INT8_DOT_FLAGS)}
+
+
+def int8_dot_product(cpu: dict[str, Any]) -> bool | None:
+    """Whether a recorded CPU has int8 dot-product instructions: its `int8_dot_product`, else worked
+    out from its recorded flags (older or hand-written files); None when neither says."""
+    if isinstance(cpu.get("int8_dot_product"), bool):
+        return cpu["int8_dot_product"]
+    flags = cpu.get("flags")
+    return any(f in flags for f in INT8_DOT_FLAGS) if isinstance(flags, list) and flags else None
 
 
 def gpu_info() -> dict[str, Any] | None:

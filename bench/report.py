@@ -18,11 +18,13 @@ from typing import Any, Iterator
 
 from bench import report_charts as charts
 from bench import report_passes
+from bench.environment import int8_dot_product
 from bench.report_table import STATUS_LABELS, Line, columns_for, markdown_table, reasons, summary_lines
 from bench.results import atomic_write_bytes, read_run_document, row_name
 from bench.stats import DISTURBED_P90_OVER_P10, paired_disturbed
 
 VNNI_NOTE = "no VNNI: int8 kernels here are slower than on VNNI/AMX CPUs"
+ARM_DOT_NOTE = "no int8 dot product (dotprod/i8mm): int8 kernels here are slower than on Arm CPUs that have it"
 CHANNEL_BLOCK = 8  # ONNX Runtime's NCHWc block with AVX2: pruned widths that are not multiples get padded
 QUICK_NOTE = "--quick run: short timings for a smoke test, not publishable latencies"
 CSS = """
@@ -58,6 +60,8 @@ def write_report(run_dir: Path, *, check_schema: bool = False) -> tuple[Path, Pa
     for name, png in figures.items():
         if png is not None:
             atomic_write_bytes(run_dir / "plots" / f"{name}.png", png)
+        else:  # not drawn this time (e.g. the raw samples are gone): no stale chart beside the report
+            (run_dir / "plots" / f"{name}.png").unlink(missing_ok=True)
     html_path, md_path = run_dir / "report.html", run_dir / "report.md"
     atomic_write_bytes(html_path, render_html(document, lines, figures, run_dir).encode())
     atomic_write_bytes(md_path, render_markdown(document, lines, figures, run_dir).encode())
@@ -151,7 +155,7 @@ def _environment(document: dict[str, Any]) -> list[tuple[str, str]]:
     gpu = env.get("gpu")
     items = [("CPU", f"{cpu.get('model', '?')}, {cpu.get('logical_cores', '?')} logical cores"),
              ("ISA flags", " ".join(cpu.get("flags") or []) or "-"),
-             ("int8 dot product", {True: "yes", False: "no", None: "unknown"}.get(cpu.get("int8_dot_product"), "?")),
+             ("int8 dot product", {True: "yes", False: "no", None: "unknown"}[int8_dot_product(cpu)]),
              ("threads measured", ", ".join(map(str, threads or bench_cfg.get("threads") or [])) or "-"),
              ("GPU", f"{gpu.get('name')} ×{gpu.get('count')} (CUDA {gpu.get('cuda')})" if isinstance(gpu, dict) else "none"),
              ("Python / platform", f"{env.get('python', '?')} on {env.get('platform', '?')}"),
@@ -166,8 +170,10 @@ def _notes(document: dict[str, Any]) -> list[str]:
         notes.append(f"run status is '{document.get('status')}': the table shows the rows finished so far")
     if document.get("quick"):
         notes.append(QUICK_NOTE)
-    if ((document.get("environment") or {}).get("cpu") or {}).get("int8_dot_product") is False:
-        notes.append(VNNI_NOTE)
+    cpu = (document.get("environment") or {}).get("cpu") or {}
+    if int8_dot_product(cpu) is False:
+        arm = any(f in (cpu.get("flags") or []) for f in ("asimd", "sve"))
+        notes.append(ARM_DOT_NOTE if arm else VNNI_NOTE)
     return notes + _alignment_notes(document) + _disturbed_notes(document)
 
 

@@ -9,7 +9,7 @@ from bench.stats import DISTURBED_P90_OVER_P10, paired_disturbed
 
 
 def _fmt_size(n: int | None) -> str:
-    if n is None:
+    if not isinstance(n, (int, float)) or not n:
         return "-"
     return f"{n / 1024:.0f} KB" if n < 2**20 else f"{n / 2**20:.1f} MB"
 
@@ -22,19 +22,24 @@ def _paired(paired: dict[str, Any] | None) -> str:
     return f"{speedup:.2f}x{'*' if paired_disturbed(paired) else ''}"
 
 
+def _fmt(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+
+
 def summary_lines(document: dict[str, Any]) -> list[str]:
     header = ("variant", "format", "precision", "runtime", "status", "size", "top-1", "p50 b1 ms", "img/s", "paired ×rt")
     table = [header]
     for row in document["rows"]:
         acc, lat, tp = row.get("accuracy") or {}, batch1_latency(row) or {}, row.get("throughput") or {}
         runtime = row["runtime"] + (f"/{row['device']}" if row.get("device", "cpu") != "cpu" else "")
+        ok = row["status"] == "ok"  # like the report: a row that did not pass shows no speed-up
         table.append((row["variant"], row["format"], row["precision"], runtime, row["status"], _fmt_size(row.get("size_bytes")),
-                      f"{acc['top1']:.4f}" if "top1" in acc else "-", f"{lat['p50']:.3f}" if lat else "-",
-                      f"{tp['images_per_s']:.0f}" if tp else "-", _paired(row.get("speedup_paired"))))
+                      _fmt(acc.get("top1"), ".4f"), _fmt(lat.get("p50"), ".3f"), _fmt(tp.get("images_per_s"), ".0f"),
+                      _paired(row.get("speedup_paired")) if ok else "-"))
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    if any(paired_disturbed(r.get("speedup_paired")) for r in document["rows"]):
+    if any(r["status"] == "ok" and paired_disturbed(r.get("speedup_paired")) for r in document["rows"]):
         lines.append(f"  * the machine was busy while this pair was timed (the p90 of its rounds' ratios over "
                      f"{DISTURBED_P90_OVER_P10 - 1:.0%} above the p10, even in the steadiest timing kept): "
                      "re-time it with `edgebench ab RUN_DIR ROW_A ROW_B`")

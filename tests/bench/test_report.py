@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from bench.report import VNNI_NOTE, write_report
+from bench.report import ARM_DOT_NOTE, VNNI_NOTE, write_report
 from bench.report_charts import pareto_front
 from bench.report_table import STATUS_LABELS, summary_lines
 from bench.results import STATUSES
@@ -126,6 +126,29 @@ def test_report_survives_missing_blocks(tmp_path: Path) -> None:
     assert "nothing to draw" in html and "no reason recorded" in html
     assert "<img" not in html and VNNI_NOTE not in html  # int8_dot_product unknown: no claim either way
     assert "| ✓ ok | baseline |" in md_path.read_text()
+
+
+@pytest.mark.parametrize("cpu, note", [({"flags": ["avx2", "fma"]}, VNNI_NOTE), ({"flags": ["avx2", "avx512_vnni"]}, None),
+                                       ({"flags": ["asimd"]}, ARM_DOT_NOTE), ({"flags": ["asimd", "asimddp"]}, None),
+                                       ({"flags": ["avx512_vnni"], "int8_dot_product": False}, VNNI_NOTE)])
+def test_missing_int8_dot_product_note_follows_the_recorded_cpu(tmp_path: Path, cpu: dict, note: str | None) -> None:
+    document = minimal_document([{"variant": "baseline", "lineage": [], "format": "onnx", "precision": "fp32",
+                                  "runtime": "onnxruntime", "status": "ok"}])
+    document["environment"]["cpu"] = cpu
+    (tmp_path / "results.json").write_text(json.dumps(document))
+    md = write_report(tmp_path)[1].read_text()
+    assert [n for n in (VNNI_NOTE, ARM_DOT_NOTE) if n in md] == ([note] if note else [])
+
+
+def test_a_chart_that_cannot_be_drawn_any_more_is_removed(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    write_report(run)
+    chart = run / "plots" / "latency_distributions.png"
+    assert chart.exists()
+    shutil.rmtree(run / "samples")
+    write_report(run)
+    assert not chart.exists() and "latency_distributions" not in (run / "report.md").read_text()
 
 
 def test_pareto_front() -> None:

@@ -25,3 +25,13 @@ def test_summary_marks_disturbed_paired_timings_and_lists_rows_that_are_not_ok()
 def test_no_footnote_without_disturbed_rows() -> None:
     lines = summary_lines({"rows": [_row("steady", paired={"speedup": 3.0, "speedup_p10_p90": [2.9, 3.1]})]})
     assert not any("busy" in line for line in lines)
+
+
+def test_rows_that_did_not_pass_show_no_speed_up_and_missing_numbers_show_a_dash() -> None:
+    rows = [_row("bad", status="validation_failed", paired={"speedup": 2.5, "speedup_p10_p90": [2.2, 3.3]}),
+            {**_row("bare"), "size_bytes": 0, "throughput": {"batch_size": 32}, "accuracy": {"top1": None}}]
+    lines = summary_lines({"rows": rows})
+    bad, bare = lines[2], lines[3]
+    assert bad.endswith("-") and "2.50x" not in bad
+    assert not any("busy" in line for line in lines)  # a disturbed pair of a failed row is not footnoted
+    assert bare.split()[5:] == ["-", "-", "-", "-", "-"]  # size 0, no top-1, no latency, no img/s, no paired
