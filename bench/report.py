@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from bench import report_charts as charts
 from bench import report_passes
 from bench.environment import int8_dot_product
-from bench.report_table import STATUS_LABELS, Line, columns_for, markdown_table, reasons, summary_lines
+from bench.report_table import STATUS_LABELS, Line, columns_for, explanation_failures, markdown_table, reasons, summary_lines
 from bench.results import atomic_write_bytes, read_run_document, row_name
 from bench.stats import DISTURBED_P90_OVER_P10, paired_disturbed
 
@@ -144,7 +144,9 @@ def _table_html(lines: list[Line]) -> str:
 def _reasons_html(lines: list[Line]) -> str:
     items = [f"<li><b>{escape(STATUS_LABELS.get(line.status, (line.status, ''))[0])}</b>: {escape(line.label)}: "
              f"<code>{escape(reason)}</code></li>" for line, reason in reasons(lines)]
-    return f"<h3>Rows that are not ok</h3><ul>{''.join(items)}</ul>" if items else "<p>Every row is ok.</p>"
+    html = f"<h3>Rows that are not ok</h3><ul>{''.join(items)}</ul>" if items else "<p>Every row is ok.</p>"
+    failed = [f"<li>{escape(line.label)}: <code>{escape(reason)}</code></li>" for line, reason in explanation_failures(lines)]
+    return html + (f"<h3>Explanations that failed</h3><ul>{''.join(failed)}</ul>" if failed else "")
 
 
 def _environment(document: dict[str, Any]) -> list[tuple[str, str]]:
@@ -276,6 +278,10 @@ def render_markdown(document: dict[str, Any], lines: list[Line], figures: dict[s
             code = reason.replace("`", "'")  # a backtick would end the inline code span
             out.append(f"- **{STATUS_LABELS.get(line.status, (line.status, ''))[0]}** {line.label}: `{code}`")
         out.append("")
+    failed = explanation_failures(lines)
+    if failed:
+        out += ["### Explanations that failed", ""]
+        out += [f"- {line.label}: `{reason.replace('`', chr(39))}`" for line, reason in failed] + [""]
     out += report_passes.markdown_section(document)
     drawn = [(name, caption) for name, caption in (("accuracy_latency", "Accuracy vs latency"), ("size_accuracy", "Accuracy vs size"),
                                                    ("latency_distributions", "Latency distributions"),

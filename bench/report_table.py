@@ -119,6 +119,8 @@ def drift_text(line: Line) -> str:
     drift = explanation.get("drift")
     if not explanation:
         return "-"
+    if explanation.get("status", "ok") != "ok":  # blocks without a status predate it (ok)
+        return str(explanation["status"])  # why: listed under "Explanations that failed"
     if not drift:
         return "ref" if line.is_baseline_variant else "-"
     parts = []
@@ -128,6 +130,8 @@ def drift_text(line: Line) -> str:
         parts.append(f"IoU {drift['iou_top10_mean']:.2f}")
     if drift.get("drifted"):
         parts.append("DRIFTED")
+    if parts and explanation.get("shared_from"):
+        parts.append("(shared)")  # this fp32 row reuses another fp32 row's explanation (within parity)
     return " ".join(parts) or "-"
 
 
@@ -218,6 +222,16 @@ def columns_for(lines: list[Line]) -> list[Column]:
 def reasons(lines: list[Line]) -> list[tuple[Line, str]]:
     """(line, reason) of every row that is not ok, in table order."""
     return [(line, str(line.row.get("reason") or "no reason recorded")) for line in lines if line.status != "ok"]
+
+
+def explanation_failures(lines: list[Line]) -> list[tuple[Line, str]]:
+    """(line, reason) of every ok row whose explanation failed, in table order."""
+    out = []
+    for line in lines:
+        block = line.row.get("explanation") or {}
+        if line.status == "ok" and block and block.get("status", "ok") != "ok":
+            out.append((line, str(block.get("reason") or "no reason recorded")))
+    return out
 
 
 def markdown_table(lines: list[Line]) -> list[str]:

@@ -105,6 +105,25 @@ def test_runtime_ratios_are_blank_without_the_baselines_fp32_row_there() -> None
     assert prune_onnx.speedup_ref is not None  # the torch fp32 reference is still there
 
 
+def test_failed_and_shared_explanations_are_shown_as_such(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    document = json.loads((run / "results.json").read_text())
+    rows = {(r["variant"], r["format"], r["precision"], r["status"]): r for r in document["rows"]}
+    rows[("int8-static", "onnx", "int8-static", "ok")]["explanation"] = {
+        "status": "failed", "reason": "ValueError: The model is not a valid Flatbuffer buffer", "shared_from": None}
+    rows[("baseline", "torch", "fp32", "ok")]["explanation"] = {
+        "status": "ok", "shared_from": "prune__onnx", "drift": {"spearman_mean": 0.91, "iou_top10_mean": 0.8}}
+    (run / "results.json").write_text(json.dumps(document))
+    html_path, md_path = write_report(run)
+    md, html = md_path.read_text(), html_path.read_text()
+    int8 = next(line for line in md.splitlines() if line.startswith("| ✓ ok | int8-static |"))
+    assert "| failed |" in int8
+    assert "### Explanations that failed" in md and "not a valid Flatbuffer buffer" in md
+    assert "Explanations that failed" in html and "not a valid Flatbuffer buffer" in html
+    assert "ρ 0.91 IoU 0.80 (shared)" in md
+
+
 def test_paired_speedup_column(report: tuple[Path, str, str]) -> None:
     _, html, md = report
     prune = next(line for line in md.splitlines() if line.startswith("| ✓ ok | prune-struct-50 | onnx |"))
