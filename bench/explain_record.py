@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,15 @@ class Recorder:
 
     def __init__(self, run_dir: Path, document: dict[str, Any], settings: dict[str, Any], indices: np.ndarray,
                  labels: np.ndarray, set_images: np.ndarray, reference: int | None, shared: dict[int, int],
-                 flips: dict[int, dict[str, Any]]) -> None:
+                 flips: dict[int, dict[str, Any]], kept_reference_flips: dict[int, np.ndarray] | None = None) -> None:
         self.run_dir, self.document, self.settings = run_dir, document, settings
         self.rows: list[dict[str, Any]] = document["rows"]
         self.indices, self.labels, self.set_images = indices, labels, set_images
         self.reference, self.shared, self.flips = reference, shared, flips
         self.names = [str(c) for c in (document.get("dataset") or {}).get("classes") or range(int(labels.max()) + 1)]
         self.reference_values: np.ndarray | None = None
-        self.reference_flips: dict[int, np.ndarray] = {}
+        # the baseline's values of flipped images: an earlier explanation's (kept by --variant), then this one's
+        self.reference_flips: dict[int, np.ndarray] = dict(kept_reference_flips or {})
         self.flip_union = sorted({k for f in flips.values() for k in f["indices"]})
         self.kinds: list[tuple[str, int]] = []
         self.pending: list[tuple[int, dict[str, Any]]] | None = None
@@ -79,9 +81,12 @@ class Recorder:
         kind, i = self.kinds[k]
         if kind == "reference_flips":
             if result["status"] == "ok":
-                slug = slug_of(self.rows[i])
-                self.reference_flips = dict(zip(self.flip_union, np.load(self.run_dir / self._file(slug, ".flips.npy"), allow_pickle=False)))
-                self.document["explanation_set"]["reference_flips"] = {"indices": self.flip_union, "values_file": self._file(slug, ".flips.npy")}
+                path = self._file(slug_of(self.rows[i]), ".flips.npy")
+                self.reference_flips.update(zip(self.flip_union, np.load(self.run_dir / path, allow_pickle=False)))
+                union = sorted(self.reference_flips)
+                if union != self.flip_union:  # merged with kept values: the file holds them all
+                    np.save(self.run_dir / path, np.stack([self.reference_flips[k] for k in union]), allow_pickle=False)
+                self.document["explanation_set"]["reference_flips"] = {"indices": union, "values_file": path}
             else:
                 self.document["explanation_set"]["reference_flips"] = {"status": "failed", "reason": result["reason"]}
         elif self.pending is not None and i != self.reference:
@@ -146,8 +151,10 @@ class Recorder:
                 block["flips"]["values_file"] = self._file(slug, ".flips.npy")
         return block
 
-    def finish(self, seconds: float) -> None:
-        """Flip galleries (the baseline's flip values are in by now), the comparison grid, totals."""
+    def finish(self, started: float) -> None:
+        """Flip galleries (the baseline's flip values are in by now), the comparison grid, totals
+        (the stage's seconds since `started`, a time.perf_counter() value, plots included)."""
+
         from explain.plots import comparison_grid, flip_gallery
 
         raw = np.load(self.run_dir / "work" / "test_images.npy", mmap_mode="r", allow_pickle=False)
@@ -172,6 +179,7 @@ class Recorder:
         if columns:
             comparison_grid(self.run_dir / OUT / "comparison_grid.png", self.set_images, self.labels[self.indices], columns, self.names)
             es["comparison_grid"] = f"{OUT}/comparison_grid.png"
+        seconds = time.perf_counter() - started
         es.update(status="complete", seconds=round(seconds, 1), rows_explained=len(columns),
                   rows_shared=sum(1 for r in self.rows if (r.get("explanation") or {}).get("shared_from")))
         self.document.setdefault("stages", {})["explain_s"] = round(seconds, 1)

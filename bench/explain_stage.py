@@ -68,19 +68,25 @@ def plan_rows(rows: list[dict[str, Any]], baseline: str, variant: str | None,
         if rows[i]["precision"] == "fp32":
             primary.setdefault(rows[i]["variant"], i)
     reference = primary.get(baseline)
-    jobs, shared = [], {}
+
+    def source_of(i: int) -> int | None:
+        """The primary fp32 row whose explanation fp32 row i reuses (None: it gets its own)."""
+        source = primary.get(rows[i]["variant"])
+        return source if share_fp32 and rows[i]["precision"] == "fp32" and source is not None and source != i else None
+
+    jobs: list[int] = []
     for i in ok:
         if variant is not None and rows[i]["variant"] != variant:
             continue
-        source = primary.get(rows[i]["variant"])
-        if share_fp32 and rows[i]["precision"] == "fp32" and source is not None and source != i:
-            shared[i] = source
-        own = shared.get(i, i)  # a shared row's source must be explained (once)
+        own = source_of(i) or i  # a shared row's source must be explained (once)
         if own not in jobs:
             jobs.append(own)
     if reference is not None and reference not in jobs:
         jobs.append(reference)  # drift and flips need the baseline's values, even for one variant
     jobs.sort(key=lambda i: (i != reference, i))
+    # every row sharing a recomputed explanation gets the new block (with --variant, the baseline's
+    # other fp32 rows too: their reference is recomputed, so an old copy would go stale)
+    shared = {i: source for i in ok if (source := source_of(i)) is not None and source in jobs}
     return reference, jobs, shared
 
 
@@ -151,13 +157,18 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
     if variant is not None and previous and any(previous.get(k) != new_set[k] for k in _SET_KEYS):
         raise UserError("these settings differ from the run's explanation set (images, masker, max_evals, seed or batch size); "
                         "recompute every variant (omit --variant) so all explanations stay comparable")
-    flips = plan_flips(run_dir, rows, jobs, reference, settings["flip_gallery"])
+    # flips are chosen over every row a full run explains, so `--variant` picks the same gallery
+    _, every_job, _ = plan_rows(rows, document["baseline"], None, settings["share_fp32"])
+    flips = {i: f for i, f in plan_flips(run_dir, rows, every_job, reference, settings["flip_gallery"]).items() if i in jobs}
+    kept_flips = _reference_flips(run_dir, previous) if variant is not None else {}
     (run_dir / OUT).mkdir(parents=True, exist_ok=True)
     (run_dir / "logs").mkdir(exist_ok=True)
     set_images = np.asarray(raw[indices]).transpose(0, 2, 3, 1)
     np.save(run_dir / OUT / "images.npy", set_images, allow_pickle=False)
+    if kept_flips:  # the other variants' galleries still need the baseline's values of their images
+        new_set["reference_flips"] = previous["reference_flips"]
     document["explanation_set"] = new_set
-    recorder = Recorder(run_dir, document, settings, indices, labels, set_images, reference, shared, flips)
+    recorder = Recorder(run_dir, document, settings, indices, labels, set_images, reference, shared, flips, kept_flips)
     tasks = recorder.tasks(jobs, images_file=images_file, max_evals=max_evals, seed=seed)
     atomic_write_json(run_dir / "results.json", document)
     with progress_bar(total=len(tasks), desc="explanations", unit="job", quiet=quiet) as bar:
@@ -167,8 +178,18 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
 
         run_jobs([job for _, _, job in tasks], run_dir / "logs" / "explain.log", on_result,
                  workers=settings["workers"], job_timeout_s=settings["job_timeout_s"])
-    recorder.finish(time.perf_counter() - started)
+    recorder.finish(started)
     atomic_write_json(run_dir / "results.json", document)
+
+
+def _reference_flips(run_dir: Path, previous: dict[str, Any] | None) -> dict[int, np.ndarray]:
+    """{test image: the baseline's SHAP values} recorded by an earlier explanation of this run, or {}."""
+    block = (previous or {}).get("reference_flips") or {}
+    path = run_dir / str(block.get("values_file", ""))
+    if not block.get("indices") or not block.get("values_file") or not path.is_file():
+        return {}
+    values = np.load(path, allow_pickle=False)
+    return dict(zip((int(k) for k in block["indices"]), values)) if len(values) == len(block["indices"]) else {}
 
 
 def _version(package: str) -> str | None:

@@ -27,6 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench.worker import die_with_parent
+
 OnResult = Callable[[int, dict[str, Any]], None]
 
 
@@ -97,6 +99,7 @@ def warm_up() -> None:
 def _child(job: dict[str, Any], out_file: str) -> None:
     """Body of a forked child: run one job and write its result file (the server reads it once the
     child has exited with code 0; any other exit means the runtime crashed the child)."""
+    die_with_parent()  # a killed server must not leave a child writing into the run folder
     os.dup2(2, 1)  # library chatter goes to the log, never into the server's RESULT stream
     try:
         result = run_job(job)
@@ -150,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
+    die_with_parent()  # the run process (or `edgebench explain`) died: stop explaining
     jobs = [(item["id"], item["job"]) for item in (json.loads(line) for line in sys.stdin.read().splitlines() if line.strip())]
     serve(jobs, args.workers, args.timeout)
     return 0
@@ -181,20 +185,22 @@ def run_jobs(jobs: list[dict[str, Any]], log_file: Path, on_result: OnResult, *,
         selector = selectors.DefaultSelector()
         selector.register(proc.stdout, selectors.EVENT_READ)
         buffer = b""
-        while len(done) < len(jobs) and selector.select(timeout=max(0.0, limit - time.monotonic())):
-            chunk = os.read(proc.stdout.fileno(), 1 << 16)
-            if not chunk:
-                break
-            *lines, buffer = (buffer + chunk).split(b"\n")
-            for line in lines:
-                if line.startswith(b"RESULT "):
-                    message = json.loads(line[len(b"RESULT "):])
-                    done.add(message["id"])
-                    on_result(message["id"], message["result"])
-        selector.close()
-        if proc.poll() is None:
-            proc.kill()
-        code = proc.wait()
+        try:
+            while len(done) < len(jobs) and selector.select(timeout=max(0.0, limit - time.monotonic())):
+                chunk = os.read(proc.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    break
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    if line.startswith(b"RESULT "):
+                        message = json.loads(line[len(b"RESULT "):])
+                        done.add(message["id"])
+                        on_result(message["id"], message["result"])
+        finally:  # also when on_result raises (or Ctrl-C): no server left writing into the run folder
+            selector.close()
+            if proc.poll() is None:
+                proc.kill()
+            code = proc.wait()
     for k in range(len(jobs)):
         if k not in done:
             on_result(k, {"status": "failed", "reason": f"explanation server {_exit_text(code)}: {_log_tail(log_file)}"})

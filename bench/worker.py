@@ -181,7 +181,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask Linux to kill this worker when the run process dies (kill -9 included), so an orphan
     never writes into a run folder that a resumed run is using."""
     try:
@@ -194,7 +194,7 @@ def _die_with_parent() -> None:
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    die_with_parent()
     job = json.loads(Path(argv[0]).read_text())
     result = run_job(job)
     Path(argv[1]).write_text(json.dumps(result))

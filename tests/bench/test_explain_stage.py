@@ -182,10 +182,23 @@ def test_one_variant_is_recomputed_alone(explained, tmp_path):
     shutil.copytree(source, run_dir)
     document = json.loads((run_dir / "results.json").read_text())
     before = _by_variant(document)[("q8d", "onnx")]["explanation"]
+    q8_flips = _by_variant(document)[("q8", "onnx")]["explanation"]["flips"]["indices"]
+    kept = dict(zip(document["explanation_set"]["reference_flips"]["indices"],
+                    np.load(run_dir / document["explanation_set"]["reference_flips"]["values_file"])))
     _by_variant(document)[("q8", "onnx")]["explanation"] = None  # forgotten: only a recomputation brings it back
+    _by_variant(document)[("baseline", "torch")]["explanation"]["outputs"] = "stale"  # a copy of the old reference
     explain_run(run_dir, document, **{**FAST, "workers": 1}, variant="q8")
     assert _by_variant(document)[("q8d", "onnx")]["explanation"] == before  # other variants untouched
-    assert _by_variant(document)[("q8", "onnx")]["explanation"]["status"] == "ok"
+    q8 = _by_variant(document)[("q8", "onnx")]["explanation"]
+    assert q8["status"] == "ok" and q8["flips"]["indices"] == q8_flips  # the gallery a full run chose
+    # the reference was recomputed: the fp32 row sharing it has the new block, not the stale copy
+    assert _by_variant(document)[("baseline", "torch")]["explanation"]["outputs"] == \
+        _by_variant(document)[("baseline", "onnx")]["explanation"]["outputs"]
+    # the baseline's values of every variant's flipped images are still on file (merged, not replaced)
+    flips = document["explanation_set"]["reference_flips"]
+    values = dict(zip(flips["indices"], np.load(run_dir / flips["values_file"])))
+    assert set(kept) <= set(values) and all(np.array_equal(kept[k], values[k]) for k in kept)
+    assert set(before["flips"]["indices"]) <= set(values)
 
 
 def test_plan_shares_fp32_rows_and_puts_the_reference_first():
@@ -197,7 +210,9 @@ def test_plan_shares_fp32_rows_and_puts_the_reference_first():
     assert reference == 3 and jobs == [3, 1, 4]
     assert shared == {0: 3, 2: 3}
     assert plan_rows(rows, "baseline", None, share_fp32=False)[1] == [3, 0, 1, 2, 4]
-    assert plan_rows(rows, "baseline", "small", share_fp32=True)[1] == [3, 1, 4]  # the reference comes along
+    _, jobs, shared = plan_rows(rows, "baseline", "small", share_fp32=True)
+    assert jobs == [3, 1, 4]  # the reference comes along ...
+    assert shared == {0: 3, 2: 3}  # ... and so do the rows that share it
 
 
 @pytest.mark.e2e  # a second fork server start (~15 s of numba compilation)
