@@ -31,3 +31,21 @@ def test_every_plot_is_written(tmp_path, images):
     flip_gallery(tmp_path / "flips_nobase.png", images[:1], [0], [0], [1], values[:1], None, NAMES, "flips")
     for name in ("row.png", "grid.png", "flips.png", "flips_nobase.png"):
         assert _is_png(tmp_path / name)
+
+
+def test_a_cell_is_red_where_attribution_is_positive_and_blue_where_negative(tmp_path):
+    from PIL import Image
+
+    from explain.plots import GAP, ZOOM, Cell, render_mosaic
+
+    image = np.full((28, 28, 1), 128, dtype=np.uint8)
+    values = np.zeros((28, 28, 1))
+    values[:, :14], values[:, 14:] = 1.0, -1.0  # left half raises the class, right half lowers it
+    path = render_mosaic(tmp_path / "m.png", [[Cell(image, values, "t")]], "title", "bar")
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    # the cell: the first block of 84x84 pixels whose left edge is GAP, found by its colour
+    cell = pixels[:, GAP:GAP + 28 * ZOOM]
+    rows = np.flatnonzero((np.abs(cell - 255).sum(axis=2) > 60).all(axis=1))
+    red, blue = cell[rows][:, : 14 * ZOOM - 2], cell[rows][:, 14 * ZOOM + 2:]
+    assert len(rows) == 28 * ZOOM
+    assert (red[..., 0] > red[..., 2] + 100).all() and (blue[..., 2] > blue[..., 0] + 100).all()
