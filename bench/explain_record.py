@@ -154,7 +154,6 @@ class Recorder:
     def finish(self, started: float) -> None:
         """Flip galleries (the baseline's flip values are in by now), the comparison grid, totals
         (the stage's seconds since `started`, a time.perf_counter() value, plots included)."""
-
         from explain.plots import comparison_grid, flip_gallery
 
         raw = np.load(self.run_dir / "work" / "test_images.npy", mmap_mode="r", allow_pickle=False)

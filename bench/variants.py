@@ -1,7 +1,8 @@
 """Variants: the baseline plus every configured chain of compression passes, with caching.
 
 Model passes run here, in chain order; each result is cached as a state_dict keyed by the hash
-of the baseline, the chain so far and the data, so a second run of the same config only
+of the baseline, the chain so far and everything else that determines its weights
+(pass_key_context: the data, the batches, the code), so a second run of the same config only
 re-measures. An artifact-level pass (quantize.*) is recorded on the Variant and runs at export.
 """
 
