@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 ZOOM = 3  # screen pixels per image pixel (28 x 28 images become 84 x 84 cells)
-GAP = 10  # pixels between cells
+GAP = 14  # pixels between cells (column names need the room)
 LINE_PX = 12  # height of a line of cell title text
 
 
