@@ -113,8 +113,9 @@ class Recorder:
         for j, source in self.shared.items():
             if source == i and j != i:
                 diff = (self.rows[j].get("parity") or {}).get("max_abs_diff")
+                # what describes the source's own runtime (its time, load, how it was called) is not this row's
                 self.rows[j]["explanation"] = {**block, "shared_from": slug, "seconds": 0.0, "seconds_per_image": None,
-                                               "cpu_seconds_per_image": None,
+                                               "cpu_seconds_per_image": None, "load_s": None, "runtime_calls": None,
                                                "note": f"fp32 artifact within parity of torch eager (max abs logit diff {diff}); reuses {slug}"}
 
     def _ok_block(self, i: int, slug: str, result: dict[str, Any]) -> dict[str, Any]:

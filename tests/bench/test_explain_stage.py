@@ -139,6 +139,7 @@ def test_reference_drift_is_exactly_one_and_fp32_rows_share(explained):
     shared = rows[("baseline", "torch")]["explanation"]
     assert shared["shared_from"] == slug_of(rows[("baseline", "onnx")])
     assert shared["values_file"] == reference["values_file"] and shared["seconds"] == 0.0
+    assert shared["load_s"] is None and shared["runtime_calls"] is None and reference["load_s"] is not None
     quantized = rows[("q8", "onnx")]["explanation"]["drift"]
     assert -1.0 <= quantized["spearman_mean"] <= 1.0 and isinstance(quantized["drifted"], bool)
     assert len(quantized["per_image"]) == 10
