@@ -6,6 +6,7 @@ format; every failure becomes a row with a status and a reason, and the run goes
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,10 @@ def _tflite(variant: Variant, source: Artifact | None, folder: Path, ctx: RunCon
             calibration_raw: np.ndarray) -> list[Artifact]:
     precisions = ctx.config.export.tflite_precisions
     nhwc = make_input_spec(ctx.dataset.input_shape, ctx.dataset.mean, ctx.dataset.std, layout="NHWC")
+    missing = [module for module in ("onnx2tf", "tensorflow") if importlib.util.find_spec(module) is None]
+    if missing:  # a capability of this install, not a failure of the variant
+        why = f"{' and '.join(missing)} not installed, so no TFLite conversion (pip install 'edgebench[tflite]')"
+        return [Artifact("tflite", p, None, nhwc, skip=why) for p in precisions]
     if source is None or source.path is None:
         reason = f"no fp32 ONNX to convert: {source.error if source else 'not exported'}"
         return [Artifact("tflite", p, None, nhwc, error=reason) for p in precisions]
@@ -228,7 +233,7 @@ def _validate(row: Row, reference: np.ndarray, labels: np.ndarray, cfg: Config) 
     if row.accuracy and row.accuracy.get("nonfinite"):
         row.fail("validation_failed", f"{row.accuracy['nonfinite']} outputs are NaN/inf")
     elif row.precision == "fp32":
-        if parity["max_abs_diff"] > cfg.export.parity_tolerance:
+        if not parity["max_abs_diff"] <= cfg.export.parity_tolerance:  # NaN (a NaN reference) fails too
             row.fail("validation_failed", f"max abs logit difference {parity['max_abs_diff']:.3g} vs torch exceeds {cfg.export.parity_tolerance:g}")
     else:  # reduced precision: judged by agreement with the fp32 parent and by accuracy lost
         parent_top1 = float((reference.argmax(1) == labels).mean())

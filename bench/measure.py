@@ -139,9 +139,9 @@ def accuracy_block(logits: np.ndarray, labels: np.ndarray, num_classes: int,
                    baseline_predictions: np.ndarray | None) -> dict[str, Any]:
     finite = np.isfinite(logits).all(axis=1)
     predictions = np.where(finite, np.nan_to_num(logits).argmax(axis=1), -1)
-    metrics = classification_metrics(labels, np.clip(predictions, 0, None), num_classes, baseline_predictions)
-    if not finite.all():  # a NaN row must never count as a correct prediction of class 0
-        metrics["top1"] = float((predictions == labels).mean())
+    # -1: a NaN/inf row is a wrong prediction in every metric, never a prediction of class 0
+    metrics = classification_metrics(labels, predictions, num_classes, baseline_predictions)
+    if not finite.all():
         metrics["nonfinite"] = int((~finite).sum())
     return metrics
 

@@ -82,12 +82,17 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray, num_classes: int,
                            baseline_predictions: np.ndarray | None = None) -> dict[str, Any]:
-    """top-1 with its 95% CI, macro precision/recall/F1, per-class accuracy, confusion matrix, agreement."""
+    """top-1 with its 95% CI, macro precision/recall/F1, per-class accuracy, confusion matrix, agreement.
+
+    A prediction of -1 (no valid output, e.g. NaN logits) is wrong in every metric and absent from
+    the confusion matrix, whose rows then sum to less than their class's support.
+    """
     n = int(labels.size)
     correct = int((labels == predictions).sum())
-    cm = confusion_matrix(labels, predictions, num_classes)
+    valid = predictions >= 0
+    cm = confusion_matrix(labels[valid], predictions[valid], num_classes)
     tp = np.diag(cm).astype(np.float64)
-    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    support, predicted = np.bincount(labels, minlength=num_classes)[:num_classes], cm.sum(axis=0)
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)

@@ -41,6 +41,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def first_images(raw: np.ndarray, n: int) -> np.ndarray:
+    """The first n images, repeated from the start when there are fewer (a --test-limit smaller
+    than a batch size): a latency recorded at batch n is always timed on n images."""
+    images = np.array(raw[:n])
+    return images if len(images) == n else np.resize(images, (n, *images.shape[1:]))
+
+
 def time_calls(fn: Callable[[], Any], *, warmup_calls: int, warmup_seconds: float, min_calls: int,
                min_seconds: float, max_seconds: float) -> np.ndarray:
     """Per-call latencies in ms: warm up (both minimums), then time until both minimums are met.
@@ -84,7 +91,7 @@ def _paired_speedup(job: dict[str, Any], predict: Callable[[np.ndarray], Any], r
     from bench.abtest import paired_latency
 
     paired = job["paired"]
-    images = np.array(raw[: setting["batch_size"]])
+    images = first_images(raw, setting["batch_size"])
     reference = load(job["runtime"], paired["artifact"], setting["threads"], job["device"])
     x_ref, x_own = prepare_input(images, paired["input_spec"]), prepare_input(images, job["input_spec"])
     attempts = []
@@ -96,7 +103,11 @@ def _paired_speedup(job: dict[str, Any], predict: Callable[[np.ndarray], Any], r
         if last.rounds < PAIRED_MIN_ROUNDS or ratio_spread(last.ratio_p10_p90) <= DISTURBED_SPREAD:
             break
     del reference  # its session (and any threads it holds) must not compete with the throughput timing
-    kept = min(range(len(attempts)), key=lambda i: ratio_spread(attempts[i].ratio_p10_p90))
+    # the steadiest of the timings long enough to judge; a timing cut short by max_seconds has a
+    # deceptively narrow range of a few ratios, so it is kept only when no timing is long enough
+    judged = [i for i, t in enumerate(attempts) if t.rounds >= PAIRED_MIN_ROUNDS]
+    kept = (min(judged, key=lambda i: ratio_spread(attempts[i].ratio_p10_p90)) if judged
+            else max(range(len(attempts)), key=lambda i: attempts[i].rounds))
     timed = attempts[kept]
     return {"reference": paired["reference"], "batch_size": setting["batch_size"], "threads": setting["threads"],
             "speedup": timed.ratio_median, "speedup_p10_p90": list(timed.ratio_p10_p90),
@@ -121,7 +132,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     predict(one)
     result["first_inference_ms"] = (time.perf_counter() - t0) * 1e3
-    predict(prepare_input(np.array(raw[: job["throughput_batch"]]), spec))
+    predict(prepare_input(first_images(raw, job["throughput_batch"]), spec))
     result["memory"] = {"peak_rss_mb": round(_peak_rss_mb(), 1),
                         "rss_before_load_mb": result.pop("rss_before_load_mb"),
                         "measured": f"high-water mark after load and inference at batch 1 and {job['throughput_batch']}"}
@@ -156,7 +167,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     result["latency"] = []
     for setting in settings:
         predict = predictor(setting["threads"])
-        x = prepare_input(np.array(raw[: setting["batch_size"]]), spec)
+        x = prepare_input(first_images(raw, setting["batch_size"]), spec)
         samples = time_calls(lambda: predict(x), **timing)
         np.save(setting["samples_out"], samples, allow_pickle=False)
         result["latency"].append({**setting, "samples": setting["samples_out"], "stats": latency_stats(samples)})
@@ -172,7 +183,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     # 4. throughput at a larger batch (threads of the first setting)
     predict = predictor(first["threads"])
-    xb = prepare_input(np.array(raw[: job["throughput_batch"]]), spec)
+    xb = prepare_input(first_images(raw, job["throughput_batch"]), spec)
     quick = {**timing, "min_calls": max(10, timing["min_calls"] // 20), "warmup_calls": min(3, timing["warmup_calls"])}
     samples = time_calls(lambda: predict(xb), **quick)
     median = float(np.median(samples))

@@ -112,6 +112,29 @@ def test_parity_check_catches_an_injected_mismatch() -> None:
     assert row.status == "validation_failed" and row.reason == "max abs logit difference 0.001 vs torch exceeds 0.0001"
 
 
+def test_a_nan_parity_fails_rather_than_passing_every_comparison() -> None:
+    reference = np.random.default_rng(0).normal(size=(100, 10)).astype(np.float32)
+    nan_reference = reference.copy()
+    nan_reference[3, 0] = np.nan  # e.g. a torch reference gone bad: no difference is "within" the tolerance
+    row = Row("v", [], "tflite", "fp32", "litert", "cpu")
+    row.accuracy = accuracy_block(reference, reference.argmax(1), 10, None)
+    row.parity = parity_block(reference, nan_reference, "torch eager (v, fp32)", 100)
+    cells._validate(row, nan_reference, reference.argmax(1), config_from_dict({}))
+    assert row.status == "validation_failed" and "nan" in row.reason
+
+
+def test_without_the_tflite_extra_tflite_rows_are_skipped_with_the_install_hint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_context: Callable[..., RunContext]) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx2tf" else real_find_spec(name, *a))
+    context = run_context(["tflite"], ["litert"], ["fp32", "int8"])
+    artifacts = cells._tflite(_variant([PRUNE]), None, tmp_path, context, np.zeros((8, 1, 8, 8), np.uint8))
+    assert [(a.precision, a.skip is not None, a.error) for a in artifacts] == [("fp32", True, None), ("int8", True, None)]
+    assert "onnx2tf not installed" in artifacts[0].skip and "edgebench[tflite]" in artifacts[0].skip
+
+
 def test_a_quantized_row_is_judged_by_agreement_with_its_fp32_parent() -> None:
     reference = np.random.default_rng(1).normal(size=(1000, 10)).astype(np.float32)
     coarse = np.round(reference, 2)  # quantization noise: nearly every prediction kept

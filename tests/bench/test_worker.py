@@ -42,7 +42,7 @@ def test_settings_paired_timing_and_throughput_use_their_own_thread_counts(tmp_p
     assert calls[-1] == ("own.onnx", 2) and result["throughput"]["threads"] == 2
 
 
-def _paired_with(monkeypatch, timings: list[tuple[float, tuple[float, float]]], rounds: int = 20) -> dict:
+def _paired_with(monkeypatch, timings: list[tuple], rounds: int = 20) -> dict:
     """worker._paired_speedup with a stub runtime and paired_latency returning `timings` in turn."""
     from bench import abtest
 
@@ -50,8 +50,9 @@ def _paired_with(monkeypatch, timings: list[tuple[float, tuple[float, float]]], 
     pending = iter(timings)
 
     def fake_paired_latency(call_a, call_b, **kwargs):  # noqa: ANN001, ANN202
-        median, spread = next(pending)
-        return abtest.PairedLatency(0.2, 0.2 / median, median, spread, kwargs["rounds"], kwargs["calls_per_block"])
+        median, spread, *rounds_done = next(pending)  # a third item: rounds the timing got (max_seconds cut it)
+        return abtest.PairedLatency(0.2, 0.2 / median, median, spread, rounds_done[0] if rounds_done else kwargs["rounds"],
+                                    kwargs["calls_per_block"])
 
     monkeypatch.setattr(abtest, "paired_latency", fake_paired_latency)
     spec = make_input_spec((1, 28, 28), (0.3,), (0.3,))
@@ -81,4 +82,17 @@ def test_a_disturbed_paired_timing_is_repeated_and_the_steadiest_kept(monkeypatc
 def test_too_few_rounds_are_never_judged(monkeypatch) -> None:
     paired = _paired_with(monkeypatch, [(2.5, (2.2, 3.3))], rounds=4)  # --quick: 4 rounds
     assert len(paired["attempts"]) == 1 and paired["speedup"] == 2.5
+    # a later timing cut short by max_seconds has a narrow range of few ratios: never kept over a judged one
+    paired = _paired_with(monkeypatch, [(2.6, (2.0, 3.2)), (2.7, (2.2, 3.0)), (1.6, (1.55, 1.62), 3)])
+    assert paired["kept"] == 1 and paired["speedup"] == 2.7
+    # nothing judged: the longest timing
+    paired = _paired_with(monkeypatch, [(2.6, (2.0, 3.2), 6)], rounds=6)
+    assert paired["kept"] == 0
 
+
+def test_a_batch_larger_than_the_test_set_is_timed_on_that_many_images() -> None:
+    raw = np.arange(3 * 2 * 2, dtype=np.uint8).reshape(3, 1, 2, 2)
+    batch = worker.first_images(raw, 7)
+    assert batch.shape == (7, 1, 2, 2)
+    assert all((batch[i] == raw[i % 3]).all() for i in range(7))  # whole images, repeated in order
+    assert worker.first_images(raw, 2).shape == (2, 1, 2, 2)
