@@ -120,10 +120,8 @@ def apply_worker_result(row: Row, result: dict[str, Any], run_dir: Path) -> np.n
     row.memory = result["memory"]
     row.throughput = result["throughput"]
     row.latency = [{"batch_size": e["batch_size"], "threads": e["threads"], "unit": "ms",
-                    "warmup": None, **e["stats"],
+                    **({"warmup": e["warmup"]} if isinstance(e.get("warmup"), int) else {}), **e["stats"],
                     "samples_file": str(Path(e["samples"]).relative_to(run_dir))} for e in result["latency"]]
-    for entry in row.latency:
-        entry.pop("warmup")
     if result.get("paired"):
         row.speedup_paired = result["paired"]
     elif result.get("paired_error"):

@@ -49,16 +49,19 @@ def first_images(raw: np.ndarray, n: int) -> np.ndarray:
 
 
 def time_calls(fn: Callable[[], Any], *, warmup_calls: int, warmup_seconds: float, min_calls: int,
-               min_seconds: float, max_seconds: float) -> np.ndarray:
+               min_seconds: float, max_seconds: float, record: dict[str, Any] | None = None) -> np.ndarray:
     """Per-call latencies in ms: warm up (both minimums), then time until both minimums are met.
 
     max_seconds caps a slow setting (0 = no cap); the caller records how many calls it got.
+    `record`, when given, receives the number of warm-up calls made ("warmup").
     """
     start = time.perf_counter()
     calls = 0
     while calls < warmup_calls or time.perf_counter() - start < warmup_seconds:
         fn()
         calls += 1
+    if record is not None:
+        record["warmup"] = calls
     samples: list[float] = []
     begin = time.perf_counter()
     while len(samples) < min_calls or time.perf_counter() - begin < min_seconds:
@@ -168,9 +171,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     for setting in settings:
         predict = predictor(setting["threads"])
         x = prepare_input(first_images(raw, setting["batch_size"]), spec)
-        samples = time_calls(lambda: predict(x), **timing)
+        made: dict[str, Any] = {}
+        samples = time_calls(lambda: predict(x), **timing, record=made)
         np.save(setting["samples_out"], samples, allow_pickle=False)
-        result["latency"].append({**setting, "samples": setting["samples_out"], "stats": latency_stats(samples)})
+        result["latency"].append({**setting, "samples": setting["samples_out"], "stats": latency_stats(samples),
+                                  "warmup": made["warmup"]})
 
     # 3b. speed-up against the baseline's row on this runtime, timed interleaved, at the headline
     # setting (the smallest batch at the fewest threads: what the report's speed-up columns use)

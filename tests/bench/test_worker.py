@@ -31,6 +31,7 @@ def test_settings_paired_timing_and_throughput_use_their_own_thread_counts(tmp_p
            "paired": {"rounds": 2, "calls_per_block": 3, "reference": "baseline/onnx/fp32/stub",
                       "artifact": "ref.onnx", "input_spec": spec}}
     result = worker.run_job(job)
+    assert [entry["warmup"] for entry in result["latency"]] == [0, 0, 0]  # timing asks for none
 
     # loaded at 2 threads; (1, 1) reloads at 1, (4, 2) at 2 again; paired timing at 1; throughput at 2
     assert [t for name, t in loads if name == "own.onnx"] == [2, 1, 2, 1, 2]
@@ -96,3 +97,10 @@ def test_a_batch_larger_than_the_test_set_is_timed_on_that_many_images() -> None
     assert batch.shape == (7, 1, 2, 2)
     assert all((batch[i] == raw[i % 3]).all() for i in range(7))  # whole images, repeated in order
     assert worker.first_images(raw, 2).shape == (2, 1, 2, 2)
+
+
+def test_the_warm_up_calls_made_are_recorded() -> None:
+    made: dict = {}
+    samples = worker.time_calls(lambda: None, warmup_calls=7, warmup_seconds=0.0, min_calls=5, min_seconds=0.0,
+                                max_seconds=0.0, record=made)
+    assert made == {"warmup": 7} and len(samples) == 5
