@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from bench.environment import environment_differences
 from bench.errors import UserError
 from bench.results import batch1_latency, read_run_document
+from bench.stats import bootstrap_ratio
 
 # metric -> (unit the threshold must use, what it measures)
 METRICS = {
@@ -75,41 +77,6 @@ def parse_threshold(expr: str) -> Threshold:
     if unit != METRICS[metric][0]:
         raise UserError(f"bad --fail-on expression {expr!r}: {metric} thresholds are in {METRICS[metric][0]}, not {unit}")
     return Threshold(expr, metric, 1 if match["sign"] == "+" else -1, float(match["value"]), unit)
-
-
-def bootstrap_quantiles(x: np.ndarray, q: float, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """The q-quantile (numpy's linear method) of `resamples` bootstrap resamples of x, in O(n log n + resamples).
-
-    A resample is n draws x_sorted[ceil(n * U) - 1] with U uniform, a monotone map, so its k-th
-    order statistic is x_sorted at the k-th order statistic of n uniforms, which is Beta(k, n-k+1);
-    the next one is U_k + (1 - U_k) * Beta(1, n-k). Exactly the bootstrap distribution, without
-    materialising resamples (runs keep tens of thousands of samples per row).
-    """
-    xs = np.sort(np.asarray(x, dtype=np.float64).ravel())
-    n = xs.size
-    h = (n - 1) * q
-    k = int(np.floor(h)) + 1  # 1-based order statistic below the interpolation point
-    frac = h - (k - 1)
-    u_k = rng.beta(k, n - k + 1, resamples)
-    low = xs[np.clip(np.ceil(n * u_k).astype(np.int64) - 1, 0, n - 1)]
-    if frac == 0 or k >= n:
-        return low
-    u_next = u_k + (1 - u_k) * rng.beta(1, n - k, resamples)
-    high = xs[np.clip(np.ceil(n * u_next).astype(np.int64) - 1, 0, n - 1)]
-    return low + frac * (high - low)
-
-
-def bootstrap_ratio(a: np.ndarray, b: np.ndarray, q: float = 0.5, resamples: int = 2000, seed: int = 0,
-                    level: float = 0.95) -> tuple[float, float, float]:
-    """quantile_q(b) / quantile_q(a) with a percentile-bootstrap CI: (ratio, low, high).
-
-    A and B are resampled independently (they are separate measurement sessions).
-    """
-    rng = np.random.default_rng(seed)
-    ratios = bootstrap_quantiles(b, q, resamples, rng) / bootstrap_quantiles(a, q, resamples, rng)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(ratios, [tail, 100 - tail])
-    return float(np.quantile(b, q) / np.quantile(a, q)), float(low), float(high)
 
 
 @dataclass
@@ -266,42 +233,6 @@ def _check(pair: Pair, threshold: Threshold) -> Failure | None:
     return Failure(threshold, pair, message)
 
 
-def _environment_notes(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> list[str]:
-    """Differences between the two machines/setups that can explain a change on their own."""
-    notes = []
-    env_a, env_b = doc_a.get("environment") or {}, doc_b.get("environment") or {}
-    cpu_a, cpu_b = env_a.get("cpu") or {}, env_b.get("cpu") or {}
-    for label, va, vb in (("CPU", cpu_a.get("model"), cpu_b.get("model")),
-                          ("logical cores", cpu_a.get("logical_cores"), cpu_b.get("logical_cores")),
-                          ("--quick", bool(doc_a.get("quick")), bool(doc_b.get("quick"))),
-                          ("git commit", (env_a.get("git") or {}).get("commit"), (env_b.get("git") or {}).get("commit"))):
-        if va != vb:
-            notes.append(f"{label} differs: A {va}, B {vb}")
-    flags_a, flags_b = set(cpu_a.get("flags") or []), set(cpu_b.get("flags") or [])
-    if flags_a != flags_b:
-        notes.append(f"CPU instruction sets differ: only A {sorted(flags_a - flags_b) or '-'}, only B {sorted(flags_b - flags_a) or '-'}")
-    if cpu_a.get("int8_dot_product") != cpu_b.get("int8_dot_product"):
-        notes.append(f"int8 dot-product instructions (VNNI/dotprod) differ: A {cpu_a.get('int8_dot_product')}, "
-                     f"B {cpu_b.get('int8_dot_product')}: int8 speed-ups are not comparable")
-    data_a, data_b = doc_a.get("dataset") or {}, doc_b.get("dataset") or {}
-    for key in ("name", "test_size"):
-        if data_a.get(key) != data_b.get(key):
-            notes.append(f"dataset {key} differs: A {data_a.get(key)}, B {data_b.get(key)}: accuracy is not measured on the same images")
-    bench_a, bench_b = ((doc.get("config") or {}).get("benchmark") or {} for doc in (doc_a, doc_b))
-    timing = [k for k in sorted(set(bench_a) | set(bench_b)) if bench_a.get(k) != bench_b.get(k)]
-    if timing:
-        notes.append("benchmark settings differ: " + ", ".join(f"{k} {bench_a.get(k)} -> {bench_b.get(k)}" for k in timing))
-    pkg_a, pkg_b = env_a.get("packages") or {}, env_b.get("packages") or {}
-    changed = [f"{n} {pkg_a.get(n, '-')} -> {pkg_b.get(n, '-')}" for n in sorted(set(pkg_a) | set(pkg_b)) if pkg_a.get(n) != pkg_b.get(n)]
-    if changed:
-        notes.append("package versions differ: " + ", ".join(changed))
-    calls_a, calls_b = env_a.get("runtime_calls") or {}, env_b.get("runtime_calls") or {}
-    for name in sorted(set(calls_a) | set(calls_b)):  # e.g. ORT timed through session.run vs an IOBinding: ~7 us a call
-        if calls_a.get(name) != calls_b.get(name):
-            notes.append(f"{name} is called differently: A {calls_a.get(name) or 'not recorded'}, B {calls_b.get(name) or 'not recorded'}")
-    return notes
-
-
 def compare_runs(run_a: Path, run_b: Path, thresholds: list[Threshold], *, strict: bool = False,
                  resamples: int = 2000, seed: int = 0) -> Comparison:
     """Match the rows of two runs, measure the changes and apply the thresholds."""
@@ -310,7 +241,7 @@ def compare_runs(run_a: Path, run_b: Path, thresholds: list[Threshold], *, stric
     rows_b = {_key(r): r for r in doc_b["rows"]}
     keys = list(rows_a) + [k for k in rows_b if k not in rows_a]
     metrics = {"p50"} | {t.metric for t in thresholds if t.metric in QUANTILES}
-    pairs, notes = [], _environment_notes(doc_a, doc_b)
+    pairs, notes = [], environment_differences(doc_a, doc_b)
     for key in keys:
         pair = Pair(key, rows_a.get(key), rows_b.get(key))
         for metric in sorted(metrics):

@@ -81,3 +81,40 @@ def environment() -> dict[str, Any]:
     return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu_info(),
             "gpu": gpu_info(), "packages": package_versions(), "git": git_info(),
             "runtime_calls": {name: spec.call for name, spec in RUNTIMES.items()}}
+
+
+def environment_differences(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> list[str]:
+    """Differences between two runs' machines and set-ups (results.json documents) that can explain a
+    change of their numbers on their own; `edgebench compare` prints them as notes."""
+    notes = []
+    env_a, env_b = doc_a.get("environment") or {}, doc_b.get("environment") or {}
+    cpu_a, cpu_b = env_a.get("cpu") or {}, env_b.get("cpu") or {}
+    for label, va, vb in (("CPU", cpu_a.get("model"), cpu_b.get("model")),
+                          ("logical cores", cpu_a.get("logical_cores"), cpu_b.get("logical_cores")),
+                          ("--quick", bool(doc_a.get("quick")), bool(doc_b.get("quick"))),
+                          ("git commit", (env_a.get("git") or {}).get("commit"), (env_b.get("git") or {}).get("commit"))):
+        if va != vb:
+            notes.append(f"{label} differs: A {va}, B {vb}")
+    flags_a, flags_b = set(cpu_a.get("flags") or []), set(cpu_b.get("flags") or [])
+    if flags_a != flags_b:
+        notes.append(f"CPU instruction sets differ: only A {sorted(flags_a - flags_b) or '-'}, only B {sorted(flags_b - flags_a) or '-'}")
+    if cpu_a.get("int8_dot_product") != cpu_b.get("int8_dot_product"):
+        notes.append(f"int8 dot-product instructions (VNNI/dotprod) differ: A {cpu_a.get('int8_dot_product')}, "
+                     f"B {cpu_b.get('int8_dot_product')}: int8 speed-ups are not comparable")
+    data_a, data_b = doc_a.get("dataset") or {}, doc_b.get("dataset") or {}
+    for key in ("name", "test_size"):
+        if data_a.get(key) != data_b.get(key):
+            notes.append(f"dataset {key} differs: A {data_a.get(key)}, B {data_b.get(key)}: accuracy is not measured on the same images")
+    bench_a, bench_b = ((doc.get("config") or {}).get("benchmark") or {} for doc in (doc_a, doc_b))
+    timing = [k for k in sorted(set(bench_a) | set(bench_b)) if bench_a.get(k) != bench_b.get(k)]
+    if timing:
+        notes.append("benchmark settings differ: " + ", ".join(f"{k} {bench_a.get(k)} -> {bench_b.get(k)}" for k in timing))
+    pkg_a, pkg_b = env_a.get("packages") or {}, env_b.get("packages") or {}
+    changed = [f"{n} {pkg_a.get(n, '-')} -> {pkg_b.get(n, '-')}" for n in sorted(set(pkg_a) | set(pkg_b)) if pkg_a.get(n) != pkg_b.get(n)]
+    if changed:
+        notes.append("package versions differ: " + ", ".join(changed))
+    calls_a, calls_b = env_a.get("runtime_calls") or {}, env_b.get("runtime_calls") or {}
+    for name in sorted(set(calls_a) | set(calls_b)):  # e.g. ORT timed through session.run vs an IOBinding: ~7 us a call
+        if calls_a.get(name) != calls_b.get(name):
+            notes.append(f"{name} is called differently: A {calls_a.get(name) or 'not recorded'}, B {calls_b.get(name) or 'not recorded'}")
+    return notes

@@ -1,4 +1,5 @@
-"""Latency statistics from raw per-call samples, and accuracy statistics from predictions."""
+"""Latency statistics from raw per-call samples (and their bootstrap, for comparing runs), and accuracy
+statistics from predictions."""
 
 from __future__ import annotations
 
@@ -109,3 +110,38 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray, num_clas
     if baseline_predictions is not None:
         result["agreement_with_baseline"] = float((predictions == baseline_predictions).mean())
     return result
+
+
+def bootstrap_quantiles(x: np.ndarray, q: float, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """The q-quantile (numpy's linear method) of `resamples` bootstrap resamples of x, in O(n log n + resamples).
+
+    A resample is n draws x_sorted[ceil(n * U) - 1] with U uniform, a monotone map, so its k-th
+    order statistic is x_sorted at the k-th order statistic of n uniforms, which is Beta(k, n-k+1);
+    the next one is U_k + (1 - U_k) * Beta(1, n-k). Exactly the bootstrap distribution, without
+    materialising resamples (runs keep tens of thousands of samples per row).
+    """
+    xs = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    n = xs.size
+    h = (n - 1) * q
+    k = int(np.floor(h)) + 1  # 1-based order statistic below the interpolation point
+    frac = h - (k - 1)
+    u_k = rng.beta(k, n - k + 1, resamples)
+    low = xs[np.clip(np.ceil(n * u_k).astype(np.int64) - 1, 0, n - 1)]
+    if frac == 0 or k >= n:
+        return low
+    u_next = u_k + (1 - u_k) * rng.beta(1, n - k, resamples)
+    high = xs[np.clip(np.ceil(n * u_next).astype(np.int64) - 1, 0, n - 1)]
+    return low + frac * (high - low)
+
+
+def bootstrap_ratio(a: np.ndarray, b: np.ndarray, q: float = 0.5, resamples: int = 2000, seed: int = 0,
+                    level: float = 0.95) -> tuple[float, float, float]:
+    """quantile_q(b) / quantile_q(a) with a percentile-bootstrap CI: (ratio, low, high).
+
+    A and B are resampled independently (they are separate measurement sessions).
+    """
+    rng = np.random.default_rng(seed)
+    ratios = bootstrap_quantiles(b, q, resamples, rng) / bootstrap_quantiles(a, q, resamples, rng)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(np.quantile(b, q) / np.quantile(a, q)), float(low), float(high)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bench import cli
-from bench.compare import LatencyChange, bootstrap_quantiles, bootstrap_ratio, compare_runs, parse_threshold
+from bench.compare import LatencyChange, compare_runs, parse_threshold
 from bench.errors import UserError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "report_run"
@@ -182,30 +182,6 @@ def test_missing_run_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_parse_threshold_fields() -> None:
     t = parse_threshold("P99:+12.5%")
     assert (t.metric, t.direction, t.limit, t.unit) == ("p99", 1, 12.5, "%")
-
-
-def test_bootstrap_is_seeded_and_separates_real_changes() -> None:
-    rng = np.random.default_rng(1)
-    a = rng.lognormal(0, 0.3, 2000)
-    b = rng.lognormal(0, 0.3, 2000) * 1.1
-    first, second = bootstrap_ratio(a, b, seed=3), bootstrap_ratio(a, b, seed=3)
-    assert first == second
-    ratio, low, high = first
-    assert 1 < low < ratio < high and ratio == pytest.approx(1.1, rel=0.05)
-    _, low, high = bootstrap_ratio(a, rng.permutation(a), seed=3)
-    assert low < 1 < high
-
-
-@pytest.mark.parametrize("q", [0.5, 0.99])
-def test_fast_bootstrap_matches_resampling(q: float) -> None:
-    """The order-statistic shortcut has the distribution of real resampling (checked on 300 samples)."""
-    x = np.random.default_rng(0).lognormal(0, 0.5, 300)
-    fast = bootstrap_quantiles(x, q, 50_000, np.random.default_rng(1))
-    rng = np.random.default_rng(2)
-    naive = np.array([np.quantile(x[rng.integers(0, x.size, x.size)], q) for _ in range(5_000)])
-    assert fast.mean() == pytest.approx(naive.mean(), rel=0.01)
-    assert fast.std() == pytest.approx(naive.std(), rel=0.1)
-    np.testing.assert_allclose(np.percentile(fast, [2.5, 97.5]), np.percentile(naive, [2.5, 97.5]), rtol=0.03)
 
 
 def test_a_change_in_how_a_runtime_is_called_is_noted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from bench.stats import (classification_metrics, confusion_matrix, latency_stats, paired_disturbed, ratio_spread,
-                         wilson_interval)
+from bench.stats import (bootstrap_quantiles, bootstrap_ratio, classification_metrics, confusion_matrix, latency_stats,
+                         paired_disturbed, ratio_spread, wilson_interval)
 
 
 def test_latency_stats_exact_on_known_samples():
@@ -58,3 +58,27 @@ def test_ratio_spread_is_the_same_whichever_side_is_faster() -> None:
 ])
 def test_paired_disturbed(paired, disturbed) -> None:
     assert paired_disturbed(paired) is disturbed
+
+
+def test_bootstrap_is_seeded_and_separates_real_changes() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.lognormal(0, 0.3, 2000)
+    b = rng.lognormal(0, 0.3, 2000) * 1.1
+    first, second = bootstrap_ratio(a, b, seed=3), bootstrap_ratio(a, b, seed=3)
+    assert first == second
+    ratio, low, high = first
+    assert 1 < low < ratio < high and ratio == pytest.approx(1.1, rel=0.05)
+    _, low, high = bootstrap_ratio(a, rng.permutation(a), seed=3)
+    assert low < 1 < high
+
+
+@pytest.mark.parametrize("q", [0.5, 0.99])
+def test_fast_bootstrap_matches_resampling(q: float) -> None:
+    """The order-statistic shortcut has the distribution of real resampling (checked on 300 samples)."""
+    x = np.random.default_rng(0).lognormal(0, 0.5, 300)
+    fast = bootstrap_quantiles(x, q, 50_000, np.random.default_rng(1))
+    rng = np.random.default_rng(2)
+    naive = np.array([np.quantile(x[rng.integers(0, x.size, x.size)], q) for _ in range(5_000)])
+    assert fast.mean() == pytest.approx(naive.mean(), rel=0.01)
+    assert fast.std() == pytest.approx(naive.std(), rel=0.1)
+    np.testing.assert_allclose(np.percentile(fast, [2.5, 97.5]), np.percentile(naive, [2.5, 97.5]), rtol=0.03)

@@ -11,32 +11,11 @@ from bench.export import export_onnx
 from bench.models import count_macs, count_params
 from bench.zoo import edgecnn, mobilenet_v2, tinycnn
 from compress.chain import parse_pass
-from compress.context import PassContext
-from compress.distill import gap_recovered, teacher_initialised
-from compress.prune import prunable_channels, rounded_keep, weight_sparsity
+from compress.prune import rounded_keep, weight_sparsity
 from compress.registry import PASSES, resolve
 from compress.reshape import fit_to_state_dict
-from compress.train import FitSettings, fit, kd_loss
-
-SHAPE = (1, 28, 28)
-
-
-def _data(n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, *SHAPE, generator=g)
-    y = (x.mean(dim=(1, 2, 3)) > 0).long() + 2 * (x[:, 0, :14].mean(dim=(1, 2)) > 0).long()  # learnable labels
-    return x, y
-
-
-def _context(baseline):
-    x, y = _data()
-
-    def run_fit(model, settings, teacher, description):
-        return fit(model, lambda epoch: [(x[i:i + 16], y[i:i + 16]) for i in range(0, len(x), 16)], 4, settings, teacher=teacher)
-
-    return PassContext(fit=run_fit, baseline=baseline, build_student=lambda w: tinycnn(width=w), example_inputs=x,
-                       example_labels=y, evaluate=lambda m: float((m(x).argmax(1) == y).float().mean()))
-
+from compress.train import FitSettings
+from tests.compress.tiny import SHAPE, tiny_context
 
 MODEL_PASSES = sorted(n for n, s in PASSES.items() if s.kind == "model")
 ONNX_PASSES = sorted(n for n, s in PASSES.items() if s.kind == "onnx")
@@ -47,7 +26,7 @@ def test_model_pass_runs_exports_and_is_rebuildable_from_its_state_dict(name, tm
     torch.manual_seed(0)
     baseline = tinycnn().eval()
     call = parse_pass(f"{name}(epochs=1)" if "epochs" in PASSES[name].params else f"{name}()")
-    model, info = resolve(call.spec)(copy.deepcopy(baseline), call.params, _context(baseline))
+    model, info = resolve(call.spec)(copy.deepcopy(baseline), call.params, tiny_context(baseline))
     assert isinstance(info, dict)
     out = model(torch.zeros(2, *SHAPE))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
@@ -64,7 +43,7 @@ def test_unstructured_sparsity_matches_request_and_survives_finetune(sparsity, s
     model = tinycnn()
     pruned, info = resolve(PASSES["prune.unstructured"])(model, {"sparsity": sparsity, "scope": scope})
     assert info["sparsity_reached"] == pytest.approx(sparsity, abs=0.01)
-    ctx = _context(tinycnn())
+    ctx = tiny_context(tinycnn())
     ctx.fit(pruned, FitSettings(epochs=1, lr=0.05), None, "ft")
     assert weight_sparsity(pruned) == pytest.approx(sparsity, abs=0.01)
 
@@ -75,7 +54,7 @@ def test_structured_pruning_makes_the_model_physically_smaller(importance):
     model = tinycnn(width=2.0)
     params, macs = count_params(model), count_macs(model, SHAPE)
     call = parse_pass(f"prune.structured(ratio=0.5, importance='{importance}')")
-    pruned, info = resolve(call.spec)(model, call.params, _context(tinycnn(width=2.0)))
+    pruned, info = resolve(call.spec)(model, call.params, tiny_context(tinycnn(width=2.0)))
     assert count_params(pruned) < 0.45 * params
     assert count_macs(pruned, SHAPE) < 0.45 * macs
     assert info["channels_after"][1] == info["channels_before"][1] // 2
@@ -104,7 +83,7 @@ def test_structured_round_to_keeps_multiples_of_it(ratio, steps, expected):
     torch.manual_seed(0)
     model = edgecnn()  # 24-48-48-64 channels: the default baseline, where exact ratios give 18, 12 or 7 channels
     call = parse_pass(f"prune.structured(ratio={ratio}, round_to=8, steps={steps})")
-    pruned, info = resolve(call.spec)(model, call.params, _context(edgecnn()))
+    pruned, info = resolve(call.spec)(model, call.params, tiny_context(edgecnn()))
     assert info["channels_after"] == [*expected, 10] and info["round_to"] == 8
     assert pruned(torch.zeros(2, *SHAPE)).shape == (2, 10)
 
@@ -113,104 +92,10 @@ def test_structured_round_to_with_depthwise_and_residual_coupling():
     torch.manual_seed(0)
     model = mobilenet_v2().eval()  # inverted residuals: depthwise convs and residual adds couple channels
     call = parse_pass("prune.structured(ratio=0.5, round_to=8)")
-    pruned, info = resolve(call.spec)(model, call.params, _context(mobilenet_v2()))
+    pruned, info = resolve(call.spec)(model, call.params, tiny_context(mobilenet_v2()))
     changed = [a for b, a in zip(info["channels_before"], info["channels_after"]) if a != b]
     assert changed and all(a % 8 == 0 for a in changed)
     assert pruned(torch.zeros(2, *SHAPE)).shape == (2, 10)
-
-
-def test_kd_loss_decreases_and_is_zero_for_identical_logits():
-    torch.manual_seed(0)
-    teacher, student = tinycnn(width=2.0), tinycnn(width=0.5)
-    x, y = _data()
-    losses = fit(student, lambda e: [(x, y)], 1, FitSettings(epochs=8, lr=0.05, alpha=1.0), teacher=teacher)
-    assert losses[-1] < losses[0]
-    logits = torch.randn(4, 10)
-    assert float(kd_loss(logits, logits, torch.zeros(4, dtype=torch.long), 4.0, 1.0)) == pytest.approx(0, abs=1e-6)
-
-
-def test_distill_records_how_well_each_model_fits_the_training_images():
-    torch.manual_seed(0)
-    baseline = tinycnn().eval()
-    call = parse_pass("distill(width=0.5, epochs=1)")
-    ctx = _context(baseline)
-    _, info = resolve(call.spec)(baseline, call.params, ctx)
-    assert "teacher_train_top1" not in info  # a context without a training-split evaluation
-    ctx.evaluate_train = lambda m: float(count_params(m))  # tells the teacher from the students
-    _, info = resolve(call.spec)(baseline, call.params, ctx)
-    assert info["teacher_train_top1"] == count_params(baseline)
-    assert info["student_kd_train_top1"] == info["student_scratch_train_top1"] == count_params(tinycnn(width=0.5))
-
-
-def test_distilling_into_the_current_model_leaves_it_as_the_controls_starting_point():
-    torch.manual_seed(0)
-    model = tinycnn().eval()
-    before = copy.deepcopy(model.state_dict())
-    starts = []
-    ctx = _context(model)
-    plain_fit = ctx.fit
-    ctx.fit = lambda m, settings, teacher, what: (starts.append(copy.deepcopy(m.state_dict())), plain_fit(m, settings, teacher, what))[1]
-    call = parse_pass("distill(width=0, epochs=1)")
-    student, _ = resolve(call.spec)(model, call.params, ctx)
-    assert len(starts) == 2  # the KD fit, then the no-teacher control
-    for start in starts:  # both start from the model as it came in
-        assert all(torch.equal(start[k], before[k]) for k in before)
-    assert all(torch.equal(model.state_dict()[k], before[k]) for k in before)
-    assert not all(torch.equal(student.state_dict()[k], before[k]) for k in before)
-
-
-def test_teacher_initialised_student_starts_from_the_teachers_strongest_channels():
-    torch.manual_seed(0)
-    teacher = edgecnn().eval()  # 24-48-48-64 channels
-    student = teacher_initialised(edgecnn(width=0.25), teacher, _data()[0])  # 6-12-12-16
-    stem_t, stem_s = teacher.features[0], student.features[0]
-    # L2 importance of the stem's channels (its conv filters and BN scales): each kept filter is one of the teacher's
-    kept = [next(i for i in range(24) if torch.equal(stem_t[0].weight[i], w)) for w in stem_s[0].weight]
-    assert len(set(kept)) == 6 and torch.equal(stem_s[1].running_var, stem_t[1].running_var[kept])
-    assert torch.equal(student.classifier.bias, teacher.classifier.bias)
-    assert prunable_channels(student) == [6, 12, 12, 16]
-
-
-def test_teacher_initialised_student_must_be_a_narrower_teacher():
-    with pytest.raises(ValueError, match="prunable layers"):
-        teacher_initialised(edgecnn(), mobilenet_v2(), _data()[0])
-    with pytest.raises(ValueError, match="cannot keep 48 of 24"):
-        teacher_initialised(edgecnn(width=2.0), edgecnn(), _data()[0])
-
-
-def test_distill_with_teacher_init_records_both_controls():
-    torch.manual_seed(0)
-    baseline = tinycnn().eval()
-    call = parse_pass("distill(width=0.5, epochs=1, init='teacher')")
-    calls = []
-    ctx = _context(baseline)
-    fit_ = ctx.fit
-    ctx.fit = lambda model, settings, teacher, description: calls.append((description, teacher is not None)) or fit_(model, settings, teacher, description)
-    student, info = resolve(call.spec)(copy.deepcopy(baseline), call.params, ctx)
-    assert [teacher for _, teacher in calls] == [True, False, False]  # KD student, random-init control, init-only control
-    assert info["init"] == "teacher" and 0 <= info["init_top1"] <= 1 and 0 <= info["student_init_only_top1"] <= 1
-    assert info["gap_recovered"] is None or isinstance(info["gap_recovered"], float)
-    assert prunable_channels(student) == prunable_channels(tinycnn(width=0.5))
-
-
-def test_students_of_one_width_share_their_no_teacher_control():
-    torch.manual_seed(0)
-    baseline = tinycnn().eval()
-    ctx = _context(baseline)
-    fit_, controls = ctx.fit, []
-    ctx.fit = lambda model, settings, teacher, description: (teacher is None and controls.append(description)) or fit_(model, settings, teacher, description)
-    infos = [resolve(call.spec)(copy.deepcopy(baseline), call.params, ctx)[1] for call in map(parse_pass, [
-        "distill(width=0.5, epochs=1)", "distill(width=0.5, epochs=1, temperature=2, init='teacher')",
-        "distill(width=0.5, epochs=2)"])]
-    # the second reuses the first's control (the KD settings and init do not change it); a new budget trains a new one
-    assert controls == ["same student, no teacher", "teacher init, no KD loss", "same student, no teacher"]
-    assert infos[0]["student_scratch_top1"] == infos[1]["student_scratch_top1"]
-
-
-def test_gap_recovered():
-    assert gap_recovered(0.9, 0.9, 0.8) == pytest.approx(1.0)
-    assert gap_recovered(0.9, 0.8, 0.8) == pytest.approx(0.0)
-    assert gap_recovered(0.8, 0.85, 0.85) is None
 
 
 @pytest.mark.parametrize("name", ONNX_PASSES)
