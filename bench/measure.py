@@ -120,7 +120,7 @@ def apply_worker_result(row: Row, result: dict[str, Any], run_dir: Path) -> np.n
     row.memory = result["memory"]
     row.throughput = result["throughput"]
     row.latency = [{"batch_size": e["batch_size"], "threads": e["threads"], "unit": "ms",
-                    **({"warmup": e["warmup"]} if isinstance(e.get("warmup"), int) else {}), **e["stats"],
+                    "warmup": e["warmup"], **e["stats"],
                     "samples_file": str(Path(e["samples"]).relative_to(run_dir))} for e in result["latency"]]
     if result.get("paired"):
         row.speedup_paired = result["paired"]

@@ -9,6 +9,7 @@ re-measures. An artifact-level pass (quantize.*) is recorded on the Variant and 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -99,14 +100,11 @@ def _apply_cached(call: PassCall, model: nn.Module, ctx: PassContext, key: str, 
         return cached
     on_step(str(call))
     evaluated: list[bool] = []  # whether the pass measured anything on the evaluation (test) set
-    plain_evaluate = ctx.evaluate
-    ctx.evaluate = lambda m: (evaluated.append(True), plain_evaluate(m))[1]
+    counting = dataclasses.replace(ctx, evaluate=lambda m: (evaluated.append(True), ctx.evaluate(m))[1])  # memo shared
     try:
-        result = resolve(call.spec)(copy.deepcopy(model), call.params, ctx)
+        result = resolve(call.spec)(copy.deepcopy(model), call.params, counting)
     except ValueError as exc:  # a pass that cannot apply to this model, e.g. init='teacher' on a custom architecture
         raise UserError(f"pass {call} cannot be applied: {exc}") from None
-    finally:
-        ctx.evaluate = plain_evaluate
     new_model, info = result if isinstance(result, tuple) else (result, {})
     if evaluated:  # its top-1 numbers hold for this evaluation set only (the key leaves the test set out)
         info["evaluation_set"] = evaluation_set
