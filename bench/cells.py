@@ -214,6 +214,7 @@ def measure_row(row: Row, variant: Variant, reference_logits: np.ndarray, ctx: R
     logits = apply_worker_result(row, result, ctx.run_dir)
     labels = ctx.dataset.test.labels
     row.accuracy = accuracy_block(logits, labels, len(ctx.dataset.classes), ctx.baseline_predictions)
+    row.accuracy["threads"] = result["eval_threads"]  # how the predictions were computed (not timed)
     n = min(cfg.export.parity_images, len(labels))
     row.parity = parity_block(logits, reference_logits, f"torch eager ({variant.name}, fp32)", n)
     row.parity["tolerance"] = cfg.export.parity_tolerance

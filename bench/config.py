@@ -110,6 +110,8 @@ class BenchmarkConfig:
                               default=20, check=lambda v: None if v == 0 or v >= 2 else "must be 0 (off) or at least 2")
     paired_calls: int = _key("timed calls per block of the paired timing (each round is one block of each)", default=50, check=_at_least(1))
     eval_batch: int = _key("batch size used to compute predictions on the test set", default=256, check=_at_least(1))
+    eval_threads: int = _key("threads used to compute predictions on the test and robustness sets (not timed; 0 = every core "
+                             "this process may use); latency and throughput keep `threads`", default=0, check=_at_least(0))
     robustness: bool = _key("measure accuracy on corrupted test images (MNIST-C style) and ECE for every row", default=True)
     robustness_images: int = _key("test images per corruption set (--quick caps it at 300)", default=1000, check=_at_least(1))
     corruption_severities: list[int] = _key("corruption severities to use, each in 1..3", default_factory=lambda: [1, 3], check=lambda v: None if v and all(1 <= s <= 3 for s in v) else "must be a non-empty list of 1, 2 or 3")

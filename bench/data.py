@@ -162,10 +162,22 @@ def load_fashion_mnist(data_dir: str = "", *, download: bool = True, val_size: i
         train_images, train_labels = train_images[: train_limit + val_size], train_labels[: train_limit + val_size]
     train, val = _split_train_val(train_images, train_labels, val_size, seed)
     test = Split(arrays["test_images"][:, None], arrays["test_labels"].astype(np.int64)).head(test_limit)
-    # Normalisation constants come from the training split only (no test-set leakage).
-    mean = float(train.images.mean() / 255.0)
-    std = float(train.images.std() / 255.0)
-    return Dataset("fashion-mnist", FASHION_MNIST_CLASSES, train, val, test, (round(mean, 4),), (round(std, 4),), source)
+    mean, std = normalisation(train.images, source)
+    return Dataset("fashion-mnist", FASHION_MNIST_CLASSES, train, val, test, mean, std, source)
+
+
+def normalisation(train_images: np.ndarray, source: str) -> tuple[tuple[float], tuple[float]]:
+    """Mean and std of the training pixels on the [0, 1] scale (the training split only, so no
+    test-set leakage), rounded to 4 decimals as every input_spec records them.
+
+    DataError when the std is 0: every artifact's input would be a division by zero (inf), and
+    an int8 input would silently clip those to its largest value.
+    """
+    mean, std = round(float(train_images.mean() / 255), 4), round(float(train_images.std() / 255), 4)
+    if not std > 0:
+        raise DataError(f"the training images in {source} all have the same brightness (pixel std 0 on the 0..1 scale): "
+                        "they cannot be normalised, and there is nothing to learn from them")
+    return (mean,), (std,)
 
 
 def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, test_share: float = 0.2) -> Dataset:
@@ -196,8 +208,7 @@ def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, te
     test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
     pick = lambda idx: Split(x[np.sort(idx)], y[np.sort(idx)])  # noqa: E731
     tr = pick(train)
-    return Dataset("imagefolder", tuple(classes), tr, pick(val), pick(test),
-                   (round(float(tr.images.mean() / 255), 4),), (round(float(tr.images.std() / 255), 4),), str(directory))
+    return Dataset("imagefolder", tuple(classes), tr, pick(val), pick(test), *normalisation(tr.images, str(directory)), str(directory))
 
 
 def batch_indices(count: int, batch_size: int, *, shuffle: bool = False, seed: int = 0):

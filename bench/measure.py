@@ -76,6 +76,7 @@ def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig,
                 for t in cfg.threads for b in cfg.batch_sizes]
     job = {"runtime": row.runtime, "device": row.device, "artifact": str(run_dir / str(row.artifact)),
            "input_spec": row.input_spec, "images": str(images_file), "eval_batch": cfg.eval_batch,
+           "eval_threads": cfg.eval_threads or usable_cores(),
            "throughput_batch": throughput_batch, "settings": settings, "timing": timing.__dict__,
            "logits_out": str(run_dir / "logits" / f"{row.slug}.npy"),
            "extra_images": str(extra_images) if extra_images else None,
@@ -103,6 +104,14 @@ def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig,
     job_file.unlink(missing_ok=True)
     out_file.unlink(missing_ok=True)
     return result
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container may restrict)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def worker_failure(returncode: int, stderr: str) -> str:

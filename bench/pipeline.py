@@ -171,7 +171,8 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
     calibration_raw = ctx.dataset.train.images  # each quantizer takes the first N it is configured for
     done_rows = {row_key(r) for r in writer.rows}
     done_variants = set(writer.document.setdefault("variants_done", []))
-    ctx.baseline_predictions = reference_logits(variants[0], ctx.dataset).argmax(1)
+    baseline_logits = reference_logits(variants[0], ctx.dataset)
+    ctx.baseline_predictions = baseline_logits.argmax(1)
     for done in writer.rows:  # a resumed run times its remaining rows against the finished baseline rows
         if done["variant"] == variants[0].name:
             ctx.note_reference(done)
@@ -180,7 +181,7 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
             bar.update(0)
             if variant.name not in done_variants:  # a resumed run skips finished variants entirely
                 bar.set_postfix_str(variant.name, refresh=False)
-                reference = reference_logits(variant, ctx.dataset)
+                reference = baseline_logits if variant is variants[0] else reference_logits(variant, ctx.dataset)
                 rows = [row for artifact in export_artifacts(variant, ctx, calibration_raw)
                         for row in rows_for_artifact(variant, artifact, ctx)]
                 # A run resumed by a newer edgebench may hold rows for cells this one no longer makes

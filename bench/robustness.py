@@ -65,6 +65,9 @@ def _normaliser(mean: tuple[float, ...], std: tuple[float, ...]) -> Callable[[to
     return lambda x01: (x01 - m) / s
 
 
+ATTACK_CHUNK = 200  # images attacked together (see attack)
+
+
 def attack(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...],
            *, epsilon: float, steps: int, seed: int = 0) -> np.ndarray:
     """L-infinity FGSM (steps=1) or PGD (steps>1, random start, step eps/4) on the [0, 1] pixel scale.
@@ -74,18 +77,27 @@ def attack(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: tuple
     """
     norm = _normaliser(mean, std)
     model.eval()
-    x0 = torch.from_numpy(images.astype(np.float32) / 255.0)
-    y = torch.from_numpy(labels)
+    x0_all = torch.from_numpy(images.astype(np.float32) / 255.0)
+    y_all = torch.from_numpy(labels)
     generator = torch.Generator().manual_seed(seed)
-    x = x0.clone() if steps == 1 else (x0 + (torch.rand(x0.shape, generator=generator) * 2 - 1) * epsilon).clamp(0, 1)
+    # the random start is drawn for the whole set at once, so it does not depend on the chunking
+    start = x0_all.clone() if steps == 1 else (x0_all + (torch.rand(x0_all.shape, generator=generator) * 2 - 1) * epsilon).clamp(0, 1)
     step = epsilon if steps == 1 else epsilon / 4
-    for _ in range(steps):
-        x.requires_grad_(True)
-        loss = nn.functional.cross_entropy(model(norm(x)), y)
-        (grad,) = torch.autograd.grad(loss, x)
-        with torch.no_grad():
-            x = torch.min(torch.max(x + step * grad.sign(), x0 - epsilon), x0 + epsilon).clamp(0, 1)
-    return np.clip(np.round(x.detach().numpy() * 255), 0, 255).astype(np.uint8)
+    crafted = []
+    # Each image's attack is independent (sign of its own gradient), so the set is attacked in
+    # chunks: 1000 28x28 images at once spill the caches and took twice as long here.
+    for i in range(0, len(x0_all), ATTACK_CHUNK):
+        x0, y, x = x0_all[i:i + ATTACK_CHUNK], y_all[i:i + ATTACK_CHUNK], start[i:i + ATTACK_CHUNK]
+        for _ in range(steps):
+            x.requires_grad_(True)
+            loss = nn.functional.cross_entropy(model(norm(x)), y, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, x)
+            with torch.no_grad():
+                x = torch.min(torch.max(x + step * grad.sign(), x0 - epsilon), x0 + epsilon).clamp(0, 1)
+        crafted.append(x.detach())
+    if not crafted:
+        return images.copy()
+    return np.clip(np.round(torch.cat(crafted).numpy() * 255), 0, 255).astype(np.uint8)
 
 
 def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, float]:

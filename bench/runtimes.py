@@ -66,13 +66,27 @@ def cuda_reason(runtime: str) -> str | None:
     return f"{runtime} runs on the CPU only in edgebench"
 
 
+# (file, its size and mtime, device) -> the module loaded from it. Loading a .pt2 takes seconds
+# (about 4 s for the default CNN), and the measurement worker loads the same file again at
+# another thread count; under inference_mode the module holds no state, so the copies can share it.
+_TORCH_MODULES: dict[tuple[str, int, int, str], Any] = {}
+
+
 def _load_torch(artifact: Path, threads: int, device: str) -> Predict:
     import torch
 
     torch.set_num_threads(threads)
-    module = torch.export.load(str(artifact)).module().to(device)
+    stat = artifact.stat()
+    key = (str(artifact.resolve()), stat.st_size, stat.st_mtime_ns, device)
+    if key not in _TORCH_MODULES:
+        _TORCH_MODULES[key] = torch.export.load(str(artifact)).module().to(device)
+    module = _TORCH_MODULES[key]
 
     def predict(x: np.ndarray) -> np.ndarray:
+        # torch's thread count is per process: another artifact loaded later (the evaluation copy
+        # on every core) must not change the count this one was loaded with
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         with torch.inference_mode():
             out = module(torch.from_numpy(x).to(device))
             return out.float().cpu().numpy()

@@ -19,11 +19,12 @@ def toml(tmp: Path, text: str | bytes) -> Path:
 
 
 def fake_data(directory: Path, *, drop: str = "", truncate: str = "", garbage: str = "", n_train_labels: int = 200,
-              max_label: int = 10) -> Path:
+              max_label: int = 10, blank_train: bool = False) -> Path:
     """Small Fashion-MNIST-shaped IDX files (200 train, 50 test), with one defect if asked for."""
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    arrays = {"train_images": rng.integers(0, 256, (200, 28, 28)), "train_labels": rng.integers(0, max_label, n_train_labels),
+    train_images = np.full((200, 28, 28), 7) if blank_train else rng.integers(0, 256, (200, 28, 28))
+    arrays = {"train_images": train_images, "train_labels": rng.integers(0, max_label, n_train_labels),
               "test_images": rng.integers(0, 256, (50, 28, 28)), "test_labels": rng.integers(0, max_label, 50)}
     for key, stem in FASHION_MNIST_FILES.items():
         if garbage == stem:

@@ -45,6 +45,20 @@ def test_attacks_stay_within_budget_and_hurt_the_attacked_model(images):
         assert (pred == labels).mean() < 1.0
 
 
+def test_an_attack_in_chunks_crafts_what_one_batch_would(images, monkeypatch):
+    """Chunking is a speed measure only: each image's attack depends on its own gradient and its
+    own share of the random start, never on which images share its chunk."""
+    from bench import robustness
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
+    labels = np.arange(len(images)) % 10
+    whole = attack(model, images, labels, (0.3,), (0.35,), epsilon=0.1, steps=5, seed=1)
+    monkeypatch.setattr(robustness, "ATTACK_CHUNK", 3)  # 8 images: chunks of 3, 3 and 2
+    assert np.array_equal(attack(model, images, labels, (0.3,), (0.35,), epsilon=0.1, steps=5, seed=1), whole)
+    assert attack(model, images[:0], labels[:0], (0.3,), (0.35,), epsilon=0.1, steps=5).shape == (0, 1, 28, 28)
+
+
 def test_summarise_separates_corruption_and_adversarial_sets():
     block = summarise({"blur-s1": 0.8, "blur-s3": 0.6, "fgsm-eps0.1": 0.2}, 0.9, {"mean_corruption_top1": 0.8})
     assert block["mean_corruption_top1"] == pytest.approx(0.7)

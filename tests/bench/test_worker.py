@@ -26,15 +26,18 @@ def test_settings_paired_timing_and_throughput_use_their_own_thread_counts(tmp_p
                 for i, (b, t) in enumerate([(1, 2), (1, 1), (4, 2)])]
     timing = {"warmup_calls": 0, "warmup_seconds": 0.0, "min_calls": 3, "min_seconds": 0.0, "max_seconds": 0.0}
     job = {"runtime": "stub", "device": "cpu", "artifact": "own.onnx", "input_spec": spec, "images": str(images),
-           "eval_batch": 4, "throughput_batch": 4, "settings": settings, "timing": timing,
+           "eval_batch": 4, "eval_threads": 3, "throughput_batch": 4, "settings": settings, "timing": timing,
            "logits_out": str(tmp_path / "logits.npy"), "extra_images": None,
            "paired": {"rounds": 2, "calls_per_block": 3, "reference": "baseline/onnx/fp32/stub",
                       "artifact": "ref.onnx", "input_spec": spec}}
     result = worker.run_job(job)
     assert [entry["warmup"] for entry in result["latency"]] == [0, 0, 0]  # timing asks for none
 
-    # loaded at 2 threads; (1, 1) reloads at 1, (4, 2) at 2 again; paired timing at 1; throughput at 2
-    assert [t for name, t in loads if name == "own.onnx"] == [2, 1, 2, 1, 2]
+    # loaded at 2 threads; a copy at 3 (eval_threads) computes the predictions on the 8 test
+    # images (two batches of 4); (1, 1) reloads at 1, (4, 2) at 2 again; paired timing at 1; throughput at 2
+    assert [t for name, t in loads if name == "own.onnx"] == [2, 3, 1, 2, 1, 2]
+    assert [t for name, t in calls if t == 3] == [3, 3] and result["eval_threads"] == 3
+    assert np.load(tmp_path / "logits.npy").shape == (8, 10)
     paired = result["paired"]
     # paired timing runs at the headline setting (smallest batch, fewest threads), both sides at 1 thread
     assert (paired["batch_size"], paired["threads"], paired["rounds"]) == (1, 1, 2)
