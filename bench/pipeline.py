@@ -6,6 +6,7 @@ of ../shared/DESIGN.md and keeps results.json current after every finished row.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import time
@@ -182,15 +183,21 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
             if variant.name not in done_variants:  # a resumed run skips finished variants entirely
                 bar.set_postfix_str(variant.name, refresh=False)
                 reference = baseline_logits if variant is variants[0] else reference_logits(variant, ctx.dataset)
+                # A resumed variant is exported again; a finished row stays only if its artifact came out
+                # byte for byte as the one it measured (else its numbers would describe another file).
+                measured = _artifact_digests(ctx.run_dir, [r for r in writer.rows if r["variant"] == variant.name])
                 rows = [row for artifact in export_artifacts(variant, ctx, calibration_raw)
                         for row in rows_for_artifact(variant, artifact, ctx)]
-                # A run resumed by a newer edgebench may hold rows for cells this one no longer makes
-                # (another row layout); kept, they would contradict the rows measured now.
-                for stale in writer.drop_rows(variant.name, keep={row.key for row in rows}):
-                    log.warning("resume: dropped %s/%s/%s on %s, a row this edgebench no longer makes",
-                                stale.get("variant"), stale.get("format"), stale.get("precision"), stale.get("runtime"))
+                remade = {path for path, digest in measured.items() if digest is None or _file_digest(ctx.run_dir / path) != digest}
+                # A run resumed by a newer edgebench may also hold rows for cells this one no longer
+                # makes (another row layout); kept, they would contradict the rows measured now.
+                for stale in writer.drop_rows(variant.name, keep={row.key for row in rows if row.artifact not in remade}):
+                    why = ("its artifact came out different when exported again; measured again" if stale.get("artifact") in remade
+                           else "a row this edgebench no longer makes")
+                    log.warning("resume: dropped %s/%s/%s on %s: %s", stale.get("variant"), stale.get("format"),
+                                stale.get("precision"), stale.get("runtime"), why)
                 for row in rows:
-                    if row.key in done_rows:
+                    if row.key in done_rows and row.artifact not in remade:
                         continue
                     if row.status == "ok":
                         bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}", refresh=False)
@@ -201,6 +208,18 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
                 writer.document["variants_done"].append(variant.name)
                 writer.flush()
             bar.update(1)
+
+
+def _file_digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _artifact_digests(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, str | None]:
+    """artifact path -> sha256 of the file the finished `rows` measured (None when it is gone)."""
+    return {row["artifact"]: _file_digest(run_dir / row["artifact"]) for row in rows if row.get("artifact")}
 
 
 def post_run_hooks(config: Config, options: RunOptions) -> list[Callable[[Path, RunWriter, RunOptions], None]]:

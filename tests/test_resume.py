@@ -138,10 +138,20 @@ def test_ctrl_c_then_resume_matches_an_uninterrupted_run(work: Path, reference: 
     assert interrupted["status"] == "incomplete"
     assert 1 <= len(interrupted["rows"]) < len(reference["rows"]), "interrupted too late to test resuming"
     assert f"edgebench run --resume {run_dir}" in run.stderr
+    # A resumed variant is exported again, and a finished row stays only if its artifact comes out
+    # as the file it measured. Make that false for one row: stop the run inside the row's variant
+    # (the state a kill between two rows leaves) and change the file the row measured.
+    changed = next(r for r in interrupted["rows"] if r.get("artifact"))
+    interrupted["variants_done"] = [v for v in interrupted["variants_done"] if v != changed["variant"]]
+    (run_dir / "results.json").write_text(json.dumps(interrupted))
+    with open(run_dir / changed["artifact"], "ab") as artifact:
+        artifact.write(b"changed")
     resumed = _resume(work, "sigint-resume", run_dir)
     assert resumed["status"] == "complete"
     assert _summary(resumed) == _summary(reference)
-    _assert_kept(interrupted, resumed)
+    assert "its artifact came out different when exported again" in (run_dir / "logs" / "run.log").read_text()
+    _assert_kept({"rows": [r for r in interrupted["rows"] if r is not changed]}, resumed)
+    assert [r for r in resumed["rows"] if r.get("artifact") == changed["artifact"]] != [changed]  # measured again
 
 
 def test_kill_9_then_resume_matches_and_the_lock_keeps_out_a_second_writer(
