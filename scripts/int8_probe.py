@@ -1,6 +1,6 @@
 """Does full-int8 pay on this CPU? Time fp32 vs int8 TFLite, one block or layer kind at a time.
 
-    .venv/bin/python scripts/int8_probe.py [--threads 1] [--calls 3000] [--blocks stem,body,...]
+    .venv/bin/python scripts/int8_probe.py [--threads 1] [--calls 3000] [--blocks stem,body,...] [--no-xnnpack]
 
 Builds, with random weights, separate small TFLite models. First the blocks of the default
 `edgecnn`: the 1-channel stem (3x3 conv 1->24 at 28x28 + max-pool), the conv body (two 3x3
@@ -9,9 +9,11 @@ matrix-vector product). Then the layer kinds other CNNs are made of, sized so th
 dominates: a 3x3 conv 64->64 at 28x28, a 1x1 conv 256->256 at 14x14, a 3x3 depthwise conv over
 128 channels at 14x14, and a dense layer 1568->128->10. Last, a whole textbook CNN of 84K
 parameters (3x3 conv 1->16 at 28x28, max-pool, 3x3 conv 16->32 at 14x14, max-pool, dense
-1568->50->10), most of them in its dense layer, where edgecnn's sit mostly in convolutions.
+1568->50->10), most of them in its dense layer, where edgecnn's sit mostly in convolutions, and
+edgecnn itself (stem, body and head in one model; no batch-norm, which TFLite folds anyway).
 Each is converted to float32 and to full-integer int8 and timed on the LiteRT interpreter
-(XNNPACK, batch 1). The ratio column says how much faster int8 is.
+(XNNPACK, batch 1; `--no-xnnpack`: TFLite's own kernels instead). The ratio column says how much
+faster int8 is.
 
 Why this exists: on CPUs without VNNI, XNNPACK's int8 convolution kernels widen int8 to int16
 before multiplying, so convolutions gain little from int8, and a 1-channel stem loses (its int8
@@ -34,7 +36,7 @@ from typing import Iterator
 import numpy as np
 
 
-BLOCKS = ("stem", "body", "head", "conv3x3", "conv1x1", "depthwise", "dense", "classic")
+BLOCKS = ("stem", "body", "head", "conv3x3", "conv1x1", "depthwise", "dense", "classic", "edgecnn")
 
 
 def _build(kind: str):  # noqa: ANN202 - a Keras model
@@ -54,6 +56,10 @@ def _build(kind: str):  # noqa: ANN202 - a Keras model
     elif kind == "head":
         inp = layers.Input((7, 7, 64), batch_size=1)
         out = layers.GlobalAveragePooling2D()(layers.Conv2D(10, 7)(inp))
+    elif kind == "edgecnn":
+        inp = layers.Input((28, 28, 1), batch_size=1)
+        x = conv(layers.MaxPool2D()(conv(conv(layers.MaxPool2D()(conv(inp, 24)), 48), 48)), 64)
+        out = layers.GlobalAveragePooling2D()(layers.Conv2D(10, 7)(x))
     elif kind == "conv3x3":
         inp = layers.Input((28, 28, 64), batch_size=1)
         out = conv(inp, 64)
@@ -111,10 +117,12 @@ def _convert(model, int8: bool) -> bytes:  # noqa: ANN001
     return converter.convert()
 
 
-def _p50_ms(flatbuffer: bytes, threads: int, calls: int) -> float:
-    from ai_edge_litert.interpreter import Interpreter
+def _p50_ms(flatbuffer: bytes, threads: int, calls: int, xnnpack: bool = True) -> float:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
+    # BUILTIN_WITHOUT_DEFAULT_DELEGATES: the same model on TFLite's own kernels, XNNPACK not applied
+    resolver = {} if xnnpack else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=threads, **resolver)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
     x = np.zeros(detail["shape"], detail["dtype"])
@@ -136,6 +144,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000, help="timed calls per model (default 3000)")
     parser.add_argument("--blocks", default=",".join(BLOCKS),
                         help=f"comma-separated blocks to time (default: all of {','.join(BLOCKS)})")
+    parser.add_argument("--no-xnnpack", action="store_true", help="time TFLite's own kernels instead of XNNPACK")
     args = parser.parse_args()
     blocks = [b.strip() for b in args.blocks.split(",") if b.strip()]
     unknown = [b for b in blocks if b not in BLOCKS]
@@ -152,7 +161,7 @@ def main() -> None:
         with _silenced(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             flatbuffers = [_convert(model, q) for q in (False, True)]
-        fp32, int8 = (_p50_ms(fb, args.threads, args.calls) for fb in flatbuffers)
+        fp32, int8 = (_p50_ms(fb, args.threads, args.calls, xnnpack=not args.no_xnnpack) for fb in flatbuffers)
         print(f"{kind:9s}  {fp32:11.4f}  {int8:11.4f}  {fp32 / int8:12.2f}x")
 
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.tflite
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "int8_probe.py"
 
 
-BLOCKS = ["stem", "body", "head", "conv3x3", "conv1x1", "depthwise", "dense", "classic"]
+BLOCKS = ["stem", "body", "head", "conv3x3", "conv1x1", "depthwise", "dense", "classic", "edgecnn"]
 
 
 def test_int8_probe_prints_a_ratio_per_block():
@@ -25,6 +25,15 @@ def test_int8_probe_prints_a_ratio_per_block():
     for _, fp32, int8, ratio in rows:
         assert float(fp32) > 0 and float(int8) > 0
         assert ratio.endswith("x") and float(ratio[:-1]) == pytest.approx(float(fp32) / float(int8), rel=0.05)
+    assert "XNNPACK delegate" in done.stderr  # LiteRT's notice: XNNPACK ran the models
+
+
+def test_int8_probe_without_xnnpack_runs_tflites_own_kernels():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--calls", "20", "--blocks", "stem,edgecnn", "--no-xnnpack"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [line.split()[0] for line in done.stdout.splitlines()[1:]] == ["stem", "edgecnn"]
+    assert "XNNPACK delegate" not in done.stderr
 
 
 def test_int8_probe_rejects_an_unknown_block():
