@@ -1,6 +1,7 @@
 """Does full-int8 pay on this CPU? Time fp32 vs int8 TFLite, one block or layer kind at a time.
 
     .venv/bin/python scripts/int8_probe.py [--threads 1] [--calls 3000] [--blocks stem,body,...] [--no-xnnpack]
+    .venv/bin/python scripts/int8_probe.py --files FP32.tflite INT8.tflite [--no-xnnpack]   # a run's artifacts
 
 Builds, with random weights, separate small TFLite models. First the blocks of the default
 `edgecnn`: the 1-channel stem (3x3 conv 1->24 at 28x28 + max-pool), the conv body (two 3x3
@@ -31,6 +32,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -145,17 +147,29 @@ def main() -> None:
     parser.add_argument("--blocks", default=",".join(BLOCKS),
                         help=f"comma-separated blocks to time (default: all of {','.join(BLOCKS)})")
     parser.add_argument("--no-xnnpack", action="store_true", help="time TFLite's own kernels instead of XNNPACK")
+    parser.add_argument("--files", nargs=2, metavar=("FP32", "INT8"),
+                        help="time these two .tflite files (e.g. a run's artifacts) instead of the built blocks")
     args = parser.parse_args()
     blocks = [b.strip() for b in args.blocks.split(",") if b.strip()]
     unknown = [b for b in blocks if b not in BLOCKS]
     if unknown or not blocks:
         parser.error(f"--blocks: unknown block(s) {unknown or args.blocks!r}; expected some of {','.join(BLOCKS)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    header = f"{'block':9s}  {'fp32 p50 ms':>11s}  {'int8 p50 ms':>11s}  {'int8 speed-up':>13s}"
+    if args.files:
+        try:
+            flatbuffers = [Path(f).read_bytes() for f in args.files]
+        except OSError as exc:
+            parser.error(f"--files: cannot read {exc.filename}: {exc.strerror}")
+        fp32, int8 = (_p50_ms(fb, args.threads, args.calls, xnnpack=not args.no_xnnpack) for fb in flatbuffers)
+        print(header)
+        print(f"{'files':9s}  {fp32:11.4f}  {int8:11.4f}  {fp32 / int8:12.2f}x")
+        return
     with _silenced():
         import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)
-    print(f"{'block':9s}  {'fp32 p50 ms':>11s}  {'int8 p50 ms':>11s}  {'int8 speed-up':>13s}")
+    print(header)
     for kind in blocks:
         model = _build(kind)
         with _silenced(), warnings.catch_warnings():

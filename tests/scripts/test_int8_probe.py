@@ -40,3 +40,18 @@ def test_int8_probe_rejects_an_unknown_block():
     done = subprocess.run([sys.executable, str(SCRIPT), "--blocks", "stem,lstm"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "lstm" in done.stderr and "--blocks" in done.stderr
+
+
+def test_int8_probe_times_two_given_files(tmp_path):
+    from tests.bad_input_files import relu_tflite
+
+    model = relu_tflite(tmp_path / "relu.tflite")
+    assert model is not None
+    done = subprocess.run([sys.executable, str(SCRIPT), "--calls", "20", "--files", str(model), str(model)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = [line.split() for line in done.stdout.splitlines() if line.startswith("files ")]
+    assert float(row[1]) > 0 and float(row[2]) > 0
+    missing = subprocess.run([sys.executable, str(SCRIPT), "--files", str(tmp_path / "nope.tflite"), str(model)],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "nope.tflite" in missing.stderr
