@@ -18,6 +18,23 @@ def slug_of(row: dict[str, Any]) -> str:
     return Row(**{k: v for k, v in row.items() if k in Row.__dataclass_fields__}).slug
 
 
+def off_clean_difference(run_dir: Path, a: dict[str, Any], b: dict[str, Any]) -> tuple[float, int] | None:
+    """(max abs logit difference, images) of rows a and b on the run's corrupted and adversarial
+    test images (the logits the measurement saved); None when either has none.
+
+    Why: an fp32 row reuses its variant's explanation because the two agree within the parity
+    tolerance, which was checked on clean test images; SHAP feeds blurred and masked ones. The
+    corrupted copies (blur, noise, contrast, ...) are the nearest inputs the run already has.
+    """
+    files = [run_dir / "logits" / f"{slug_of(row)}__robustness.npy" for row in (a, b)]
+    if not all(f.is_file() for f in files):
+        return None
+    x, y = (np.load(f, allow_pickle=False) for f in files)
+    if x.shape != y.shape or not len(x):
+        return None
+    return float(np.abs(x - y).max()), len(x)
+
+
 
 class Recorder:
     """Builds the worker jobs and turns their results into row blocks, drift and plots.
@@ -113,10 +130,13 @@ class Recorder:
         for j, source in self.shared.items():
             if source == i and j != i:
                 diff = (self.rows[j].get("parity") or {}).get("max_abs_diff")
+                note = f"fp32 artifact within parity of torch eager (max abs logit diff {diff})"
+                if off_clean := off_clean_difference(self.run_dir, self.rows[j], self.rows[i]):
+                    note += f" and of {slug} on {off_clean[1]} corrupted and adversarial images ({off_clean[0]:.3g})"
                 # what describes the source's own runtime (its time, load, how it was called) is not this row's
                 self.rows[j]["explanation"] = {**block, "shared_from": slug, "seconds": 0.0, "seconds_per_image": None,
                                                "cpu_seconds_per_image": None, "load_s": None, "runtime_calls": None,
-                                               "note": f"fp32 artifact within parity of torch eager (max abs logit diff {diff}); reuses {slug}"}
+                                               "note": f"{note}; reuses {slug}"}
 
     def _ok_block(self, i: int, slug: str, result: dict[str, Any]) -> dict[str, Any]:
         from explain.drift import drift_metrics

@@ -7,8 +7,10 @@ processes; this module plans the jobs and writes the blocks.
 
 Which rows get their own explanation: every ok row, except the fp32 rows of a variant other than
 its primary fp32 row (ONNX on the CPU first, see _FORMAT_ORDER). An ok fp32 row passed parity
-with torch eager, so it reuses the primary's explanation and says so (`shared_from`); quantized
-and fp16 artifacts, and every pruned or distilled variant, always get their own.
+with torch eager on clean test images; if it also agrees with the primary within that tolerance on
+the run's corrupted and adversarial copies (when the run made them), it reuses the primary's
+explanation and says so (`shared_from`). Quantized and fp16 artifacts, and every pruned or
+distilled variant, always get their own.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ import os
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from bench.errors import UserError
 from bench.explain_worker import run_jobs
-from bench.explain_record import OUT, Recorder, slug_of
+from bench.explain_record import OUT, Recorder, off_clean_difference, slug_of
 from bench.progress import progress_bar
 from bench.results import atomic_write_json
 from explain.drift import DEFAULT_THRESHOLD, choose_flips
@@ -59,9 +61,12 @@ def load_labels(run_dir: Path, n: int) -> np.ndarray:
     return labels
 
 
-def plan_rows(rows: list[dict[str, Any]], baseline: str, variant: str | None,
-              share_fp32: bool) -> tuple[int | None, list[int], dict[int, int]]:
-    """(reference row, rows to explain with the reference first, {shared row: row it reuses})."""
+def plan_rows(rows: list[dict[str, Any]], baseline: str, variant: str | None, share_fp32: bool,
+              agree: Callable[[int, int], bool] | None = None) -> tuple[int | None, list[int], dict[int, int]]:
+    """(reference row, rows to explain with the reference first, {shared row: row it reuses}).
+
+    `agree(i, source)`, when given, must also hold for fp32 row i to reuse its source's explanation.
+    """
     ok = [i for i, r in enumerate(rows) if r.get("status") == "ok" and r.get("artifact")]
     primary: dict[str, int] = {}
     for i in sorted(ok, key=lambda i: (_FORMAT_ORDER.get(rows[i]["format"], 9), rows[i].get("device", "cpu") != "cpu", i)):
@@ -72,7 +77,9 @@ def plan_rows(rows: list[dict[str, Any]], baseline: str, variant: str | None,
     def source_of(i: int) -> int | None:
         """The primary fp32 row whose explanation fp32 row i reuses (None: it gets its own)."""
         source = primary.get(rows[i]["variant"])
-        return source if share_fp32 and rows[i]["precision"] == "fp32" and source is not None and source != i else None
+        if not share_fp32 or rows[i]["precision"] != "fp32" or source is None or source == i:
+            return None
+        return source if agree is None or agree(i, source) else None
 
     jobs: list[int] = []
     for i in ok:
@@ -88,6 +95,14 @@ def plan_rows(rows: list[dict[str, Any]], baseline: str, variant: str | None,
     # other fp32 rows too: their reference is recomputed, so an old copy would go stale)
     shared = {i: source for i in ok if (source := source_of(i)) is not None and source in jobs}
     return reference, jobs, shared
+
+
+def _agree_off_clean(run_dir: Path, row: dict[str, Any], source: dict[str, Any]) -> bool:
+    """Row and source agree within the row's parity tolerance on the corrupted and adversarial
+    images too (when the run has them; otherwise parity on clean images is all there is)."""
+    difference = off_clean_difference(run_dir, row, source)
+    tolerance = (row.get("parity") or {}).get("tolerance")
+    return difference is None or tolerance is None or difference[0] <= tolerance
 
 
 def plan_flips(run_dir: Path, rows: list[dict[str, Any]], jobs: list[int], reference: int | None,
@@ -150,7 +165,8 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
         names = sorted({r["variant"] for r in rows if r.get("status") == "ok"})
         raise UserError(f"no ok rows of variant {variant!r} in {run_dir}; variants with ok rows: {', '.join(names) or 'none'}")
     indices = choose_explanation_set(labels, per_class, seed)
-    reference, jobs, shared = plan_rows(rows, document["baseline"], variant, settings["share_fp32"])
+    agree = lambda i, j: _agree_off_clean(run_dir, rows[i], rows[j])  # noqa: E731
+    reference, jobs, shared = plan_rows(rows, document["baseline"], variant, settings["share_fp32"], agree)
     new_set = _set_block(settings, indices, labels, per_class, max_evals, seed,
                          slug_of(rows[reference]) if reference is not None else None)
     previous = document.get("explanation_set")
@@ -158,7 +174,7 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
         raise UserError("these settings differ from the run's explanation set (images, masker, max_evals, seed or batch size); "
                         "recompute every variant (omit --variant) so all explanations stay comparable")
     # flips are chosen over every row a full run explains, so `--variant` picks the same gallery
-    _, every_job, _ = plan_rows(rows, document["baseline"], None, settings["share_fp32"])
+    _, every_job, _ = plan_rows(rows, document["baseline"], None, settings["share_fp32"], agree)
     flips = {i: f for i, f in plan_flips(run_dir, rows, every_job, reference, settings["flip_gallery"]).items() if i in jobs}
     kept_flips = _reference_flips(run_dir, previous) if variant is not None else {}
     (run_dir / OUT).mkdir(parents=True, exist_ok=True)

@@ -214,6 +214,25 @@ def test_plan_shares_fp32_rows_and_puts_the_reference_first():
     _, jobs, shared = plan_rows(rows, "baseline", "small", share_fp32=True)
     assert jobs == [3, 1, 4]  # the reference comes along ...
     assert shared == {0: 3, 2: 3}  # ... and so do the rows that share it
+    # an fp32 row that does not agree with its primary off the clean images gets its own explanation
+    _, jobs, shared = plan_rows(rows, "baseline", None, share_fp32=True, agree=lambda i, source: i != 2)
+    assert jobs == [3, 1, 2, 4] and shared == {0: 3}
+
+
+def test_fp32_rows_share_only_when_they_agree_on_the_corrupted_images(tmp_path):
+    from bench.explain_stage import _agree_off_clean
+
+    rows = [{"variant": "baseline", "lineage": [], "format": f, "precision": "fp32", "runtime": r, "device": "cpu", "status": "ok",
+             "artifact": "a", "parity": {"tolerance": 1e-4}} for f, r in [("onnx", "onnxruntime"), ("tflite", "litert")]]
+    onnx, tflite = rows
+    assert _agree_off_clean(tmp_path, tflite, onnx)  # no corrupted copies in this run: parity alone decides
+    (tmp_path / "logits").mkdir()
+    logits = np.random.default_rng(0).standard_normal((50, 10)).astype(np.float32)
+    np.save(tmp_path / "logits" / f"{slug_of(onnx)}__robustness.npy", logits)
+    np.save(tmp_path / "logits" / f"{slug_of(tflite)}__robustness.npy", logits + 5e-5)
+    assert _agree_off_clean(tmp_path, tflite, onnx)
+    np.save(tmp_path / "logits" / f"{slug_of(tflite)}__robustness.npy", logits + np.eye(50, 10, dtype=np.float32) * 1e-3)
+    assert not _agree_off_clean(tmp_path, tflite, onnx)
 
 
 @pytest.mark.e2e  # a second fork server start (~15 s of numba compilation)
