@@ -62,6 +62,12 @@ class RunContext:
         if row.get("status") == "ok" and row.get("precision") == "fp32" and row.get("artifact"):
             self.paired_references.setdefault((row["runtime"], row.get("device", "cpu")), row)
 
+    def forget_reference(self, row: dict[str, Any]) -> None:
+        """A dropped baseline row (a resumed run measures it again) is no longer a reference."""
+        key = (row.get("runtime"), row.get("device", "cpu"))
+        if key in self.paired_references and row_name(self.paired_references[key]) == row_name(row):
+            del self.paired_references[key]
+
     def paired_reference(self, row: Row) -> dict[str, Any] | None:
         """The baseline row `row` is timed against; None for the reference itself or when there is none."""
         reference = self.paired_references.get((row.runtime, row.device))
@@ -214,7 +220,8 @@ def measure_row(row: Row, variant: Variant, reference_logits: np.ndarray, ctx: R
     logits = apply_worker_result(row, result, ctx.run_dir)
     labels = ctx.dataset.test.labels
     row.accuracy = accuracy_block(logits, labels, len(ctx.dataset.classes), ctx.baseline_predictions)
-    row.accuracy["threads"] = result["eval_threads"]  # how the predictions were computed (not timed)
+    if row.device == "cpu":  # how the predictions were computed (not timed)
+        row.accuracy["threads"] = result["eval_threads"]
     n = min(cfg.export.parity_images, len(labels))
     row.parity = parity_block(logits, reference_logits, f"torch eager ({variant.name}, fp32)", n)
     row.parity["tolerance"] = cfg.export.parity_tolerance

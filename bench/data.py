@@ -175,8 +175,8 @@ def normalisation(train_images: np.ndarray, source: str) -> tuple[tuple[float], 
     """
     mean, std = round(float(train_images.mean() / 255), 4), round(float(train_images.std() / 255), 4)
     if not std > 0:
-        raise DataError(f"the training images in {source} all have the same brightness (pixel std 0 on the 0..1 scale): "
-                        "they cannot be normalised, and there is nothing to learn from them")
+        raise DataError(f"the training images in {source} have no spread in brightness (pixel std {std} on the 0..1 "
+                        "scale, to 4 decimals): they cannot be normalised, and there is nothing to learn from them")
     return (mean,), (std,)
 
 

@@ -26,7 +26,7 @@ from bench.environment import environment
 from bench.errors import UserError
 from bench.measure import Paired, Timing
 from bench.progress import progress_bar
-from bench.results import read_run_document, row_key, validate_results
+from bench.results import read_run_document, row_key, row_name, validate_results
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, new_run_id
 from bench.summary import print_summary
@@ -170,7 +170,6 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
 
 def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWriter, options: RunOptions) -> None:
     calibration_raw = ctx.dataset.train.images  # each quantizer takes the first N it is configured for
-    done_rows = {row_key(r) for r in writer.rows}
     done_variants = set(writer.document.setdefault("variants_done", []))
     baseline_logits = reference_logits(variants[0], ctx.dataset)
     ctx.baseline_predictions = baseline_logits.argmax(1)
@@ -183,21 +182,27 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
             if variant.name not in done_variants:  # a resumed run skips finished variants entirely
                 bar.set_postfix_str(variant.name, refresh=False)
                 reference = baseline_logits if variant is variants[0] else reference_logits(variant, ctx.dataset)
-                # A resumed variant is exported again; a finished row stays only if its artifact came out
-                # byte for byte as the one it measured (else its numbers would describe another file).
-                measured = _artifact_digests(ctx.run_dir, [r for r in writer.rows if r["variant"] == variant.name])
+                # A resumed variant is exported again; a finished row stays only if its cell is still made
+                # from the same file, byte for byte (else its numbers would describe another file).
+                finished = {row_key(r): r for r in writer.rows if r["variant"] == variant.name}
+                digests = {key: _file_digest(ctx.run_dir / r["artifact"]) if r.get("artifact") else None
+                           for key, r in finished.items()}
                 rows = [row for artifact in export_artifacts(variant, ctx, calibration_raw)
                         for row in rows_for_artifact(variant, artifact, ctx)]
-                remade = {path for path, digest in measured.items() if digest is None or _file_digest(ctx.run_dir / path) != digest}
-                # A run resumed by a newer edgebench may also hold rows for cells this one no longer
-                # makes (another row layout); kept, they would contradict the rows measured now.
-                for stale in writer.drop_rows(variant.name, keep={row.key for row in rows if row.artifact not in remade}):
-                    why = ("its artifact came out different when exported again; measured again" if stale.get("artifact") in remade
-                           else "a row this edgebench no longer makes")
-                    log.warning("resume: dropped %s/%s/%s on %s: %s", stale.get("variant"), stale.get("format"),
-                                stale.get("precision"), stale.get("runtime"), why)
+                kept = {row.key for row in rows
+                        if row.key in finished and _still_valid(finished[row.key], digests[row.key], row, ctx.run_dir)}
+                made = {row.key for row in rows}
+                for stale in writer.drop_rows(variant.name, keep=kept):
+                    # a row without an artifact is rewritten silently (nothing to measure); a run resumed by a
+                    # newer edgebench may also hold rows for cells this one no longer makes (another row layout)
+                    if row_key(stale) not in made:
+                        log.warning("resume: dropped %s, a row this edgebench no longer makes", row_name(stale))
+                    elif stale.get("artifact"):
+                        log.warning("resume: %s is measured again: exported again, its artifact is not the file it "
+                                    "measured (changed, moved or not made)", row_name(stale))
+                    ctx.forget_reference(stale)
                 for row in rows:
-                    if row.key in done_rows and row.artifact not in remade:
+                    if row.key in kept:
                         continue
                     if row.status == "ok":
                         bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}", refresh=False)
@@ -210,16 +215,20 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
             bar.update(1)
 
 
+def _still_valid(finished: dict[str, Any], digest: str | None, new: Any, run_dir: Path) -> bool:
+    """A finished row of a resumed variant still describes the cell exported again as `new`: the same
+    artifact file, unchanged (sha256), or, for a row without an artifact, the same status and reason."""
+    if not finished.get("artifact") and not new.artifact:
+        return finished.get("status") == new.status and finished.get("reason") == new.reason
+    return (finished.get("artifact") == new.artifact and digest is not None
+            and _file_digest(run_dir / new.artifact) == digest)
+
+
 def _file_digest(path: Path) -> str | None:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
-
-
-def _artifact_digests(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, str | None]:
-    """artifact path -> sha256 of the file the finished `rows` measured (None when it is gone)."""
-    return {row["artifact"]: _file_digest(run_dir / row["artifact"]) for row in rows if row.get("artifact")}
 
 
 def post_run_hooks(config: Config, options: RunOptions) -> list[Callable[[Path, RunWriter, RunOptions], None]]:

@@ -79,6 +79,8 @@ def _load_torch(artifact: Path, threads: int, device: str) -> Predict:
     stat = artifact.stat()
     key = (str(artifact.resolve()), stat.st_size, stat.st_mtime_ns, device)
     if key not in _TORCH_MODULES:
+        if len(_TORCH_MODULES) >= 4:  # a long-lived process (ab, pytest_artifacts) must not keep every model
+            _TORCH_MODULES.pop(next(iter(_TORCH_MODULES)))
         _TORCH_MODULES[key] = torch.export.load(str(artifact)).module().to(device)
     module = _TORCH_MODULES[key]
 

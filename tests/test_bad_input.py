@@ -123,7 +123,7 @@ CASES = [
     Case("data-not-idx", _data(garbage="train-labels-idx1-ubyte"), ("train-labels-idx1-ubyte", "not an IDX file")),
     Case("data-mismatched-idx", _data(n_train_labels=150), ("mismatched", "200 images but 150 labels")),
     Case("data-labels-out-of-range", _data(max_label=20), ("labels outside 0..9",)),
-    Case("data-blank-training-images", _data(blank_train=True), ("training images", "pixel std 0", "cannot be normalised")),
+    Case("data-blank-training-images", _data(blank_train=True), ("training images", "pixel std 0.0", "cannot be normalised")),
     Case("data-val-size-too-big", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG.replace("val_size = 50", "val_size = 500"))),
                                                 "--data-dir", str(fake_data(tmp / "data"))], ("val_size = 500", "leaves no training images")),
     # --checkpoint (checked before the run folder is created)

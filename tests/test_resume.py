@@ -149,7 +149,7 @@ def test_ctrl_c_then_resume_matches_an_uninterrupted_run(work: Path, reference: 
     resumed = _resume(work, "sigint-resume", run_dir)
     assert resumed["status"] == "complete"
     assert _summary(resumed) == _summary(reference)
-    assert "its artifact came out different when exported again" in (run_dir / "logs" / "run.log").read_text()
+    assert "exported again, its artifact is not the file it measured" in (run_dir / "logs" / "run.log").read_text()
     _assert_kept({"rows": [r for r in interrupted["rows"] if r is not changed]}, resumed)
     assert [r for r in resumed["rows"] if r.get("artifact") == changed["artifact"]] != [changed]  # measured again
 
