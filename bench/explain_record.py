@@ -45,11 +45,13 @@ class Recorder:
 
     def __init__(self, run_dir: Path, document: dict[str, Any], settings: dict[str, Any], indices: np.ndarray,
                  labels: np.ndarray, set_images: np.ndarray, reference: int | None, shared: dict[int, int],
-                 flips: dict[int, dict[str, Any]], kept_reference_flips: dict[int, np.ndarray] | None = None) -> None:
+                 flips: dict[int, dict[str, Any]], kept_reference_flips: dict[int, np.ndarray] | None = None,
+                 off_clean: dict[int, tuple[float, int] | None] | None = None) -> None:
         self.run_dir, self.document, self.settings = run_dir, document, settings
         self.rows: list[dict[str, Any]] = document["rows"]
         self.indices, self.labels, self.set_images = indices, labels, set_images
         self.reference, self.shared, self.flips = reference, shared, flips
+        self.off_clean = off_clean or {}  # shared row -> (max abs difference, images) off the clean test images
         self.names = [str(c) for c in (document.get("dataset") or {}).get("classes") or range(int(labels.max()) + 1)]
         self.reference_values: np.ndarray | None = None
         # the baseline's values of flipped images: an earlier explanation's (kept by --variant), then this one's
@@ -131,7 +133,7 @@ class Recorder:
             if source == i and j != i:
                 diff = (self.rows[j].get("parity") or {}).get("max_abs_diff")
                 note = f"fp32 artifact within parity of torch eager (max abs logit diff {diff})"
-                if off_clean := off_clean_difference(self.run_dir, self.rows[j], self.rows[i]):
+                if off_clean := self.off_clean.get(j):
                     note += f" and of {slug} on {off_clean[1]} corrupted and adversarial images ({off_clean[0]:.3g})"
                 # what describes the source's own runtime (its time, load, how it was called) is not this row's
                 self.rows[j]["explanation"] = {**block, "shared_from": slug, "seconds": 0.0, "seconds_per_image": None,

@@ -100,7 +100,10 @@ def plan_rows(rows: list[dict[str, Any]], baseline: str, variant: str | None, sh
 def _agree_off_clean(run_dir: Path, row: dict[str, Any], source: dict[str, Any]) -> bool:
     """Row and source agree within the row's parity tolerance on the corrupted and adversarial
     images too (when the run has them; otherwise parity on clean images is all there is)."""
-    difference = off_clean_difference(run_dir, row, source)
+    return _within_parity(row, off_clean_difference(run_dir, row, source))
+
+
+def _within_parity(row: dict[str, Any], difference: tuple[float, int] | None) -> bool:
     tolerance = (row.get("parity") or {}).get("tolerance")
     return difference is None or tolerance is None or difference[0] <= tolerance
 
@@ -165,7 +168,13 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
         names = sorted({r["variant"] for r in rows if r.get("status") == "ok"})
         raise UserError(f"no ok rows of variant {variant!r} in {run_dir}; variants with ok rows: {', '.join(names) or 'none'}")
     indices = choose_explanation_set(labels, per_class, seed)
-    agree = lambda i, j: _agree_off_clean(run_dir, rows[i], rows[j])  # noqa: E731
+    off_clean: dict[int, tuple[float, int] | None] = {}  # fp32 row -> off_clean_difference from its primary, read once
+
+    def agree(i: int, source: int) -> bool:
+        if i not in off_clean:  # a row's source is always its variant's primary row
+            off_clean[i] = off_clean_difference(run_dir, rows[i], rows[source])
+        return _within_parity(rows[i], off_clean[i])
+
     reference, jobs, shared = plan_rows(rows, document["baseline"], variant, settings["share_fp32"], agree)
     new_set = _set_block(settings, indices, labels, per_class, max_evals, seed,
                          slug_of(rows[reference]) if reference is not None else None)
@@ -184,7 +193,8 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
     if kept_flips:  # the other variants' galleries still need the baseline's values of their images
         new_set["reference_flips"] = previous["reference_flips"]
     document["explanation_set"] = new_set
-    recorder = Recorder(run_dir, document, settings, indices, labels, set_images, reference, shared, flips, kept_flips)
+    recorder = Recorder(run_dir, document, settings, indices, labels, set_images, reference, shared, flips, kept_flips,
+                        off_clean)
     tasks = recorder.tasks(jobs, images_file=images_file, max_evals=max_evals, seed=seed)
     atomic_write_json(run_dir / "results.json", document)
     with progress_bar(total=len(tasks), desc="explanations", unit="job", quiet=quiet) as bar:

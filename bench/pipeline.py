@@ -26,7 +26,7 @@ from bench.environment import environment
 from bench.errors import UserError
 from bench.measure import Paired, Timing
 from bench.progress import progress_bar
-from bench.results import read_run_document, row_key, row_name, validate_results
+from bench.results import Row, read_run_document, row_key, row_name, validate_results
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, new_run_id
 from bench.summary import print_summary
@@ -215,7 +215,7 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
             bar.update(1)
 
 
-def _still_valid(finished: dict[str, Any], digest: str | None, new: Any, run_dir: Path) -> bool:
+def _still_valid(finished: dict[str, Any], digest: str | None, new: Row, run_dir: Path) -> bool:
     """A finished row of a resumed variant still describes the cell exported again as `new`: the same
     artifact file, unchanged (sha256), or, for a row without an artifact, the same status and reason."""
     if not finished.get("artifact") and not new.artifact:
