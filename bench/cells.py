@@ -218,6 +218,7 @@ def measure_row(row: Row, variant: Variant, reference_logits: np.ndarray, ctx: R
         row.fail("run_failed", str(exc))
         return
     logits = apply_worker_result(row, result, ctx.run_dir)
+    log.info("%s: worker %s", row.slug, " ".join(f"{k} {v:.1f} s" for k, v in result.get("phase_seconds", {}).items()))
     labels = ctx.dataset.test.labels
     row.accuracy = accuracy_block(logits, labels, len(ctx.dataset.classes), ctx.baseline_predictions)
     if row.device == "cpu":  # how the predictions were computed (not timed)

@@ -187,8 +187,10 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
                 finished = {row_key(r): r for r in writer.rows if r["variant"] == variant.name}
                 digests = {key: _file_digest(ctx.run_dir / r["artifact"]) if r.get("artifact") else None
                            for key, r in finished.items()}
+                started = time.perf_counter()
                 rows = [row for artifact in export_artifacts(variant, ctx, calibration_raw)
                         for row in rows_for_artifact(variant, artifact, ctx)]
+                log.info("%s: exported in %.1f s", variant.name, time.perf_counter() - started)
                 kept = {row.key for row in rows
                         if row.key in finished and _still_valid(finished[row.key], digests[row.key], row, ctx.run_dir)}
                 made = {row.key for row in rows}
@@ -206,7 +208,9 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
                         continue
                     if row.status == "ok":
                         bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}", refresh=False)
+                        started = time.perf_counter()
                         measure_row(row, variant, reference, ctx)
+                        log.info("%s: measured in %.1f s", row_name(row.to_dict()), time.perf_counter() - started)
                     writer.add_row(row)
                     if variant.is_baseline:
                         ctx.note_reference(row.to_dict())

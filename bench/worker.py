@@ -125,6 +125,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     settings, timing = job["settings"], job["timing"]
     raw = np.load(job["images"], mmap_mode="r", allow_pickle=False)
     result: dict[str, Any] = {"rss_before_load_mb": round(_rss_mb(), 1)}
+    phases = result["phase_seconds"] = {}  # where the worker's time went, for the run log
+    phase_start = time.perf_counter()
+
+    def phase_done(name: str) -> None:
+        nonlocal phase_start
+        now = time.perf_counter()
+        phases[name] = round(now - phase_start, 2)
+        phase_start = now
 
     # 1. load + first inference at the first setting, and the memory high-water mark
     first = settings[0]
@@ -139,6 +147,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     result["memory"] = {"peak_rss_mb": round(_peak_rss_mb(), 1),
                         "rss_before_load_mb": result.pop("rss_before_load_mb"),
                         "measured": f"high-water mark after load and inference at batch 1 and {job['throughput_batch']}"}
+    phase_done("load")
 
     # 2. predictions on the evaluation images (full test set unless limited). Nothing here is
     # timed, so a second copy of the artifact runs them on every core (eval_threads); it is
@@ -162,6 +171,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         np.save(job["extra_logits_out"], np.concatenate(out).astype(np.float32), allow_pickle=False)
     del evaluate
     result["eval_threads"] = job["eval_threads"]
+    phase_done("predictions")
 
     # 3. latency per (batch size, threads) setting, raw samples saved beside the results
     loaded = {"threads": first["threads"], "predict": predict}
@@ -181,6 +191,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         np.save(setting["samples_out"], samples, allow_pickle=False)
         result["latency"].append({**setting, "samples": setting["samples_out"], "stats": latency_stats(samples),
                                   "warmup": made["warmup"]})
+    phase_done("latency")
 
     # 3b. speed-up against the baseline's row on this runtime, timed interleaved, at the headline
     # setting (the smallest batch at the fewest threads: what the report's speed-up columns use)
@@ -190,6 +201,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             result["paired"] = _paired_speedup(job, predictor(headline["threads"]), raw, headline, timing["max_seconds"])
         except Exception as exc:  # noqa: BLE001 - the row's own measurements stand; a note says why
             result["paired_error"] = f"{exc.__class__.__name__}: {str(exc)[:200]}"
+        phase_done("paired")
 
     # 4. throughput at a larger batch (threads of the first setting)
     predict = predictor(first["threads"])
@@ -199,6 +211,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     median = float(np.median(samples))
     result["throughput"] = {"batch_size": len(xb), "threads": first["threads"], "p50_ms": median,
                             "images_per_s": len(xb) / (median / 1e3), "n": int(samples.size)}
+    phase_done("throughput")
     return result
 
 
