@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ModelFileError
+from bench.errors import ModelFileError, first_line
 
 SUFFIX_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "torch"}
 
@@ -51,12 +51,6 @@ def format_of(path: str | Path) -> str:
         raise ModelFileError(f"{path}: unknown artifact type {Path(path).suffix or '(no suffix)'!r}; "
                              f"expected one of {', '.join(SUFFIX_FORMATS)}")
     return fmt
-
-
-def _first_line(exc: BaseException, limit: int = 200) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else exc.__class__.__name__
-    return line if len(line) <= limit else line[: limit - 1] + "…"  # says it was cut (and why a bracket may be open)
 
 
 def check_artifact(path: Path, fmt: str) -> None:
@@ -100,7 +94,7 @@ def _load_onnx(path: Path) -> Any:
     try:
         model = onnx.load(str(path), load_external_data=False)  # external data is checked below, not read
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
-        raise ModelFileError(f"{path}: not a valid ONNX model, corrupt or truncated ({_first_line(exc)})") from None
+        raise ModelFileError(f"{path}: not a valid ONNX model, corrupt or truncated ({first_line(exc)})") from None
     if not model.HasField("graph") or not model.graph.node:
         raise ModelFileError(f"{path}: not a valid ONNX model (no graph or no nodes; corrupt or not an ONNX file)")
     for tensor in _all_tensors(model.graph):
@@ -109,7 +103,7 @@ def _load_onnx(path: Path) -> Any:
     try:  # on the path, so the checker resolves external data relative to the model's folder
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, DecodeError) as exc:
-        raise ModelFileError(f"{path}: ONNX checker rejected the model: {_first_line(exc)}") from None
+        raise ModelFileError(f"{path}: ONNX checker rejected the model: {first_line(exc)}") from None
     return model
 
 
@@ -207,7 +201,7 @@ def _read_pt2(path: Path) -> dict[str, Any]:
                 raise ModelFileError(f"{path}: zip archive without a serialized program (models/*.json); not a torch.export .pt2 file")
             return json.loads(archive.read(programs[0]))
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
-        raise ModelFileError(f"{path}: not a valid .pt2 archive (not a zip, or corrupt: {_first_line(exc)})") from None
+        raise ModelFileError(f"{path}: not a valid .pt2 archive (not a zip, or corrupt: {first_line(exc)})") from None
 
 
 def _pt2_tensor(name: str, values: dict[str, Any]) -> TensorInfo:

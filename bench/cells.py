@@ -140,7 +140,8 @@ def _tflite(variant: Variant, source: Artifact | None, folder: Path, ctx: RunCon
             calibration_raw: np.ndarray) -> list[Artifact]:
     precisions = ctx.config.export.tflite_precisions
     nhwc = make_input_spec(ctx.dataset.input_shape, ctx.dataset.mean, ctx.dataset.std, layout="NHWC")
-    missing = [module for module in ("onnx2tf", "tensorflow") if importlib.util.find_spec(module) is None]
+    # ai_edge_litert too: the converted file is read back with it (input quantization, graph counts)
+    missing = [module for module in ("onnx2tf", "tensorflow", "ai_edge_litert") if importlib.util.find_spec(module) is None]
     if missing:  # a capability of this install, not a failure of the variant
         why = f"{' and '.join(missing)} not installed, so no TFLite conversion (pip install 'edgebench[tflite]')"
         return [Artifact("tflite", p, None, nhwc, skip=why) for p in precisions]

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Callable
 
-from bench.errors import UserError
+from bench.errors import UserError, first_line
 
 if TYPE_CHECKING:  # the config module is imported by the commands that need it, not by --help
     from bench.config import Config
@@ -144,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgebench: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - not the user's input: still one line, the traceback behind --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"edgebench: error: unexpected {exc.__class__.__name__}: {first_line(exc, 300)} (run again with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

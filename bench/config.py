@@ -40,13 +40,21 @@ def _subset_of(allowed: tuple[str, ...]) -> Callable[[Any], str | None]:
         bad = [v for v in values if v not in allowed]
         if bad:
             return f"unknown value {bad[0]!r}{_suggest(bad[0], allowed)}; expected any of {list(allowed)}"
-        return None
+        return _repeated(values)
 
     return check
 
 
 def _positive_ints(values: list[int]) -> str | None:
-    return None if values and all(v >= 1 for v in values) else "must be a non-empty list of integers >= 1"
+    if not (values and all(v >= 1 for v in values)):
+        return "must be a non-empty list of integers >= 1"
+    return _repeated(values)
+
+
+def _repeated(values: list[Any]) -> str | None:
+    """Why a list that names a value twice is rejected: both entries would make the same rows and files."""
+    twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    return None if twice is None else f"lists {twice!r} twice"
 
 
 @dataclass
@@ -252,6 +260,13 @@ def validate_semantics(config: Config, source: str) -> None:
     bad_rt = [r for r in config.benchmark.runtimes if r not in runtimes.RUNTIMES]
     if bad_rt:
         raise ConfigError(f"{source} [benchmark].runtimes: unknown runtime {bad_rt[0]!r}{_suggest(bad_rt[0], runtimes.RUNTIMES)}; expected any of {list(runtimes.RUNTIMES)}")
+    if twice := _repeated(config.benchmark.runtimes):
+        raise ConfigError(f"{source} [benchmark].runtimes {twice}")
+    for fmt in config.export.formats:  # an artifact nothing runs would get no row at all, not even a failed one
+        if not runtimes.runtime_for_format(fmt, config.benchmark.runtimes):
+            needed = [name for name, spec in runtimes.RUNTIMES.items() if fmt in spec.formats]
+            raise ConfigError(f"{source} [export].formats has {fmt!r} but [benchmark].runtimes has no runtime that runs it "
+                              f"(add {' or '.join(map(repr, needed))}, or drop {fmt!r} from the formats)")
     names: set[str] = set()
     for i, variant in enumerate(config.variants):
         where = f"{source} [[variants]] #{i + 1} ({variant.name!r})"
@@ -261,9 +276,13 @@ def validate_semantics(config: Config, source: str) -> None:
             raise ConfigError(f"{where}: duplicate variant name (names must be unique and not 'baseline')")
         names.add(variant.name)
         try:
-            parse_chain(variant.passes, where)
+            calls = parse_chain(variant.passes, where)
         except PassSyntaxError as exc:
             raise ConfigError(str(exc)) from None
+        artifact_passes = [c for c in calls if c.spec.kind != "model"]  # they make an ONNX artifact
+        if artifact_passes and not runtimes.runtime_for_format("onnx", config.benchmark.runtimes):
+            raise ConfigError(f"{where}: {artifact_passes[0].spec.name} makes an ONNX artifact, but [benchmark].runtimes "
+                              "has no runtime that runs ONNX (add 'onnxruntime')")
 
 
 def load_config(path: str | Path | None) -> Config:

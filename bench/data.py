@@ -180,8 +180,13 @@ def normalisation(train_images: np.ndarray, source: str) -> tuple[tuple[float], 
     return (mean,), (std,)
 
 
-def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, test_share: float = 0.2) -> Dataset:
-    """Load a folder of class sub-folders (grayscale, resized to size x size) and split it."""
+def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, test_share: float = 0.2,
+                      train_limit: int = 0, test_limit: int = 0) -> Dataset:
+    """Load a folder of class sub-folders (grayscale, resized to size x size) and split it.
+
+    train_limit / test_limit (0 = all) keep the first N images of the training and test splits,
+    as [data] train_limit and test_limit do for Fashion-MNIST.
+    """
     from PIL import Image  # pillow comes with torchvision
 
     directory = Path(root)
@@ -207,8 +212,9 @@ def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, te
     n_val = min(val_size, max(1, (len(y) - n_test) // 5))
     test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
     pick = lambda idx: Split(x[np.sort(idx)], y[np.sort(idx)])  # noqa: E731
-    tr = pick(train)
-    return Dataset("imagefolder", tuple(classes), tr, pick(val), pick(test), *normalisation(tr.images, str(directory)), str(directory))
+    tr = pick(train).head(train_limit)
+    return Dataset("imagefolder", tuple(classes), tr, pick(val), pick(test).head(test_limit),
+                   *normalisation(tr.images, str(directory)), str(directory))
 
 
 def batch_indices(count: int, batch_size: int, *, shuffle: bool = False, seed: int = 0):

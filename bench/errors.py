@@ -18,3 +18,10 @@ class DataError(UserError):
 
 class ModelFileError(UserError):
     """A checkpoint or model artifact is missing, corrupt, unsafe or does not fit the model."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its class name when it has none), cut to `limit` characters."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else exc.__class__.__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"  # says it was cut (and why a bracket may be open)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
+import logging
 import os
 import sys
 import tempfile
@@ -229,6 +230,7 @@ def _console_to(log_file: Path) -> Iterator[None]:
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     saved = os.dup(1), os.dup(2)
+    root_handlers = list(logging.root.handlers)
     with open(log_file, "a", encoding="utf-8") as log:
         try:
             os.dup2(log.fileno(), 1)
@@ -242,3 +244,31 @@ def _console_to(log_file: Path) -> Iterator[None]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+            _release_log_handlers(log, root_handlers)
+
+
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is at the time: the log file inside _console_to, the terminal outside."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _release_log_handlers(log: Any, root_handlers: list[logging.Handler]) -> None:
+    """Logging handlers created inside _console_to hold its log file, which is about to be closed.
+
+    A handler a converter added to the root logger (logging.basicConfig) is removed: it would also
+    print every edgebench log line to the terminal, and on the closed file each one became a
+    "--- Logging error ---" traceback. A library's own handler (TensorFlow's "tensorflow" logger)
+    follows sys.stderr from now on, so its lines still go to the next conversion's log file.
+    """
+    for handler in [h for h in logging.root.handlers if h not in root_handlers]:
+        logging.root.removeHandler(handler)
+    loggers = [v for v in list(logging.root.manager.loggerDict.values()) if isinstance(v, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is log:
+                handler.setStream(_CurrentStderr())

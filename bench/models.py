@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, first_line
 
 if TYPE_CHECKING:
     from torch import nn
@@ -29,8 +29,8 @@ MODELS: dict[str, ModelEntry] = {
     for entry in [
         ModelEntry("edgecnn", "bench.zoo:edgecnn", "default: 4-conv BN CNN + 7x7 conv head, ~91K params, 7.7M MACs; downsamples early for cheap CPU training"),
         ModelEntry("tinycnn", "bench.zoo:tinycnn", "edgecnn with 8-16 channels (12K params), for tests and smoke runs"),
-        ModelEntry("mobilenet_v2", "bench.zoo:mobilenet_v2", "torchvision MobileNetV2 (width 0.5 by default), stem adapted to 1x28x28"),
-        ModelEntry("resnet18", "bench.zoo:resnet18", "torchvision ResNet-18, 3x3 stem without max-pool for 28x28 input"),
+        ModelEntry("mobilenet_v2", "bench.zoo:mobilenet_v2", "torchvision MobileNetV2 (width 1.0 = width_mult 0.5), stem adapted to 1x28x28"),
+        ModelEntry("resnet18", "bench.zoo:resnet18", "torchvision ResNet-18 (width scales its channels), 3x3 stem without max-pool for 28x28 input"),
     ]
 }
 
@@ -75,7 +75,10 @@ def build_model(name: str, *, in_channels: int = 1, num_classes: int = 10, width
     offered = {"in_channels": in_channels, "num_classes": num_classes, "width": width}
     accepted = inspect.signature(factory).parameters
     takes_all = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
-    model = factory(**{k: v for k, v in offered.items() if takes_all or k in accepted})
+    try:
+        model = factory(**{k: v for k, v in offered.items() if takes_all or k in accepted})
+    except Exception as exc:  # noqa: BLE001 - a user factory may raise anything; it is the model's problem, not ours
+        raise ConfigError(f"model factory {spec!r} failed: {exc.__class__.__name__}: {first_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory {spec!r} returned {type(model).__name__}, expected a torch.nn.Module")
     return model
@@ -118,3 +121,4 @@ def count_macs(model: "nn.Module", input_shape: tuple[int, ...]) -> int:
     for h in handles:
         h.remove()
     return total
+

@@ -23,7 +23,7 @@ from bench.cells import RunContext, export_artifacts, measure_row, rows_for_arti
 from bench.config import Config
 from bench.data import Dataset, load_fashion_mnist, load_image_folder
 from bench.environment import environment
-from bench.errors import UserError
+from bench.errors import ConfigError, UserError, first_line
 from bench.measure import Paired, Timing
 from bench.progress import progress_bar
 from bench.results import Row, read_run_document, row_key, row_name, validate_results
@@ -50,7 +50,8 @@ class RunOptions:
 def load_dataset(config: Config, data_dir: str = "") -> Dataset:
     d = config.data
     if d.dataset == "imagefolder":
-        return load_image_folder(data_dir or d.data_dir, val_size=d.val_size, seed=d.seed)
+        return load_image_folder(data_dir or d.data_dir, val_size=d.val_size, seed=d.seed,
+                                 train_limit=d.train_limit, test_limit=d.test_limit)
     return load_fashion_mnist(data_dir or d.data_dir, download=d.download, val_size=d.val_size, seed=d.seed,
                               cache_dir=config.output.cache_dir, train_limit=d.train_limit, test_limit=d.test_limit)
 
@@ -100,6 +101,9 @@ def run(config: Config, options: RunOptions) -> Path:
             print(f"\nedgebench: interrupted; {len(writer.rows)} finished rows are saved. Resume with:\n"
                   f"  edgebench run --resume {run_dir}", file=sys.stderr)
             raise
+        except Exception as exc:  # the CLI prints the error; the folder says the run stopped on it, not "running"
+            writer.update(status="failed", error=f"{exc.__class__.__name__}: {first_line(exc, 500)}")
+            raise
         _finish(writer, run_dir, started, options)
     return run_dir
 
@@ -113,6 +117,18 @@ def _check_baseline_inputs(config: Config, dataset: Dataset, options: RunOptions
                         num_classes=len(dataset.classes), width=config.baseline.width)
     if checkpoint := options.checkpoint or config.baseline.checkpoint:
         load_state_dict_file(checkpoint, model)
+    # one forward pass now: a model that does not fit the data fails here in one line, not mid-training
+    shape, classes = dataset.input_shape, len(dataset.classes)
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, *shape))
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises, the cause is the model/data pairing
+        raise ConfigError(f"[baseline].model {config.baseline.model!r} does not run on this dataset's {'x'.join(map(str, shape))} "
+                          f"images: {exc.__class__.__name__}: {first_line(exc)}") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"[baseline].model {config.baseline.model!r} returns {got} for a batch of 2 images; "
+                          f"expected logits of shape (2, {classes}) for this dataset's {classes} classes")
 
 
 def _new_document(run_id: str, config: Config, dataset: Dataset, options: RunOptions) -> dict[str, Any]:

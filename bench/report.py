@@ -176,7 +176,21 @@ def _notes(document: dict[str, Any]) -> list[str]:
     if int8_dot_product(cpu) is False:
         arm = any(f in (cpu.get("flags") or []) for f in ("asimd", "sve"))
         notes.append(ARM_DOT_NOTE if arm else VNNI_NOTE)
-    return notes + _alignment_notes(document) + _disturbed_notes(document)
+    return notes + _alignment_notes(document) + _transpose_notes(document) + _disturbed_notes(document)
+
+
+def _transpose_notes(document: dict[str, Any]) -> list[str]:
+    """The layout tax of the TFLite graphs: TRANSPOSE operators counted in each converted file."""
+    counts = {row_name(row): c["transposes"] for row in document.get("rows") or []
+              if isinstance(c := row.get("compression"), dict) and isinstance(c.get("transposes"), int)}
+    if not counts:
+        return []
+    taxed = {name: n for name, n in counts.items() if n}
+    if not taxed:
+        return [f"TFLite layout tax: no TRANSPOSE operator in any of the run's {len(counts)} TFLite graphs"]
+    listed = ", ".join(f"{name} {n}" for name, n in taxed.items())
+    return [f"TFLite layout tax: TRANSPOSE operators (NCHW/NHWC conversions the converter could not fold) in "
+            f"{len(taxed)} of {len(counts)} TFLite graphs: {listed}"]
 
 
 def _alignment_notes(document: dict[str, Any]) -> list[str]:

@@ -115,8 +115,8 @@ def _quantization(info: dict[str, Any]) -> str:
     text = f"ONNX Runtime {method} int8: weights {info.get('weight_type', '?')} {scales}, activations {info.get('activation_type', '?')}"
     if method == "static":
         text += f", {info.get('calibration', '?')} calibration on {_num(info.get('calibration_images', info.get('images')))} images"
-        if info.get("fp32_stem"):
-            text += ", stem kept fp32"
+        if info.get("fp32_stem"):  # what was done, which may be "stem left int8" when the stem could not be kept
+            text += f", {info.get('stem') or 'stem kept fp32'}"
     return text
 
 

@@ -145,9 +145,12 @@ def _bound_predict(session: Any, input_name: str) -> Predict:
 
 
 def _load_litert(artifact: Path, threads: int, device: str) -> Predict:
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_path=str(artifact), num_threads=threads)
+    # AUTO (LiteRT's default, spelled out): builtin kernels with the default XNNPACK delegate on
+    # every op it supports; scripts/int8_probe.py --no-xnnpack times the same files without it
+    interpreter = Interpreter(model_path=str(artifact), num_threads=threads,
+                              experimental_op_resolver_type=OpResolverType.AUTO)
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]

@@ -24,7 +24,7 @@ from bench.cache import cache_key, cache_path
 from bench.checkpoints import save_state_dict
 from bench.config import Config
 from bench.data import Dataset
-from bench.errors import UserError
+from bench.errors import ConfigError, UserError
 from bench.models import build_model, count_macs, count_params
 from bench.train import accuracy, data_fingerprint, predict_logits, run_fit, split_digest, to_tensor
 from compress.chain import PassCall, parse_chain
@@ -59,7 +59,7 @@ log = logging.getLogger("edgebench")
 
 # Bump when a change to pass code (compress/*, the fit loop) changes the weights a pass produces:
 # cached results of older code are then recomputed instead of reused.
-PASSES_VERSION = 2
+PASSES_VERSION = 3  # 3: mobilenet_v2 and resnet18 students are really narrower (width was ignored or fixed)
 
 TRAIN_FIT_IMAGES = 10_000  # training images a KD student's fit is measured on (a few seconds per model)
 
@@ -79,8 +79,14 @@ def make_context(config: Config, dataset: Dataset, baseline: nn.Module, *, quiet
 
     def build_student(width: float) -> nn.Module:
         torch.manual_seed(config.baseline.seed)
-        return build_model(config.baseline.model, in_channels=dataset.input_shape[0],
-                           num_classes=len(dataset.classes), width=config.baseline.width * width)
+        student = build_model(config.baseline.model, in_channels=dataset.input_shape[0],
+                              num_classes=len(dataset.classes), width=config.baseline.width * width)
+        # a factory that ignores `width` would hand back the teacher's architecture: every KD number would be meaningless
+        if width < 1 and count_params(student) >= count_params(baseline):
+            raise ConfigError(f"distill(width={width:g}): model {config.baseline.model!r} built a student with "
+                              f"{count_params(student)} parameters, not fewer than the teacher's {count_params(baseline)}; "
+                              "its factory must take a `width` argument that scales its channels")
+        return student
 
     n = min(256, len(dataset.train))
     return PassContext(fit=fit, baseline=baseline, build_student=build_student,

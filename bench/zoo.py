@@ -56,21 +56,38 @@ def tinycnn(in_channels: int = 1, num_classes: int = 10, width: float = 1.0) -> 
     return EdgeCNN(in_channels, num_classes, width, channels=(8, 8, 16, 16))
 
 
-def mobilenet_v2(in_channels: int = 1, num_classes: int = 10, width: float = 0.5) -> nn.Module:
-    """torchvision MobileNetV2 with a stride-1 stem, so 28x28 inputs keep enough resolution."""
+def mobilenet_v2(in_channels: int = 1, num_classes: int = 10, width: float = 1.0) -> nn.Module:
+    """torchvision MobileNetV2 with a stride-1 stem, so 28x28 inputs keep enough resolution.
+
+    width 1.0 is torchvision's width_mult 0.5 (the full 1.0 network is far larger than 28x28
+    inputs need); width scales it from there, so distill(width=0.5) gets width_mult 0.25.
+    """
     from torchvision.models import mobilenet_v2 as tv_mobilenet_v2
 
-    model = tv_mobilenet_v2(num_classes=num_classes, width_mult=width if width != 1.0 else 0.5)
+    model = tv_mobilenet_v2(num_classes=num_classes, width_mult=0.5 * width)
     stem = model.features[0][0]
     model.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, 3, 1, 1, bias=False)
     return model
 
 
 def resnet18(in_channels: int = 1, num_classes: int = 10, width: float = 1.0) -> nn.Module:
-    """torchvision ResNet-18 with a 3x3 stride-1 stem and no max-pool (CIFAR-style), for 28x28."""
-    from torchvision.models import resnet18 as tv_resnet18
+    """torchvision ResNet-18 with a 3x3 stride-1 stem and no max-pool (CIFAR-style), for 28x28.
 
-    model = tv_resnet18(num_classes=num_classes)
-    model.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+    width scales every layer's channels (64-128-256-512 at width 1.0).
+    """
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    class _ScaledResNet(ResNet):
+        def _make_layer(self, block, planes, blocks, stride=1, dilate=False):  # noqa: ANN001, ANN202 - torchvision's signature
+            if planes == 64:  # the first stage: it starts from the (scaled) stem's channels
+                self.inplanes = _scaled(64, width)
+            return super()._make_layer(block, _scaled(planes, width), blocks, stride, dilate)
+
+    model = _ScaledResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+    stem = _scaled(64, width)
+    model.conv1 = nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision initialises convs
+    model.bn1 = nn.BatchNorm2d(stem)
     model.maxpool = nn.Identity()
+    model.fc = nn.Linear(_scaled(512, width), num_classes)
     return model

@@ -39,7 +39,7 @@ def teacher_initialised(student: nn.Module, teacher: nn.Module, example_inputs: 
 
     Raises ValueError when the student is not the teacher's architecture with fewer channels.
     """
-    pruned = prune_to_channels(copy.deepcopy(teacher), prunable_channels(student), example_inputs)
+    pruned = prune_to_channels(copy.deepcopy(teacher), prunable_channels(student, example_inputs), example_inputs)
     try:
         student.load_state_dict(pruned.state_dict())
     except RuntimeError as exc:

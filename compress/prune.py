@@ -48,10 +48,33 @@ def unstructured(model: nn.Module, params: dict[str, Any], ctx: PassContext | No
                           "scope": params["scope"]}
 
 
-def _classifier(model: nn.Module) -> list[nn.Module]:
-    """The last conv or linear layer registered: its outputs are the classes, so it must keep them all."""
-    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    return layers[-1:]
+def _classifier(model: nn.Module, example_inputs: torch.Tensor) -> list[nn.Module]:
+    """The conv or linear layer that runs last in a forward pass: its outputs are the classes, so it
+    must keep them all. Found by running the model, not by registration order: a model may define
+    its head before its features."""
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_hook(lambda module, _inputs, _output: order.append(module))
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model.eval()(example_inputs[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return order[-1:]
+
+
+def _check_outputs_kept(model: nn.Module, example_inputs: torch.Tensor, before: torch.Size) -> None:
+    """ValueError when pruning changed the model's output shape (a class output was removed)."""
+    after = _output_shape(model, example_inputs)
+    if after != before:
+        raise ValueError(f"pruning changed the model's output shape from {tuple(before)} to {tuple(after)}; "
+                         "the layer producing the classes must not be pruned")
+
+
+def _output_shape(model: nn.Module, example_inputs: torch.Tensor) -> torch.Size:
+    with torch.no_grad():
+        return model.eval()(example_inputs[:1]).shape
 
 
 def _importance(name: str) -> Any:
@@ -116,8 +139,8 @@ def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tu
     import torch_pruning as tp
 
     before = _channels(model)
-    model.eval()
-    ignored = _classifier(model)
+    output_shape = _output_shape(model, ctx.example_inputs)
+    ignored = _classifier(model, ctx.example_inputs)
     per_layer = _aligned_ratios(model, params["ratio"], params["round_to"], ignored) if params["round_to"] > 1 else None
     pruner = tp.pruner.BasePruner(model, ctx.example_inputs[:1], importance=_importance(params["importance"]),
                                   pruning_ratio=params["ratio"], pruning_ratio_dict=per_layer,
@@ -128,6 +151,7 @@ def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tu
             F.cross_entropy(model(ctx.example_inputs), ctx.example_labels).backward()
         pruner.step()
         model.zero_grad(set_to_none=True)
+        _check_outputs_kept(model, ctx.example_inputs, output_shape)
         if step < params["steps"] - 1:
             ctx.fit(model, FitSettings(epochs=1, lr=0.02, seed=ctx.seed + step), None, f"recover step {step + 1}")
     return model.eval(), {"channels_before": before, "channels_after": _channels(model),
@@ -145,7 +169,8 @@ def prune_to_channels(model: nn.Module, channels: list[int], example_inputs: tor
     """
     import torch_pruning as tp
 
-    ignored = _classifier(model)
+    output_shape = _output_shape(model, example_inputs)
+    ignored = _classifier(model, example_inputs)
     layers = _pruned_layers(model, ignored)
     if len(layers) != len(channels):
         raise ValueError(f"{len(channels)} channel counts given for {len(layers)} prunable layers")
@@ -155,17 +180,17 @@ def prune_to_channels(model: nn.Module, channels: list[int], example_inputs: tor
         if not 1 <= keep <= have:
             raise ValueError(f"cannot keep {keep} of {have} channels in {layer}")
         per_layer[layer] = _ratio_keeping(have, keep)
-    model.eval()
     pruner = tp.pruner.BasePruner(model, example_inputs[:1], importance=_importance(importance),
                                   pruning_ratio=0.0, pruning_ratio_dict=per_layer, ignored_layers=ignored)
     pruner.step()
     model.zero_grad(set_to_none=True)
+    _check_outputs_kept(model, example_inputs, output_shape)
     return model.eval()
 
 
-def prunable_channels(model: nn.Module) -> list[int]:
+def prunable_channels(model: nn.Module, example_inputs: torch.Tensor) -> list[int]:
     """Output channels of the layers `prune_to_channels` counts, in the same order."""
-    return [_outputs(layer) for layer in _pruned_layers(model, _classifier(model))]
+    return [_outputs(layer) for layer in _pruned_layers(model, _classifier(model, example_inputs))]
 
 
 def _pruned_layers(model: nn.Module, ignored: list[nn.Module]) -> list[nn.Module]:

@@ -178,3 +178,25 @@ def zip_without_program(path: Path) -> Path:
     return path
 
 
+# Model factories named as "tests.bad_input_files:NAME" by the bad-input cases.
+def factory_that_raises(in_channels: int = 1, num_classes: int = 10):  # noqa: ANN201
+    raise RuntimeError("this architecture needs 3 input channels")
+
+
+def model_for_other_images(in_channels: int = 1, num_classes: int = 10):  # noqa: ANN201
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(32 * 32 * 3, num_classes))  # CIFAR-sized input
+
+
+def model_with_seven_outputs(in_channels: int = 1, num_classes: int = 10):  # noqa: ANN201
+    from torch import nn
+
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, 7))
+
+
+def ignores_width(in_channels: int = 1, num_classes: int = 10):  # noqa: ANN201
+    """No width argument: every KD "student" it builds is the teacher's size."""
+    from bench.zoo import tinycnn
+
+    return tinycnn(in_channels, num_classes)

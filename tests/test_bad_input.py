@@ -78,6 +78,12 @@ def _ckpt(kind: str) -> Callable[[Path], list[str]]:
                         "--checkpoint", str(checkpoint(tmp, kind))]
 
 
+def _model(factory: str) -> Callable[[Path], list[str]]:
+    """`run` with a model factory from tests/bad_input_files.py as the baseline."""
+    text = GOOD_CONFIG.replace('"tinycnn"', f'"tests.bad_input_files:{factory}"')
+    return lambda tmp: ["run", "--config", str(toml(tmp, text)), "--data-dir", str(fake_data(tmp / "data"))]
+
+
 def _no_marker(tmp: Path) -> None:
     assert not (tmp / "PWNED").exists(), "the pickle payload ran"
 
@@ -136,6 +142,9 @@ CASES = [
     Case("checkpoint-raw-pickle-with-code", _ckpt("evil-raw"), ("w.pt",), after=_no_marker),
     Case("model-factory-not-importable", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG.replace('"tinycnn"', '"no_such_mod_xyz:build"'))),
                                                       "--data-dir", str(fake_data(tmp / "data"))], ("no_such_mod_xyz", "cannot import")),
+    Case("model-factory-raises", _model("factory_that_raises"), ("factory_that_raises", "failed", "RuntimeError", "needs 3 input channels")),
+    Case("model-wrong-input-size", _model("model_for_other_images"), ("does not run on this dataset's 1x28x28 images", "RuntimeError")),
+    Case("model-wrong-class-count", _model("model_with_seven_outputs"), ("returns (2, 7)", "expected logits of shape (2, 10)")),
     # artifacts (`edgebench inspect`)
     Case("inspect-missing-file", lambda tmp: ["inspect", str(tmp / "nope.onnx")], ("model file not found", "nope.onnx")),
     Case("inspect-unknown-suffix", lambda tmp: ["inspect", str(write_file(tmp / "m.bin", b"x"))], ("unknown artifact type '.bin'",)),
@@ -236,6 +245,20 @@ def test_debug_shows_the_traceback(workdir: Path, capsys: pytest.CaptureFixture[
     assert main(["--debug", "run", "--config", str(workdir / "nope.toml")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("edgebench: error: config file not found")
+
+
+def test_a_run_that_stops_on_an_error_says_so_in_its_folder(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An error after the run folder exists (here a KD student as large as its teacher) still ends in one
+    line, and results.json says the run failed and why, instead of staying 'running'."""
+    import json
+
+    text = GOOD_CONFIG.replace('"tinycnn"', '"tests.bad_input_files:ignores_width"') + _variant('"distill(width=0.5, epochs=1)"')
+    argv = ["run", "--config", str(toml(workdir, text)), "--data-dir", str(fake_data(workdir / "data")), "--out", str(workdir / "results"), "--quiet"]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "not fewer than the teacher's" in lines[0]
+    (document,) = [json.loads(p.read_text()) for p in (workdir / "results").glob("*/results.json")]
+    assert document["status"] == "failed" and "ConfigError" in document["error"] and "not fewer than" in document["error"]
 
 
 def test_case_table_is_large_and_unique() -> None:

@@ -123,16 +123,17 @@ def test_a_nan_parity_fails_rather_than_passing_every_comparison() -> None:
     assert row.status == "validation_failed" and "nan" in row.reason
 
 
+@pytest.mark.parametrize("absent", ["onnx2tf", "ai_edge_litert"])
 def test_without_the_tflite_extra_tflite_rows_are_skipped_with_the_install_hint(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_context: Callable[..., RunContext]) -> None:
+        absent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_context: Callable[..., RunContext]) -> None:
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx2tf" else real_find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == absent else real_find_spec(name, *a))
     context = run_context(["tflite"], ["litert"], ["fp32", "int8"])
     artifacts = cells._tflite(_variant([PRUNE]), None, tmp_path, context, np.zeros((8, 1, 8, 8), np.uint8))
     assert [(a.precision, a.skip is not None, a.error) for a in artifacts] == [("fp32", True, None), ("int8", True, None)]
-    assert "onnx2tf not installed" in artifacts[0].skip and "edgebench[tflite]" in artifacts[0].skip
+    assert f"{absent} not installed" in artifacts[0].skip and "edgebench[tflite]" in artifacts[0].skip
 
 
 def test_a_quantized_row_is_judged_by_agreement_with_its_fp32_parent() -> None:

@@ -42,6 +42,14 @@ def test_print_config_comments_every_key():
     ({"variants": [{"name": "a", "passes": ["finetune()"]}, {"name": "a", "passes": ["finetune()"]}]}, "duplicate"),
     ({"variants": [{"name": "a b", "passes": ["finetune()"]}]}, "name must"),
     ({"variants": [{"name": "a"}]}, "missing required key 'passes'"),
+    # lists that name a value twice would make two rows with one name, writing the same files
+    ({"export": {"tflite_precisions": ["fp32", "int8", "fp32"]}}, "lists 'fp32' twice"),
+    ({"benchmark": {"threads": [1, 2, 1]}}, "lists 1 twice"),
+    ({"benchmark": {"runtimes": ["torch", "onnxruntime", "litert", "torch"]}}, "lists 'torch' twice"),
+    # an artifact that no enabled runtime runs would get no row at all
+    ({"benchmark": {"runtimes": ["torch", "onnxruntime"]}}, "[export].formats has 'tflite' but [benchmark].runtimes has no runtime that runs it (add 'litert'"),
+    ({"export": {"formats": ["torch"]}, "benchmark": {"runtimes": ["torch"]},
+      "variants": [{"name": "q", "passes": ["quantize.dynamic()"]}]}, "quantize.dynamic makes an ONNX artifact"),
 ])
 def test_invalid_configs_name_the_problem(raw, message):
     with pytest.raises(ConfigError) as err:

@@ -63,3 +63,40 @@ def test_real_fashion_mnist_shapes():
     assert (len(ds.train), len(ds.val), len(ds.test)) == (55000, 5000, 10000)
     assert sorted(np.unique(ds.test.labels)) == list(range(10))
     assert 0.25 < ds.mean[0] < 0.32 and 0.3 < ds.std[0] < 0.4
+
+
+def _image_folder(root, per_class=20, classes=("cat", "dog", "owl")):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (40, 30), dtype=np.uint8)).save(root / name / f"{i}.png")
+    (root / "cat" / "notes.txt").write_text("not an image")  # other files are ignored
+    return root
+
+
+def test_image_folder_is_resized_split_and_limited(tmp_path):
+    from bench.data import load_image_folder
+
+    root = _image_folder(tmp_path / "imgs")
+    full = load_image_folder(str(root), val_size=5, seed=0)
+    assert full.classes == ("cat", "dog", "owl") and full.train.images.shape[1:] == (1, 28, 28)
+    assert (len(full.test), len(full.val), len(full.train)) == (12, 5, 43)  # 20% test, then val_size
+    limited = load_image_folder(str(root), val_size=5, seed=0, train_limit=10, test_limit=4)
+    assert (len(limited.test), len(limited.val), len(limited.train)) == (4, 5, 10)
+    assert np.array_equal(limited.train.images, full.train.images[:10])
+
+
+def test_image_folder_errors_name_the_problem(tmp_path):
+    from bench.data import load_image_folder
+
+    with pytest.raises(DataError, match="image folder not found"):
+        load_image_folder(str(tmp_path / "none"), val_size=5, seed=0)
+    with pytest.raises(DataError, match=">= 2 class sub-folders"):
+        load_image_folder(str(_image_folder(tmp_path / "one", classes=("cat",))), val_size=5, seed=0)
+    broken = _image_folder(tmp_path / "broken")
+    (broken / "dog" / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot read image .*bad.png"):
+        load_image_folder(str(broken), val_size=5, seed=0)

@@ -233,3 +233,17 @@ def test_report_notes_paired_timings_taken_on_a_busy_machine(report: tuple[Path,
     notes = _disturbed_notes({"rows": [steady, shaky, *broken]})
     assert len(notes) == 1 and "w/onnx/fp32/onnxruntime (3.00× [2.20-3.10], 3 timings)" in notes[0]
     assert "v/onnx" not in notes[0]
+
+
+def test_report_notes_the_tflite_layout_tax() -> None:
+    from bench.report import _transpose_notes
+
+    def row(variant: str, transposes: object) -> dict:
+        return {"variant": variant, "format": "tflite", "precision": "fp32", "runtime": "litert", "status": "ok",
+                "compression": {"transposes": transposes}}
+
+    assert _transpose_notes({"rows": [{"variant": "v", "format": "onnx"}]}) == []  # no TFLite graph: no claim
+    assert _transpose_notes({"rows": [row("a", 0), row("b", 0)]}) == [
+        "TFLite layout tax: no TRANSPOSE operator in any of the run's 2 TFLite graphs"]
+    (note,) = _transpose_notes({"rows": [row("a", 0), row("b", 3), row("c", "?")]})
+    assert "in 1 of 2 TFLite graphs: b/tflite/fp32/litert 3" in note

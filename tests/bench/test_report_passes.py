@@ -176,3 +176,14 @@ def test_no_variants_no_section(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text(json.dumps({"baseline": "baseline", "rows": _document()["rows"][:1]}))
     html_path, md_path = write_report(tmp_path)
     assert "## What each pass did" not in md_path.read_text() and "<h2>What each pass did" not in html_path.read_text()
+
+
+def test_quantization_says_what_happened_to_the_stem_not_what_was_asked() -> None:
+    from bench.report_passes import _quantization
+
+    asked = {"method": "static", "per_channel": True, "weight_type": "QInt8", "activation_type": "QUInt8",
+             "calibration": "minmax", "calibration_images": 256, "fp32_stem": True}
+    left = _quantization({**asked, "stem": "stem left int8: its max-pool does not directly follow a Relu of the first Conv"})
+    assert left.endswith("stem left int8: its max-pool does not directly follow a Relu of the first Conv")
+    assert "kept fp32" not in left
+    assert "stem" not in _quantization({**asked, "fp32_stem": False})

@@ -162,6 +162,31 @@ def test_native_console_output_lands_in_the_log_not_on_the_terminal(tmp_path, ca
     assert all(text in log for text in ("native stdout", "native stderr", "python stdout", "python stderr"))
 
 
+def test_logging_handlers_made_during_a_conversion_do_not_outlive_its_log_file(tmp_path, capfd):
+    """A converter that calls logging.basicConfig inside _console_to left a root handler on the closed
+    log file: every later edgebench log line then printed a "--- Logging error ---" traceback."""
+    import logging
+
+    from bench.export_tflite import _console_to
+
+    root_before = list(logging.root.handlers)
+    library = logging.getLogger("edgebench-test-library")
+    try:
+        with _console_to(tmp_path / "converter.log"):
+            logging.root.addHandler(logging.StreamHandler(sys.stderr))  # what logging.basicConfig() adds
+            library.addHandler(logging.StreamHandler(sys.stderr))  # a library's own handler, like TensorFlow's
+            library.warning("during the conversion")
+        assert logging.root.handlers == root_before
+        logging.getLogger("edgebench").warning("after the conversion")
+        library.warning("library line after the conversion")
+        out, err = capfd.readouterr()
+        assert "Logging error" not in err and "library line after the conversion" in err
+        assert "during the conversion" in (tmp_path / "converter.log").read_text()
+    finally:
+        library.handlers.clear()
+        logging.root.handlers[:] = root_before
+
+
 def test_corrupt_onnx_fails_every_precision(tflite_stack, tmp_path, images):
     from bench.export_tflite import convert_to_tflite
 

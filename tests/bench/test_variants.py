@@ -101,3 +101,10 @@ def test_a_result_that_cannot_be_rebuilt_from_weights_is_not_cached(small, tmp_p
         assert len(ran) == 1 and variants[1].info["passes"][0]["cached"] is False
         assert variants[1].model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     assert "not cached" in caplog.text
+
+
+def test_a_student_that_is_not_narrower_than_its_teacher_is_rejected(small, tmp_path):
+    from bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"distill\(width=0.5\).*not fewer than the teacher's.*take a `width` argument"):
+        _build(small, tmp_path, passes=["distill(width=0.5, epochs=1)"], model="tests.bad_input_files:ignores_width")

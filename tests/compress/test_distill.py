@@ -64,7 +64,7 @@ def test_teacher_initialised_student_starts_from_the_teachers_strongest_channels
     kept = [next(i for i in range(24) if torch.equal(stem_t[0].weight[i], w)) for w in stem_s[0].weight]
     assert len(set(kept)) == 6 and torch.equal(stem_s[1].running_var, stem_t[1].running_var[kept])
     assert torch.equal(student.classifier.bias, teacher.classifier.bias)
-    assert prunable_channels(student) == [6, 12, 12, 16]
+    assert prunable_channels(student, tiny_data()[0]) == [6, 12, 12, 16]
 
 
 def test_teacher_initialised_student_must_be_a_narrower_teacher():
@@ -86,7 +86,8 @@ def test_distill_with_teacher_init_records_both_controls():
     assert [teacher for _, teacher in calls] == [True, False, False]  # KD student, random-init control, init-only control
     assert info["init"] == "teacher" and 0 <= info["init_top1"] <= 1 and 0 <= info["student_init_only_top1"] <= 1
     assert info["gap_recovered"] is None or isinstance(info["gap_recovered"], float)
-    assert prunable_channels(student) == prunable_channels(tinycnn(width=0.5))
+    x = tiny_data()[0]
+    assert prunable_channels(student, x) == prunable_channels(tinycnn(width=0.5), x)
 
 
 def test_students_of_one_width_share_their_no_teacher_control():

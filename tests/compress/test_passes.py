@@ -98,6 +98,27 @@ def test_structured_round_to_with_depthwise_and_residual_coupling():
     assert pruned(torch.zeros(2, *SHAPE)).shape == (2, 10)
 
 
+class HeadFirst(torch.nn.Module):
+    """A model that registers its classifier before its features: the classifier is still the layer to keep."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(16, 10)
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
+                                            torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU())
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+def test_structured_pruning_keeps_every_class_of_a_model_that_defines_its_head_first():
+    torch.manual_seed(0)
+    call = parse_pass("prune.structured(ratio=0.5)")
+    pruned, info = resolve(call.spec)(HeadFirst().eval(), call.params, tiny_context(HeadFirst()))
+    assert pruned.head.out_features == 10 and pruned(torch.zeros(2, *SHAPE)).shape == (2, 10)
+    assert info["channels_after"] == [8, 8]
+
+
 @pytest.mark.parametrize("name", ONNX_PASSES)
 def test_onnx_quantization_is_smaller_and_runs(name, tmp_path):
     torch.manual_seed(0)

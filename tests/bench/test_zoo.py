@@ -1,0 +1,24 @@
+import pytest
+import torch
+
+from bench.models import MODELS, build_model, count_params
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_zoo_model_takes_28x28_and_its_width_scales_it(name):
+    """KD students are the baseline at a smaller width: a factory that ignored width would make the teacher again."""
+    torch.manual_seed(0)
+    full, half = (build_model(name, width=w).eval() for w in (1.0, 0.5))
+    with torch.no_grad():
+        assert full(torch.zeros(2, 1, 28, 28)).shape == (2, 10) and half(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert count_params(half) < 0.5 * count_params(full)
+
+
+def test_mobilenet_width_one_is_torchvisions_half_width():
+    from torchvision.models import mobilenet_v2
+
+    reference = mobilenet_v2(num_classes=10, width_mult=0.5)
+    model = build_model("mobilenet_v2")
+    # the stem is rebuilt for one input channel and stride 1: 3x3 kernels of 1 instead of 3 channels
+    stem = reference.features[0][0].weight.numel() - model.features[0][0].weight.numel()
+    assert count_params(reference) - count_params(model) == stem
