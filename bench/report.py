@@ -20,11 +20,12 @@ from bench import report_charts as charts
 from bench import report_passes
 from bench.environment import int8_dot_product
 from bench.report_table import STATUS_LABELS, Line, columns_for, explanation_failures, markdown_table, reasons, summary_lines
-from bench.results import atomic_write_bytes, read_run_document, row_name
+from bench.results import atomic_write_bytes, batch1_latency, read_run_document, row_name
 from bench.stats import DISTURBED_P90_OVER_P10, paired_disturbed
 
 VNNI_NOTE = "no VNNI: int8 kernels here are slower than on VNNI/AMX CPUs"
 ARM_DOT_NOTE = "no int8 dot product (dotprod/i8mm): int8 kernels here are slower than on Arm CPUs that have it"
+SLOWER_MARGIN = 1.1  # a reduced-precision row this much slower than its fp32 parent gets a note
 CHANNEL_BLOCK = 8  # ONNX Runtime's NCHWc block with AVX2: pruned widths that are not multiples get padded
 QUICK_NOTE = "--quick run: short timings for a smoke test, not publishable latencies"
 CSS = """
@@ -176,7 +177,57 @@ def _notes(document: dict[str, Any]) -> list[str]:
     if int8_dot_product(cpu) is False:
         arm = any(f in (cpu.get("flags") or []) for f in ("asimd", "sve"))
         notes.append(ARM_DOT_NOTE if arm else VNNI_NOTE)
-    return notes + _alignment_notes(document) + _transpose_notes(document) + _disturbed_notes(document)
+    return (notes + _alignment_notes(document) + _transpose_notes(document) + _slower_than_fp32_notes(document)
+            + _disturbed_notes(document))
+
+
+def _slower_than_fp32_notes(document: dict[str, Any]) -> list[str]:
+    """Reduced-precision rows slower at batch 1 than the fp32 row they were made from.
+
+    int8 pays only where the CPU's int8 kernels beat its fp32 ones, layer by layer: without VNNI
+    they often do not, and on AMX CPUs XNNPACK's int8 kernels for a 1-channel stem convolution or
+    a depthwise one were measured slower than fp32, a fixed cost that small models feel most. The
+    parent is the variant's own ok fp32 row in the same format on the same runtime and device, or, for
+    a variant with no fp32 row there (one that only quantizes the baseline's artifact), the
+    baseline's. The comparison divides the two rows' paired speed-ups against the same baseline row
+    (free of drift between rows), else their p50s, timed seconds apart: hence the margin.
+    """
+    ok = [r for r in document.get("rows") or [] if r.get("status") == "ok"]
+    def key(row: dict[str, Any], variant: Any) -> tuple[Any, ...]:
+        return variant, row.get("format"), row.get("runtime"), row.get("device", "cpu")
+    fp32 = {key(r, r.get("variant")): r for r in ok if r.get("precision") == "fp32"}
+    any_fp32 = {key(r, r.get("variant")) for r in document.get("rows") or [] if r.get("precision") == "fp32"}
+    slower = []
+    for row in ok:
+        if row.get("precision") == "fp32":
+            continue
+        own = key(row, row.get("variant"))  # a failed fp32 row of its own: no parent to compare with
+        parent = fp32.get(own) if own in any_fp32 else fp32.get(key(row, document.get("baseline", "baseline")))
+        speed = _speed_against(row, parent) if parent else None
+        if speed is not None and speed[0] * SLOWER_MARGIN < 1:
+            slower.append(f"{row_name(row)} {speed[0]:.2f}× the speed of {row_name(parent)} ({speed[1]})")
+    if not slower:
+        return []
+    return [f"reduced precision slower than the fp32 it was made from (by more than {SLOWER_MARGIN - 1:.0%}): "
+            f"{', '.join(slower)}; int8 pays only where this CPU's int8 kernels beat its fp32 ones, and "
+            f"`scripts/int8_probe.py` times each layer kind on it"]
+
+
+def _speed_against(row: dict[str, Any], parent: dict[str, Any]) -> tuple[float, str] | None:
+    """How fast `row` is against `parent` (>1: faster) and how that was worked out."""
+    def paired(r: dict[str, Any]) -> tuple[float, Any] | None:
+        block = r.get("speedup_paired")
+        value = block.get("speedup") if isinstance(block, dict) else None
+        return (float(value), block.get("reference")) if isinstance(value, (int, float)) and value > 0 else None
+    mine, theirs = paired(row), paired(parent)
+    if mine and theirs and mine[1] == theirs[1]:
+        return mine[0] / theirs[0], "paired speed-ups"
+    if mine and mine[1] == row_name(parent):  # the parent is the reference of the pairing itself
+        return mine[0], "paired"
+    p50, parent_p50 = ((batch1_latency(r) or {}).get("p50") for r in (row, parent))
+    if isinstance(p50, (int, float)) and isinstance(parent_p50, (int, float)) and p50 > 0:
+        return parent_p50 / p50, "p50s"
+    return None
 
 
 def _transpose_notes(document: dict[str, Any]) -> list[str]:

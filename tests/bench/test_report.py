@@ -247,3 +247,29 @@ def test_report_notes_the_tflite_layout_tax() -> None:
         "TFLite layout tax: no TRANSPOSE operator in any of the run's 2 TFLite graphs"]
     (note,) = _transpose_notes({"rows": [row("a", 0), row("b", 3), row("c", "?")]})
     assert "in 1 of 2 TFLite graphs: b/tflite/fp32/litert 3" in note
+
+
+def test_report_notes_reduced_precision_slower_than_its_fp32_parent() -> None:
+    from bench.report import _slower_than_fp32_notes
+
+    def row(variant: str, fmt: str, precision: str, p50: float, paired: float | None = None, status: str = "ok") -> dict:
+        runtime = {"onnx": "onnxruntime", "tflite": "litert"}[fmt]
+        out = {"variant": variant, "format": fmt, "precision": precision, "runtime": runtime, "status": status,
+               "latency": [{"batch_size": 1, "threads": 1, "p50": p50}]}
+        if paired is not None:
+            out["speedup_paired"] = {"reference": f"baseline/{fmt}/fp32/{runtime}", "speedup": paired}
+        return out
+
+    rows = [row("baseline", "onnx", "fp32", 0.100), row("baseline", "tflite", "fp32", 0.150),
+            row("baseline", "tflite", "int8", 0.050, paired=3.0),     # faster than its parent, the pairing's reference
+            row("small", "tflite", "fp32", 0.024, paired=6.0),
+            row("small", "tflite", "fp16", 0.030, paired=6.0),        # p50s 25% apart (drift), paired equal: no note
+            row("small", "tflite", "int8", 0.048, paired=3.0),        # slower than its own fp32, not the baseline's
+            row("ort-dyn", "onnx", "int8-dynamic", 0.700),             # no paired timing: p50s; its parent is the baseline's
+            row("broken", "tflite", "fp32", 0.010, status="run_failed"), row("broken", "tflite", "int8", 0.040, paired=3.7)]
+    (note,) = _slower_than_fp32_notes({"baseline": "baseline", "rows": rows})
+    assert "small/tflite/int8/litert 0.50× the speed of small/tflite/fp32/litert (paired speed-ups)" in note
+    assert "ort-dyn/onnx/int8-dynamic/onnxruntime 0.14× the speed of baseline/onnx/fp32/onnxruntime (p50s)" in note
+    assert "fp16" not in note and "baseline/tflite/int8" not in note
+    assert "broken" not in note  # its own fp32 row failed: no parent (not the baseline's, another model)
+    assert _slower_than_fp32_notes({"baseline": "baseline", "rows": rows[:4]}) == []
