@@ -6,7 +6,8 @@
 Builds, with random weights, separate small TFLite models. First the blocks of the default
 `edgecnn`: the 1-channel stem (3x3 conv 1->24 at 28x28 + max-pool), the conv body (two 3x3
 48-channel convs at 14x14, max-pool, 3x3 48->64 at 7x7) and the head (7x7 conv 64->10 + mean, a
-matrix-vector product). Then the layer kinds other CNNs are made of, sized so that compute
+matrix-vector product). Two convs on the stem's 28x28 grid tell whether int8's cost follows the
+channels or the pixels: 1->8 channels, and 16->24. Then the layer kinds other CNNs are made of, sized so that compute
 dominates: a 3x3 conv 64->64 at 28x28, a 1x1 conv 256->256 at 14x14, a 3x3 depthwise conv over
 128 channels at 14x14, and a dense layer 1568->128->10. Last, a whole textbook CNN of 84K
 parameters (3x3 conv 1->16 at 28x28, max-pool, 3x3 conv 16->32 at 14x14, max-pool, dense
@@ -20,7 +21,10 @@ Why this exists: on CPUs without VNNI, XNNPACK's int8 convolution kernels widen 
 before multiplying, so convolutions gain little from int8, and a 1-channel stem loses (its int8
 GEMM has K=9 and is all overhead); only memory-bound layers (the head, dense layers) gain the
 2-4x that int8 promises. If the generic conv rows stay near 1x too, no convolutional network will
-reach a large int8 speed-up on this CPU. The benchmark's TFLite int8 row for the whole model is
+reach a large int8 speed-up on this CPU. With AMX (measured on a Xeon with AMX-INT8), XNNPACK's
+int8 convs are fast on wide layers but cost about the same per output pixel whatever the channels:
+1->8, 1->24 and 16->24 channels at 28x28 all took about 30 us in int8, against 6, 10 and 78 us in
+fp32, so narrow layers on a large grid lose. The benchmark's TFLite int8 row for the whole model is
 the sum of these effects.
 """
 
@@ -38,7 +42,7 @@ from typing import Iterator
 import numpy as np
 
 
-BLOCKS = ("stem", "body", "head", "conv3x3", "conv1x1", "depthwise", "dense", "classic", "edgecnn")
+BLOCKS = ("stem", "body", "head", "conv1to8", "conv16to24", "conv3x3", "conv1x1", "depthwise", "dense", "classic", "edgecnn")
 
 
 def _build(kind: str):  # noqa: ANN202 - a Keras model
@@ -62,6 +66,10 @@ def _build(kind: str):  # noqa: ANN202 - a Keras model
         inp = layers.Input((28, 28, 1), batch_size=1)
         x = conv(layers.MaxPool2D()(conv(conv(layers.MaxPool2D()(conv(inp, 24)), 48), 48)), 64)
         out = layers.GlobalAveragePooling2D()(layers.Conv2D(10, 7)(x))
+    elif kind in ("conv1to8", "conv16to24"):  # the stem's 28x28 grid with fewer outputs, or more inputs
+        inputs, outputs = (1, 8) if kind == "conv1to8" else (16, 24)
+        inp = layers.Input((28, 28, inputs), batch_size=1)
+        out = conv(inp, outputs)
     elif kind == "conv3x3":
         inp = layers.Input((28, 28, 64), batch_size=1)
         out = conv(inp, 64)
@@ -155,7 +163,7 @@ def main() -> None:
     if unknown or not blocks:
         parser.error(f"--blocks: unknown block(s) {unknown or args.blocks!r}; expected some of {','.join(BLOCKS)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    header = f"{'block':9s}  {'fp32 p50 ms':>11s}  {'int8 p50 ms':>11s}  {'int8 speed-up':>13s}"
+    header = f"{'block':10s}  {'fp32 p50 ms':>11s}  {'int8 p50 ms':>11s}  {'int8 speed-up':>13s}"
     if args.files:
         try:
             flatbuffers = [Path(f).read_bytes() for f in args.files]
@@ -163,7 +171,7 @@ def main() -> None:
             parser.error(f"--files: cannot read {exc.filename}: {exc.strerror}")
         fp32, int8 = (_p50_ms(fb, args.threads, args.calls, xnnpack=not args.no_xnnpack) for fb in flatbuffers)
         print(header)
-        print(f"{'files':9s}  {fp32:11.4f}  {int8:11.4f}  {fp32 / int8:12.2f}x")
+        print(f"{'files':10s}  {fp32:11.4f}  {int8:11.4f}  {fp32 / int8:12.2f}x")
         return
     with _silenced():
         import tensorflow as tf
@@ -176,7 +184,7 @@ def main() -> None:
             warnings.simplefilter("ignore")
             flatbuffers = [_convert(model, q) for q in (False, True)]
         fp32, int8 = (_p50_ms(fb, args.threads, args.calls, xnnpack=not args.no_xnnpack) for fb in flatbuffers)
-        print(f"{kind:9s}  {fp32:11.4f}  {int8:11.4f}  {fp32 / int8:12.2f}x")
+        print(f"{kind:10s}  {fp32:11.4f}  {int8:11.4f}  {fp32 / int8:12.2f}x")
 
 
 if __name__ == "__main__":

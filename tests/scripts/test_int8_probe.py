@@ -14,7 +14,7 @@ pytestmark = pytest.mark.tflite
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "int8_probe.py"
 
 
-BLOCKS = ["stem", "body", "head", "conv3x3", "conv1x1", "depthwise", "dense", "classic", "edgecnn"]
+BLOCKS = ["stem", "body", "head", "conv1to8", "conv16to24", "conv3x3", "conv1x1", "depthwise", "dense", "classic", "edgecnn"]
 
 
 def test_int8_probe_prints_a_ratio_per_block():
