@@ -184,48 +184,57 @@ def _notes(document: dict[str, Any]) -> list[str]:
 def _slower_than_fp32_notes(document: dict[str, Any]) -> list[str]:
     """Reduced-precision rows slower at batch 1 than the fp32 row they were made from.
 
-    int8 pays only where the CPU's int8 kernels beat its fp32 ones, layer by layer: without VNNI
-    they often do not, and on AMX CPUs XNNPACK's int8 kernels for a 1-channel stem convolution or
-    a depthwise one were measured slower than fp32, a fixed cost that small models feel most. The
-    parent is the variant's own ok fp32 row in the same format on the same runtime and device, or, for
-    a variant with no fp32 row there (one that only quantizes the baseline's artifact), the
-    baseline's. The comparison divides the two rows' paired speed-ups against the same baseline row
-    (free of drift between rows), else their p50s, timed seconds apart: hence the margin.
+    int8 pays only where the runtime's int8 kernels beat its fp32 ones on this CPU, layer by layer:
+    without VNNI they often do not, and on AMX CPUs XNNPACK's int8 convs cost about the same per
+    output pixel whatever their channels, so narrow layers on a large grid (a 1-channel stem, a
+    heavily pruned model) were measured slower than fp32. The parent is the variant's own ok fp32
+    row in the same format on the same runtime and device; a variant with no fp32 row at all (one
+    that only quantizes the baseline's artifact) is compared with the baseline's. The comparison
+    divides the two rows' paired speed-ups against the same baseline row at the same batch size and
+    threads (free of the drift between rows), else their batch-1 p50s at the fewest threads both
+    were timed at, seconds apart: hence the margin.
     """
-    ok = [r for r in document.get("rows") or [] if r.get("status") == "ok"]
+    rows = document.get("rows") or []
+    ok = [r for r in rows if r.get("status") == "ok"]
     def key(row: dict[str, Any], variant: Any) -> tuple[Any, ...]:
-        return variant, row.get("format"), row.get("runtime"), row.get("device", "cpu")
+        return variant, row.get("format"), row.get("runtime"), row.get("device") or "cpu"
     fp32 = {key(r, r.get("variant")): r for r in ok if r.get("precision") == "fp32"}
-    any_fp32 = {key(r, r.get("variant")) for r in document.get("rows") or [] if r.get("precision") == "fp32"}
+    with_fp32 = {r.get("variant") for r in rows if r.get("precision") == "fp32"}
     slower = []
     for row in ok:
         if row.get("precision") == "fp32":
             continue
-        own = key(row, row.get("variant"))  # a failed fp32 row of its own: no parent to compare with
-        parent = fp32.get(own) if own in any_fp32 else fp32.get(key(row, document.get("baseline", "baseline")))
+        # a failed fp32 row of its own means no parent: the baseline's is another model
+        parent_variant = row.get("variant") if row.get("variant") in with_fp32 else document.get("baseline", "baseline")
+        parent = fp32.get(key(row, parent_variant))
         speed = _speed_against(row, parent) if parent else None
         if speed is not None and speed[0] * SLOWER_MARGIN < 1:
             slower.append(f"{row_name(row)} {speed[0]:.2f}× the speed of {row_name(parent)} ({speed[1]})")
     if not slower:
         return []
     return [f"reduced precision slower than the fp32 it was made from (by more than {SLOWER_MARGIN - 1:.0%}): "
-            f"{', '.join(slower)}; int8 pays only where this CPU's int8 kernels beat its fp32 ones, and "
-            f"`scripts/int8_probe.py` times each layer kind on it"]
+            f"{', '.join(slower)}; it pays only where the runtime's kernels for it beat its fp32 ones on this CPU "
+            f"(`scripts/int8_probe.py` times TFLite's int8 against fp32 per layer kind)"]
 
 
 def _speed_against(row: dict[str, Any], parent: dict[str, Any]) -> tuple[float, str] | None:
-    """How fast `row` is against `parent` (>1: faster) and how that was worked out."""
-    def paired(r: dict[str, Any]) -> tuple[float, Any] | None:
+    """How fast `row` is against `parent` (>1: faster) and how that was worked out, or None."""
+    def paired(r: dict[str, Any]) -> dict[str, Any] | None:
         block = r.get("speedup_paired")
-        value = block.get("speedup") if isinstance(block, dict) else None
-        return (float(value), block.get("reference")) if isinstance(value, (int, float)) and value > 0 else None
+        ok = isinstance(block, dict) and isinstance(block.get("speedup"), (int, float)) and block["speedup"] > 0
+        return block if ok and block.get("reference") else None
     mine, theirs = paired(row), paired(parent)
-    if mine and theirs and mine[1] == theirs[1]:
-        return mine[0] / theirs[0], "paired speed-ups"
-    if mine and mine[1] == row_name(parent):  # the parent is the reference of the pairing itself
-        return mine[0], "paired"
-    p50, parent_p50 = ((batch1_latency(r) or {}).get("p50") for r in (row, parent))
-    if isinstance(p50, (int, float)) and isinstance(parent_p50, (int, float)) and p50 > 0:
+    setting = ("reference", "batch_size", "threads")
+    if mine and theirs and all(mine.get(k) == theirs.get(k) for k in setting):
+        return mine["speedup"] / theirs["speedup"], "paired speed-ups"
+    if mine and mine["reference"] == row_name(parent):  # the parent is the reference of the pairing itself
+        return mine["speedup"], "paired"
+    def batch1(r: dict[str, Any]) -> dict[Any, Any]:
+        return {e.get("threads"): e.get("p50") for e in r.get("latency") or [] if e.get("batch_size") == 1}
+    mine_p50, theirs_p50 = batch1(row), batch1(parent)
+    common = sorted(t for t in mine_p50.keys() & theirs_p50.keys() if isinstance(t, int))
+    p50, parent_p50 = (mine_p50[common[0]], theirs_p50[common[0]]) if common else (None, None)
+    if all(isinstance(v, (int, float)) and v > 0 for v in (p50, parent_p50)):
         return parent_p50 / p50, "p50s"
     return None
 

@@ -273,3 +273,37 @@ def test_report_notes_reduced_precision_slower_than_its_fp32_parent() -> None:
     assert "fp16" not in note and "baseline/tflite/int8" not in note
     assert "broken" not in note  # its own fp32 row failed: no parent (not the baseline's, another model)
     assert _slower_than_fp32_notes({"baseline": "baseline", "rows": rows[:4]}) == []
+
+
+def test_slower_than_fp32_note_compares_like_with_like() -> None:
+    from bench.report import _slower_than_fp32_notes
+
+    def row(variant: str, precision: str, latency: list[tuple[int, float]], paired: dict | None = None,
+            device: str | None = "cpu") -> dict:
+        out = {"variant": variant, "format": "onnx", "precision": precision, "runtime": "onnxruntime", "status": "ok",
+               "device": device, "latency": [{"batch_size": 1, "threads": t, "p50": p} for t, p in latency]}
+        if paired is not None:
+            out["speedup_paired"] = {"reference": "baseline/onnx/fp32/onnxruntime", "batch_size": 1, "threads": 1, **paired}
+        return out
+
+    def note(*rows: dict) -> str:
+        notes = _slower_than_fp32_notes({"baseline": "baseline", "rows": list(rows)})
+        return notes[0] if notes else ""
+
+    base = row("baseline", "fp32", [(1, 0.100), (4, 0.030)])
+    # p50s are compared at the fewest threads both rows were timed at (q quantizes the baseline's artifact)
+    assert "q/onnx/int8-dynamic/onnxruntime 0.75×" in note(base, row("q", "int8-dynamic", [(4, 0.040)]))
+    assert note(row("baseline", "fp32", [(4, 0.030)]), row("q", "int8-dynamic", [(1, 0.100), (4, 0.025)])) == ""
+    assert note(base, row("v", "fp32", [(1, 0.1)]), row("v", "int8-static", [(1, 0.1)])) == ""
+    # paired speed-ups are divided only when taken against the same row at the same settings, else the p50s decide
+    fp32_paired = row("v", "fp32", [(1, 0.050)], paired={"speedup": 5.0})
+    assert "0.72× the speed of v/onnx/fp32/onnxruntime (paired speed-ups)" in note(
+        base, fp32_paired, row("v", "int8-static", [(1, 0.050)], paired={"speedup": 3.6}))
+    assert note(base, fp32_paired, row("v", "int8-static", [(1, 0.050)], paired={"speedup": 3.6, "threads": 2})) == ""
+    no_reference = {"speedup": 2.0, "reference": None}
+    assert note(base, row("v", "fp32", [(1, 0.050)], paired={"speedup": 5.0, "reference": None}),
+                row("v", "int8-static", [(1, 0.050)], paired=no_reference)) == ""
+    # a parent without a usable p50, or on another device, gives no comparison; a null device is the CPU
+    assert note(base, row("v", "fp32", [(1, 0.0)]), row("v", "int8-static", [(1, 0.050)])) == ""
+    assert note(base, row("v", "fp32", [(1, 0.010)], device="cuda"), row("v", "int8-static", [(1, 0.050)])) == ""
+    assert "0.20×" in note(base, row("v", "fp32", [(1, 0.010)], device=None), row("v", "int8-static", [(1, 0.050)]))
