@@ -95,13 +95,15 @@ def rounded_keep(channels: int, ratio: float, multiple: int) -> int:
     The multiple nearest to channels * (1 - ratio), ties going down (the smaller, faster layer),
     at least one multiple, never more than the layer has; ratio 0 prunes nothing. So a layer
     can lose more (or fewer) channels than the ratio says; the row's channels_after says how
-    many it kept. Why not Torch-Pruning's own round_to: it always rounds down and, when that
-    reaches 0, silently keeps every channel (24 channels at ratio 0.7 stayed 24).
+    many it kept. Without a multiple (1): channels * (1 - ratio) rounded down, but at least one.
+    Why not Torch-Pruning's own rules: where its count rounds down to 0 it silently keeps every
+    channel (24 channels at ratio 0.7 with its round_to=8 stayed 24; 8 channels at ratio 0.9
+    stayed 8 while 16 kept 1, so higher ratios pruned less).
     """
-    if multiple <= 1:
-        return int(channels * (1 - ratio))  # what Torch-Pruning keeps without rounding
     if ratio <= 0:
         return channels
+    if multiple <= 1:
+        return max(1, int(round(channels * (1 - ratio), 9)))
     # round(..., 9): 40 * (1 - 0.7) is 12.000000000000002 in floats, which must stay a tie (1.5 multiples)
     nearest = math.ceil(round(channels * (1 - ratio) / multiple, 9) - 0.5)
     return min(channels, multiple * max(1, nearest))
@@ -129,8 +131,8 @@ def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tu
     With steps > 1 the ratio is reached gradually, with a one-epoch recovery fine-tune between
     steps (the final fine-tune is a separate `finetune` pass in the chain).
 
-    With round_to > 1 every pruned layer keeps a multiple of round_to channels (see
-    `rounded_keep`). Why: CPU kernels work on blocks of channels (ONNX Runtime's NCHWc blocks
+    Every pruned layer keeps at least one channel, and with round_to > 1 a multiple of round_to
+    channels (see `rounded_keep`). Why: CPU kernels work on blocks of channels (ONNX Runtime's NCHWc blocks
     are 8 wide with AVX2) and pad or re-layout a layer that is not a multiple. Measured here on
     the default baseline in ORT (paired timing in the default run): the 25% model with
     18-36-36-48 channels (0.57x the MACs) ran 1.02x as fast as the baseline; aligned to
@@ -141,7 +143,8 @@ def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tu
     before = _channels(model)
     output_shape = _output_shape(model, ctx.example_inputs)
     ignored = _classifier(model, ctx.example_inputs)
-    per_layer = _aligned_ratios(model, params["ratio"], params["round_to"], ignored) if params["round_to"] > 1 else None
+    # per-layer ratios always, not Torch-Pruning's global one: see rounded_keep for what its own rule does
+    per_layer = _aligned_ratios(model, params["ratio"], params["round_to"], ignored)
     pruner = tp.pruner.BasePruner(model, ctx.example_inputs[:1], importance=_importance(params["importance"]),
                                   pruning_ratio=params["ratio"], pruning_ratio_dict=per_layer,
                                   iterative_steps=params["steps"], ignored_layers=ignored)

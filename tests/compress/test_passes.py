@@ -69,12 +69,28 @@ def test_structured_pruning_makes_the_model_physically_smaller(importance):
     (48, 0.25, 8, 32),   # 36 is a tie between 32 and 40
     (4, 0.5, 8, 4),      # never more than the layer has
     (24, 0.7, 1, 7),     # no rounding: what Torch-Pruning keeps
+    (8, 0.9, 1, 1),      # 0.8 channels: at least one (Torch-Pruning kept all 8)
+    (10, 0.9, 1, 1),     # 10 * 0.1 is 0.9999999999999998 in floats: still one
+    (16, 0.99, 1, 1),
     (40, 0.7, 8, 8),     # 40 * 0.3 is 12.000000000000002 in floats: still a tie, still down
     (120, 0.7, 8, 32),   # 36: a tie between 32 and 40
     (20, 0.0, 8, 20),    # ratio 0 prunes nothing, aligned or not
 ])
 def test_rounded_keep(channels, ratio, multiple, keep):
     assert rounded_keep(channels, ratio, multiple) == keep
+
+
+def test_structured_prunes_more_as_the_ratio_rises_and_keeps_a_channel_per_layer():
+    kept = []
+    for ratio in (0.7, 0.8, 0.9, 0.94, 0.99):
+        torch.manual_seed(0)
+        call = parse_pass(f"prune.structured(ratio={ratio})")
+        pruned, info = resolve(call.spec)(tinycnn(), call.params, tiny_context(tinycnn()))
+        assert all(1 <= a < b for a, b in zip(info["channels_after"][:-1], info["channels_before"][:-1])), (ratio, info)
+        assert pruned(torch.zeros(1, *SHAPE)).shape == (1, 10)
+        kept.append(info["channels_after"])
+    assert all(later <= earlier for previous, current in zip(kept, kept[1:]) for earlier, later in zip(previous, current))
+    assert kept[-1][:-1] == [1] * (len(kept[-1]) - 1)
 
 
 @pytest.mark.parametrize("ratio, steps, expected", [(0.25, 1, [16, 32, 32, 48]), (0.5, 1, [8, 24, 24, 32]),
