@@ -295,3 +295,26 @@ def test_inspect_pt2_reads_the_program_without_unpickling(tmp_path: Path, capsys
     assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["inputs"][0]["dtype"] == "float"
     assert info["operators"]["aten.conv2d.default"] == 5
     assert np.prod(info["outputs"][0]["shape"][1:]) == 10
+
+
+def _entry_point(*argv: str, **popen: object) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-m", "bench", *argv], env=env, stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.mark.parametrize("argv, start", [(["explain", "x", "--samples", "0"], "edgebench explain: error: argument --samples"),
+                                          (["frobnicate"], "edgebench: error: argument COMMAND: invalid choice")])
+def test_usage_errors_are_one_line_too(argv: list[str], start: str) -> None:
+    proc = _entry_point(*argv, stdout=subprocess.PIPE)
+    out, err = proc.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(start), err
+    assert "--help" in lines[0] and not out
+
+
+def test_a_closed_pipe_ends_quietly_and_not_as_a_failed_gate() -> None:
+    """`edgebench list | head -1`: the reader leaves early. Not exit 1 (compare's "a gate failed"), no error line."""
+    proc = _entry_point("list", stdout=subprocess.PIPE)
+    proc.stdout.close()  # before the command writes anything: every write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and err == ""
