@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -223,6 +224,8 @@ def _build_section(cls: type, raw: dict[str, Any], where: str) -> Any:
             raise ConfigError(f"{where}.{name}: expected {f.type}, got {type(value).__name__} {value!r}")
         if f.type == "float":
             value = float(value)
+            if not math.isfinite(value):  # TOML has inf and nan; no setting means them (warmup_seconds = inf never ends)
+                raise ConfigError(f"{where}.{name} = {value!r}: must be a finite number")
         check = f.metadata.get("check")
         problem = check(value) if check else None
         if problem:
@@ -272,8 +275,10 @@ def validate_semantics(config: Config, source: str) -> None:
         where = f"{source} [[variants]] #{i + 1} ({variant.name!r})"
         if not variant.name or not all(c.isalnum() or c in "-_." for c in variant.name):
             raise ConfigError(f"{where}: name must be non-empty and use only letters, digits, '-', '_' and '.'")
-        if variant.name in names or variant.name == "baseline":
-            raise ConfigError(f"{where}: duplicate variant name (names must be unique and not 'baseline')")
+        if variant.name == "baseline":
+            raise ConfigError(f"{where}: the name 'baseline' is reserved for the unchanged model; pick another")
+        if variant.name in names:
+            raise ConfigError(f"{where}: duplicate variant name (each variant needs its own)")
         names.add(variant.name)
         try:
             calls = parse_chain(variant.passes, where)

@@ -41,6 +41,11 @@ def test_print_config_comments_every_key():
     ({"variants": [{"name": "a", "passes": ["quantize.static()", "finetune()"]}]}, "cannot follow"),
     ({"variants": [{"name": "a", "passes": ["finetune()"]}, {"name": "a", "passes": ["finetune()"]}]}, "duplicate"),
     ({"variants": [{"name": "a b", "passes": ["finetune()"]}]}, "name must"),
+    ({"variants": [{"name": "baseline", "passes": ["finetune()"]}]}, "'baseline' is reserved"),
+    # TOML has inf and nan: no setting means them (an infinite warm-up never ends)
+    ({"benchmark": {"warmup_seconds": float("inf")}}, "warmup_seconds = inf: must be a finite number"),
+    ({"baseline": {"lr": float("nan")}}, "lr = nan: must be a finite number"),
+    ({"baseline": {"width": float("inf")}}, "width = inf: must be a finite number"),
     ({"variants": [{"name": "a"}]}, "missing required key 'passes'"),
     # lists that name a value twice would make two rows with one name, writing the same files
     ({"export": {"tflite_precisions": ["fp32", "int8", "fp32"]}}, "lists 'fp32' twice"),
