@@ -216,6 +216,9 @@ def latency_change(pair: Pair, metric: str, dirs: tuple[Path, Path], resamples: 
 
 
 def _check(pair: Pair, threshold: Threshold) -> Failure | None:
+    # only rows ok in both runs are gated: a failed row's numbers are not a result (--strict reports B's failures)
+    if not (pair.a and pair.b and pair.a.get("status") == pair.b.get("status") == "ok"):
+        return None
     change = pair.change(threshold.metric)
     if change is None or threshold.direction * change <= threshold.limit + CHANGE_TOLERANCE:
         return None

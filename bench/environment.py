@@ -109,6 +109,10 @@ def environment_differences(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> lis
     timing = [k for k in sorted(set(bench_a) | set(bench_b)) if bench_a.get(k) != bench_b.get(k)]
     if timing:
         notes.append("benchmark settings differ: " + ", ".join(f"{k} {bench_a.get(k)} -> {bench_b.get(k)}" for k in timing))
+    settings = _config_differences((doc_a.get("config") or {}), (doc_b.get("config") or {}))
+    if settings:
+        shown = ", ".join(settings[:8]) + (f" and {len(settings) - 8} more" if len(settings) > 8 else "")
+        notes.append(f"config differs (weights, data or explanations may differ with it): {shown}")
     pkg_a, pkg_b = env_a.get("packages") or {}, env_b.get("packages") or {}
     changed = [f"{n} {pkg_a.get(n, '-')} -> {pkg_b.get(n, '-')}" for n in sorted(set(pkg_a) | set(pkg_b)) if pkg_a.get(n) != pkg_b.get(n)]
     if changed:
@@ -118,3 +122,19 @@ def environment_differences(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> lis
         if calls_a.get(name) != calls_b.get(name):
             notes.append(f"{name} is called differently: A {calls_a.get(name) or 'not recorded'}, B {calls_b.get(name) or 'not recorded'}")
     return notes
+
+
+def _config_differences(config_a: dict[str, Any], config_b: dict[str, Any]) -> list[str]:
+    """'section.key A -> B' for every setting that differs, but the benchmark's (noted on their own above)
+    and where the output goes; variants by name ('variants: +added -removed', or their passes changed)."""
+    out = []
+    for section in sorted((set(config_a) | set(config_b)) - {"benchmark", "output", "variants"}):
+        a, b = config_a.get(section) or {}, config_b.get(section) or {}
+        out += [f"{section}.{k} {a.get(k, '-')} -> {b.get(k, '-')}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    variants_a = {v.get("name"): v.get("passes") for v in config_a.get("variants") or [] if isinstance(v, dict)}
+    variants_b = {v.get("name"): v.get("passes") for v in config_b.get("variants") or [] if isinstance(v, dict)}
+    added, removed = sorted(set(variants_b) - set(variants_a), key=str), sorted(set(variants_a) - set(variants_b), key=str)
+    if added or removed:
+        out.append("variants " + " ".join([f"+{n}" for n in added] + [f"-{n}" for n in removed]))
+    out += [f"variant {n} passes changed" for n in sorted(set(variants_a) & set(variants_b), key=str) if variants_a[n] != variants_b[n]]
+    return out

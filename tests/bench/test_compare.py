@@ -157,6 +157,33 @@ def test_machine_data_and_settings_differences_are_noted(tmp_path: Path) -> None
     assert "dataset test_size differs" in notes and "min_seconds" in notes
 
 
+def test_config_differences_are_noted(tmp_path: Path) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        doc["config"]["baseline"]["seed"] = 1
+        doc["config"]["output"]["dir"] = "elsewhere"  # where a run was written is no difference
+        doc["config"]["variants"] = [*doc["config"].get("variants", []), {"name": "extra", "passes": ["finetune()"]}]
+
+    notes = compare_runs(FIXTURE, copy_run(tmp_path / "b", edit=edit), []).notes
+    (note,) = [n for n in notes if n.startswith("config differs")]
+    assert "baseline.seed 0 -> 1" in note and "variants +extra" in note and "output" not in note
+    assert not [n for n in compare_runs(FIXTURE, FIXTURE, []).notes if n.startswith("config differs")]
+
+
+def test_only_rows_ok_in_both_runs_are_gated(tmp_path: Path) -> None:
+    """A validation_failed row's numbers are not a result: its top-1 drop fails no gate (--strict reports B's failures)."""
+    def failed(doc: dict[str, Any]) -> None:
+        doc["rows"][0].update(status="validation_failed", reason="agreement below 0.97")
+
+    def failed_and_worse(doc: dict[str, Any]) -> None:
+        failed(doc)
+        doc["rows"][0]["accuracy"]["top1"] -= 0.05
+
+    a, b = copy_run(tmp_path / "a", edit=failed), copy_run(tmp_path / "b", edit=failed_and_worse)
+    assert compare_runs(a, b, [parse_threshold("top1:-0.5pt")]).exit_code == 0
+    assert compare_runs(FIXTURE, copy_run(tmp_path / "c", edit=lambda d: d["rows"][0]["accuracy"].update(
+        top1=d["rows"][0]["accuracy"]["top1"] - 0.05)), [parse_threshold("top1:-0.5pt")]).exit_code == 1
+
+
 @pytest.mark.parametrize("ci, ratio, verdict", [((1.001, 1.003), 1.002, "same"), ((1.04, 1.06), 1.05, "slower"),
                                                 ((0.90, 0.94), 0.92, "faster"), ((0.97, 1.03), 1.0, "noise")])
 def test_verdict_needs_a_significant_and_practical_change(ci, ratio, verdict) -> None:
