@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "explain", help="recompute SHAP explanations, drift and plots of an existing run",
         description="Explain every ok row of a finished run on its deployed artifact (SHAP Partition explainer), "
                     "compare attributions with the baseline (drift), score faithfulness (deletion AUC) and "
-                    "write plots to RUN_DIR/explanations/. results.json is updated in place.")
+                    "write plots to RUN_DIR/explanations/. results.json is updated in place and the report rebuilt.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (holds results.json)")
     parser.add_argument("--variant", metavar="NAME", help="explain only this variant's rows (plus the baseline reference)")
     parser.add_argument("--samples", type=_positive, metavar="N",
@@ -50,6 +50,7 @@ def _at_least(minimum: int) -> Any:
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from bench.explain_stage import DEFAULTS, explain_run
+    from bench.report import write_report
     from bench.rundir import RunLock
 
     run_dir = Path(args.run_dir)
@@ -67,9 +68,11 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         settings["max_evals"] = args.max_evals
     with RunLock(run_dir):
         explain_run(run_dir, document, variant=args.variant, quiet=args.quiet, **settings, **extra)
+        html, _ = write_report(run_dir)  # the report shows the explanations: rebuilt with them
     if not args.quiet:
         print_summary(document)
         print(f"\nexplanations: {run_dir / 'explanations'}  ({document['explanation_set'].get('seconds', 0):.0f} s)")
+        print(f"report:       {html}")
     return 0
 
 

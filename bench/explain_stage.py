@@ -179,8 +179,10 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
     new_set = _set_block(settings, indices, labels, per_class, max_evals, seed,
                          slug_of(rows[reference]) if reference is not None else None)
     previous = document.get("explanation_set")
-    if variant is not None and previous and any(previous.get(k) != new_set[k] for k in _SET_KEYS):
-        raise UserError("these settings differ from the run's explanation set (images, masker, max_evals, seed or batch size); "
+    differing = [k for k in _SET_KEYS if previous and previous.get(k) != new_set[k]]
+    if variant is not None and differing:
+        shown = ", ".join(f"{k}: run {_short(previous.get(k))}, now {_short(new_set[k])}" for k in differing)
+        raise UserError(f"these settings differ from the run's explanation set ({shown}); "
                         "recompute every variant (omit --variant) so all explanations stay comparable")
     # flips are chosen over every row a full run explains, so `--variant` picks the same gallery
     _, every_job, _ = plan_rows(rows, document["baseline"], None, settings["share_fp32"], agree)
@@ -223,3 +225,8 @@ def _version(package: str) -> str | None:
         return version(package)
     except PackageNotFoundError:
         return None
+
+
+def _short(value: object) -> str:
+    """A setting for an error line: a list (the images' indices) by its length, not its contents."""
+    return f"{len(value)} images" if isinstance(value, (list, tuple)) else repr(value)

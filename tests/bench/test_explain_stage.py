@@ -168,7 +168,7 @@ def test_flip_galleries_and_comparison_grid(explained):
 def test_variant_recomputation_needs_matching_settings(explained, tmp_path):
     run_dir, document = explained
     document = json.loads(json.dumps(document))
-    with pytest.raises(UserError, match="differ"):
+    with pytest.raises(UserError, match="differ from the run's explanation set \\(max_evals: run \\d+, now 90\\)"):
         explain_run(run_dir, document, **{**FAST, "max_evals": 90}, variant="q8")
     with pytest.raises(UserError, match="no ok rows of variant"):
         explain_run(run_dir, document, **FAST, variant="nope")
@@ -279,6 +279,7 @@ def test_cli_explains_a_real_run(tmp_path, capsys):
     (run_dir,) = [p for p in (tmp_path / "results").iterdir() if (p / "results.json").exists()]
     assert main(["explain", str(run_dir), "--samples", "1", "--max-evals", "100"]) == 0
     assert "spearman" in capsys.readouterr().out
+    assert "## Explanations" in (run_dir / "report.md").read_text()  # the report was rebuilt with them
     document = json.loads((run_dir / "results.json").read_text())
     assert validate_results(document) == []
     blocks = {(r["variant"], r["format"]): r["explanation"] for r in document["rows"] if r["status"] == "ok"}
