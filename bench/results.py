@@ -184,7 +184,7 @@ def validate_results(document: dict[str, Any], schema_file: Path | None = None) 
         return []
     schema = json.loads(schema_file.read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+    return [f"{'/'.join(map(str, e.absolute_path)) or 'top level'}: {e.message}" for e in validator.iter_errors(document)]
 
 
 def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict[str, Any]:
@@ -197,6 +197,8 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
     """
     run_dir = Path(run_dir)
     path = run_dir / "results.json"
+    if run_dir.is_file():
+        raise UserError(f"{run_dir} is a file; pass the run folder that holds it ({run_dir.parent})")
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
     if not path.is_file():

@@ -168,6 +168,10 @@ CASES = [
          ("results.json does not meet the results schema", "rows/0/latency", "'fast'")),
     Case("compare-row-without-variant", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([{}])))] * 2],
          ("results.json does not meet the results schema", "rows/0", "'variant' is a required property")),
+    Case("report-top-level-schema-error", lambda tmp: ["report", str(results_json(tmp, {"rows": []}))],
+         ("does not meet the results schema: top level: 'schema_version' is a required property",)),
+    Case("compare-results-json-path", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW])) / "results.json")] * 2],
+         ("results.json is a file; pass the run folder that holds it",)),
     # --resume
     Case("resume-not-a-run", lambda tmp: ["run", "--resume", str(mkdir_p(tmp / "run"))], ("not an edgebench run folder",)),
     Case("resume-with-config", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running"})), "--config", "x.toml"], ("drop --config",)),
