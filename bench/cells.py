@@ -244,12 +244,14 @@ def _validate(row: Row, reference: np.ndarray, labels: np.ndarray, cfg: Config) 
         row.fail("validation_failed", f"{row.accuracy['nonfinite']} outputs are NaN/inf")
     elif row.precision == "fp32":
         if not parity["max_abs_diff"] <= cfg.export.parity_tolerance:  # NaN (a NaN reference) fails too
-            row.fail("validation_failed", f"max abs logit difference {parity['max_abs_diff']:.3g} vs torch exceeds {cfg.export.parity_tolerance:g}")
+            row.fail("validation_failed", f"max abs logit difference {parity['max_abs_diff']:.3g} vs torch exceeds "
+                                          f"{cfg.export.parity_tolerance:g} (on {parity.get('n', '?')} parity images)")
     else:  # reduced precision: judged by agreement with the fp32 parent and by accuracy lost
         parent_top1 = float((reference.argmax(1) == labels).mean())
         drop = parent_top1 - row.accuracy["top1"]
         parity["top1_drop_vs_parent"] = drop
         if parity["top1_agreement"] < cfg.export.quantized_min_agreement:
-            row.fail("validation_failed", f"top-1 agreement with the fp32 parent {parity['top1_agreement']:.4f} is below {cfg.export.quantized_min_agreement}")
+            row.fail("validation_failed", f"top-1 agreement with the fp32 parent {parity['top1_agreement']:.4f} is below "
+                                          f"{cfg.export.quantized_min_agreement} (on {parity.get('n', '?')} parity images)")
         elif drop > cfg.export.quantized_max_top1_drop:
             row.fail("validation_failed", f"top-1 drop vs the fp32 parent {drop * 100:.2f} pt exceeds {cfg.export.quantized_max_top1_drop * 100:.2f} pt")
