@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run: finished rows are kept, the rest recomputed")
     run.add_argument("--print-config", action="store_true", help="print the config this command line would run (the file over the built-in defaults, "
                      "with --checkpoint, --data-dir, --out and --no-explain folded in) as commented TOML and exit; --quick is not a config key")
-    run.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or summary: print only the path of the run's results.json")
     run.set_defaults(func=_cmd_run)
 
     lst = sub.add_parser("list", help="list datasets, models, passes, formats and runtimes")

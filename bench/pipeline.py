@@ -164,7 +164,7 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
     writer.update(baseline_info={k: v for k, v in trained.info.items() if k != "losses"})
     stage = time.perf_counter()
     variants = build_variants(config, dataset, trained.model, trained.info["cache_key"], config.output.cache_dir,
-                              quiet=options.quiet, on_step=lambda text: _say(options, f"  pass {text}"))
+                              quiet=options.quiet, on_step=lambda text: _say(options, f"  {text}"))
     stages["variants_s"] = round(time.perf_counter() - stage, 1)
     writer.update(variants={v.name: {"lineage": v.lineage, **v.info} for v in variants})
     ctx = RunContext(config, dataset, run_dir, _save_images(run_dir, dataset), Timing.from_config(config.benchmark, options.quick),
@@ -280,7 +280,9 @@ def _finish(writer: RunWriter, run_dir: Path, started: float, options: RunOption
     from bench.report import write_report
 
     html, markdown = write_report(run_dir)
-    if not options.quiet:
+    if options.quiet:  # the one line a script needs: where the run went
+        print(run_dir / "results.json")
+    else:
         print_summary(writer.document)
         print(f"\nresults: {run_dir / 'results.json'}  ({writer.document['stages']['total_s']:.0f} s)")
         print(f"report:  {html}\n         {markdown}")

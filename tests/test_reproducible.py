@@ -39,6 +39,7 @@ def _run(folder: Path) -> dict[str, Any]:
                           cwd=folder, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = (folder / "results").iterdir()
+    assert proc.stdout.strip() == str(run_dir / "results.json")  # --quiet prints where the run went, only that
     document = json.loads((run_dir / "results.json").read_text())
     assert document["status"] == "complete" and document["baseline_info"]["source"] == "trained"
     return document
