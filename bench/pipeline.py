@@ -56,6 +56,20 @@ def load_dataset(config: Config, data_dir: str = "") -> Dataset:
                               cache_dir=config.output.cache_dir, train_limit=d.train_limit, test_limit=d.test_limit)
 
 
+def _check_cuda_request(config: Config) -> None:
+    """device = 'cuda' where none of the chosen runtimes can use CUDA: every row would be skipped, so stop now
+    ('auto' is the setting that means "CUDA where present")."""
+    from bench.runtimes import cuda_reason
+
+    if config.benchmark.device != "cuda":
+        return
+    reasons = {runtime: cuda_reason(runtime) for runtime in config.benchmark.runtimes}
+    if all(reasons.values()):
+        why = "; ".join(f"{runtime}: {reason}" for runtime, reason in reasons.items())
+        raise ConfigError(f"[benchmark].device = 'cuda', but no chosen runtime can use CUDA here ({why}); "
+                          "use device = 'cpu', or 'auto' for CUDA cells where a GPU is present")
+
+
 def _devices(setting: str) -> list[str]:
     return {"cpu": ["cpu"], "cuda": ["cuda"], "auto": ["cpu", "cuda"]}[setting]
 
@@ -78,6 +92,7 @@ def run(config: Config, options: RunOptions) -> Path:
 
         if missing := missing_dependencies():
             raise UserError(f"explanations need {', '.join(missing)} (pip install 'edgebench[explain]'), or pass --no-explain")
+    _check_cuda_request(config)
     dataset = load_dataset(config, options.data_dir)
     _check_baseline_inputs(config, dataset, options)
     if options.resume:

@@ -322,3 +322,14 @@ def test_a_closed_pipe_ends_quietly_and_not_as_a_failed_gate() -> None:
     proc.stdout.close()  # before the command writes anything: every write meets a closed pipe
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141 and err == ""
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA machine runs the CUDA cells")
+def test_cuda_requested_where_no_runtime_can_use_it(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """device = 'cuda' on a CPU-only machine: every row would be skipped; one line and exit 2 instead."""
+    text = GOOD_CONFIG.replace("[benchmark]\n", "[benchmark]\ndevice = \"cuda\"\n")
+    argv = ["run", "--config", str(toml(workdir, text)), "--data-dir", str(fake_data(workdir / "data")), "--out", str(workdir / "results")]
+    before = _snapshot(workdir)
+    code = main(argv)
+    _check(Case("cuda", lambda tmp: [], ("device = 'cuda'", "torch: no CUDA device", "'auto'")), workdir, code,
+           capsys.readouterr().err, before)
