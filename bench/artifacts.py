@@ -204,6 +204,11 @@ def _read_pt2(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: not a valid .pt2 archive (not a zip, or corrupt: {first_line(exc)})") from None
 
 
+# torch's serialized scalar types are C names (FLOAT, LONG); numpy's, as ONNX and TFLite tensors show them
+_PT2_DTYPE_NAMES = {"float": "float32", "double": "float64", "half": "float16", "long": "int64", "int": "int32",
+                    "short": "int16", "byte": "uint8", "char": "int8", "bool": "bool", "bfloat16": "bfloat16"}
+
+
 def _pt2_tensor(name: str, values: dict[str, Any]) -> TensorInfo:
     meta = values.get(name, {})
     shape: list[int | str] = [s["as_int"] if "as_int" in s else "N" for s in meta.get("sizes", [])]
@@ -211,6 +216,7 @@ def _pt2_tensor(name: str, values: dict[str, Any]) -> TensorInfo:
         from torch._export.serde.schema import ScalarType  # the enum of the serialized dtypes
 
         dtype = ScalarType(meta.get("dtype", 0)).name.lower()
+        dtype = _PT2_DTYPE_NAMES.get(dtype, dtype)  # the names ONNX and TFLite tensors get (numpy's)
     except (ImportError, ValueError):
         dtype = f"dtype#{meta.get('dtype')}"
     return TensorInfo(name, shape, dtype)

@@ -73,11 +73,16 @@ def table_cells(pair: Pair) -> list[str]:
         pair.label,
         str(status_a) if status_a == status_b else f"{status_a} -> {status_b}",
         f"{top1[0] * 100:.2f} -> {top1[1] * 100:.2f} ({(top1[1] - top1[0]) * 100:+.2f})" if top1 else "-",
-        f"{lat.a_ms:.4g} -> {lat.b_ms:.4g}" if lat else "-",
+        f"{_ms(lat.a_ms)} -> {_ms(lat.b_ms)}" if lat else "-",
         (f"×{lat.ratio:.3f}" + (f" [{lat.ci[0]:.3f}, {lat.ci[1]:.3f}]" if lat.ci else "")) if lat else "-",
         lat.verdict if lat else "-",
         _pct(*size) if size else "-",
     ]
+
+
+def _ms(value: float) -> str:
+    """Milliseconds with four significant digits, trailing zeros kept (0.3540, 0.02750): columns that line up."""
+    return f"{value:#.4g}"
 
 
 HEADER = ["row", "status", "top-1 % A -> B (Δpt)", "p50 ms A -> B", "p50 ratio B/A [95% CI]", "latency", "size"]

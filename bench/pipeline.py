@@ -168,6 +168,9 @@ def load_results(run_dir: Path) -> dict[str, Any]:
 def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWriter, options: RunOptions) -> None:
     stages = writer.document.setdefault("stages", {})
     _say(options, f"run {run_dir.name}: {len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test images from {dataset.source}")
+    for key, limit, have in (("train_limit", config.data.train_limit, len(dataset.train)), ("test_limit", config.data.test_limit, len(dataset.test))):
+        if limit > have:  # a limit above what the data holds uses all of it: say so rather than let the header surprise
+            _say(options, f"note: [data] {key} = {limit} is more than the {have} images there are: all {have} are used")
     stage = time.perf_counter()
     trained = baseline_model(config.baseline, dataset, config.output.cache_dir, checkpoint=options.checkpoint, quiet=options.quiet)
     _say(options, f"baseline {config.baseline.model}: {trained.info['source']}, val top-1 {trained.info['val_top1']:.4f}")

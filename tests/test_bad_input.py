@@ -296,7 +296,7 @@ def test_inspect_pt2_reads_the_program_without_unpickling(tmp_path: Path, capsys
     import json
 
     info = json.loads(capsys.readouterr().out)
-    assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["inputs"][0]["dtype"] == "float"
+    assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["inputs"][0]["dtype"] == "float32"  # as ONNX and TFLite name it
     assert info["operators"]["aten.conv2d.default"] == 5
     assert np.prod(info["outputs"][0]["shape"][1:]) == 10
 
