@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Train or load the baseline, build every variant, export, measure, report.",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--config", metavar="FILE", help="TOML config (default: the built-in config; see --print-config)")
-    run.add_argument("--out", metavar="DIR", help="parent folder of the run folder (default: [output].dir)")
+    run.add_argument("--out", metavar="DIR", help="parent folder of the run folder (default: [output].dir); the weight cache stays at [output].cache_dir, shared by runs")
     run.add_argument("--quick", action="store_true", help="short warm-up and timing: a smoke run, not publishable latencies")
     run.add_argument("--checkpoint", metavar="PATH", help="baseline weights: a state_dict (.pt/.pth, loaded weights_only) or .safetensors")
     run.add_argument("--data-dir", metavar="DIR", help="folder with the Fashion-MNIST IDX files (or the ImageFolder root)")
