@@ -154,16 +154,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgebench: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader went away (`edgebench compare A B | head`): stop quietly, as on SIGPIPE
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush would fail again otherwise
-        return 141  # 128 + SIGPIPE, never 1: that is compare's "a gate failed"
+    except BrokenPipeError as exc:
+        if _stdout_is_closed():  # the reader went away (`edgebench compare A B | head`): stop quietly, as on SIGPIPE
+            return 141  # 128 + SIGPIPE, never 1: that is compare's "a gate failed"
+        return _unexpected(exc, args.debug)  # another pipe (a worker's) broke: a real error
     except Exception as exc:  # noqa: BLE001 - not the user's input: still one line, the traceback behind --debug
-        if args.debug:
-            traceback.print_exc()
-        print(f"edgebench: error: unexpected {exc.__class__.__name__}: {first_line(exc, 300)} (run again with --debug for the traceback)",
-              file=sys.stderr)
-        return 1
+        return _unexpected(exc, args.debug)
+
+
+def _unexpected(exc: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(exc)
+    print(f"edgebench: error: unexpected {exc.__class__.__name__}: {first_line(exc, 300)} (run again with --debug for the traceback)",
+          file=sys.stderr)
+    return 1
+
+
+def _stdout_is_closed() -> bool:
+    """Whether stdout's reader has gone (poll reports an error on the pipe); if so, stdout is pointed at
+    /dev/null so the interpreter's final flush stays quiet."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        closed = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll here, or stdout is no file
+        return False
+    if closed:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return closed
 
 
 if __name__ == "__main__":

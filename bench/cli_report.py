@@ -82,7 +82,7 @@ def table_cells(pair: Pair) -> list[str]:
 
 def _ms(value: float) -> str:
     """Milliseconds with four significant digits, trailing zeros kept (0.3540, 0.02750): columns that line up."""
-    return f"{value:#.4g}"
+    return f"{value:#.4g}".rstrip(".")  # 1235. -> 1235
 
 
 HEADER = ["row", "status", "top-1 % A -> B (Δpt)", "p50 ms A -> B", "p50 ratio B/A [95% CI]", "latency", "size"]

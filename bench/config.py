@@ -223,7 +223,10 @@ def _build_section(cls: type, raw: dict[str, Any], where: str) -> Any:
         if not _type_ok(value, str(f.type)):
             raise ConfigError(f"{where}.{name}: expected {f.type}, got {type(value).__name__} {value!r}")
         if f.type == "float":
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # a TOML integer of hundreds of digits
+                value = math.inf
             if not math.isfinite(value):  # TOML has inf and nan; no setting means them (warmup_seconds = inf never ends)
                 raise ConfigError(f"{where}.{name} = {value!r}: must be a finite number")
         check = f.metadata.get("check")

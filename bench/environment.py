@@ -124,13 +124,18 @@ def environment_differences(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> lis
     return notes
 
 
+# settings that say where things are or how fast they are computed, not what is measured
+_WHERE_NOT_WHAT = {"data.data_dir", "data.download", "explain.workers"}
+
+
 def _config_differences(config_a: dict[str, Any], config_b: dict[str, Any]) -> list[str]:
     """'section.key A -> B' for every setting that differs, but the benchmark's (noted on their own above)
     and where the output goes; variants by name ('variants: +added -removed', or their passes changed)."""
     out = []
     for section in sorted((set(config_a) | set(config_b)) - {"benchmark", "output", "variants"}):
         a, b = config_a.get(section) or {}, config_b.get(section) or {}
-        out += [f"{section}.{k} {a.get(k, '-')} -> {b.get(k, '-')}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        out += [f"{section}.{k} {a.get(k, '-')} -> {b.get(k, '-')}" for k in sorted(set(a) | set(b))
+                if a.get(k) != b.get(k) and f"{section}.{k}" not in _WHERE_NOT_WHAT]
     variants_a = {v.get("name"): v.get("passes") for v in config_a.get("variants") or [] if isinstance(v, dict)}
     variants_b = {v.get("name"): v.get("passes") for v in config_b.get("variants") or [] if isinstance(v, dict)}
     added, removed = sorted(set(variants_b) - set(variants_a), key=str), sorted(set(variants_a) - set(variants_b), key=str)

@@ -59,11 +59,13 @@ def load_dataset(config: Config, data_dir: str = "") -> Dataset:
 def _check_cuda_request(config: Config) -> None:
     """device = 'cuda' where none of the chosen runtimes can use CUDA: every row would be skipped, so stop now
     ('auto' is the setting that means "CUDA where present")."""
-    from bench.runtimes import cuda_reason
+    from bench.runtimes import RUNTIMES, cuda_reason
 
     if config.benchmark.device != "cuda":
         return
-    reasons = {runtime: cuda_reason(runtime) for runtime in config.benchmark.runtimes}
+    used = [runtime for runtime in config.benchmark.runtimes  # a runtime with no exported format to run makes no row
+            if any(fmt in RUNTIMES[runtime].formats for fmt in config.export.formats)]
+    reasons = {runtime: cuda_reason(runtime) for runtime in used}
     if all(reasons.values()):
         why = "; ".join(f"{runtime}: {reason}" for runtime, reason in reasons.items())
         raise ConfigError(f"[benchmark].device = 'cuda', but no chosen runtime can use CUDA here ({why}); "

@@ -20,7 +20,7 @@ from bench import report_charts as charts
 from bench import report_passes
 from bench.environment import int8_dot_product
 from bench.report_table import STATUS_LABELS, Line, columns_for, explanation_failures, markdown_table, reasons, summary_lines
-from bench.results import atomic_write_bytes, batch1_latency, read_run_document, row_name
+from bench.results import atomic_write_bytes, read_run_document, row_name
 from bench.stats import DISTURBED_P90_OVER_P10, paired_disturbed
 
 VNNI_NOTE = "no VNNI: int8 kernels here are slower than on VNNI/AMX CPUs"
@@ -214,7 +214,7 @@ def _slower_than_fp32_notes(document: dict[str, Any]) -> list[str]:
         return []
     return [f"reduced precision slower than the fp32 it was made from (by more than {SLOWER_MARGIN - 1:.0%}): "
             f"{', '.join(slower)}; it pays only where the runtime's kernels for it beat its fp32 ones on this CPU "
-            f"(`scripts/int8_probe.py` times TFLite's int8 against fp32 per layer kind)"]
+            f"(scripts/int8_probe.py times TFLite's int8 against fp32 per layer kind)"]
 
 
 def _speed_against(row: dict[str, Any], parent: dict[str, Any]) -> tuple[float, str] | None:

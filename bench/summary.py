@@ -45,7 +45,8 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
                      "re-time it with `edgebench ab RUN_DIR ROW_A ROW_B`")
     failed = [r for r in document["rows"] if r["status"] != "ok"]
     for row in failed:
-        lines.append(f"  {row['status']}: {row['variant']} {row['format']}/{row['precision']} on {row['runtime']}: {row.get('reason')}")
+        device = "" if row.get("device", "cpu") in ("cpu", None) else f"/{row['device']}"  # as the table names it
+        lines.append(f"  {row['status']}: {row['variant']} {row['format']}/{row['precision']} on {row['runtime']}{device}: {row.get('reason')}")
     return lines
 
 

@@ -95,7 +95,8 @@ def rounded_keep(channels: int, ratio: float, multiple: int) -> int:
     The multiple nearest to channels * (1 - ratio), ties going down (the smaller, faster layer),
     at least one multiple, never more than the layer has; ratio 0 prunes nothing. So a layer
     can lose more (or fewer) channels than the ratio says; the row's channels_after says how
-    many it kept. Without a multiple (1): channels * (1 - ratio) rounded down, but at least one.
+    many it kept. Without a multiple (1): channels * (1 - ratio) rounded down, but at least one,
+    after rounding away float error (80 * (1 - 0.9) is 7.999999999999998: 8 channels, not 7).
     Why not Torch-Pruning's own rules: where its count rounds down to 0 it silently keeps every
     channel (24 channels at ratio 0.7 with its round_to=8 stayed 24; 8 channels at ratio 0.9
     stayed 8 while 16 kept 1, so higher ratios pruned less).

@@ -333,3 +333,15 @@ def test_cuda_requested_where_no_runtime_can_use_it(workdir: Path, capsys: pytes
     code = main(argv)
     _check(Case("cuda", lambda tmp: [], ("device = 'cuda'", "torch: no CUDA device", "'auto'")), workdir, code,
            capsys.readouterr().err, before)
+
+
+def test_a_broken_pipe_elsewhere_is_an_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only a closed stdout is the quiet 141: a worker's pipe breaking is a real error, one line and exit 1."""
+    from bench import cli
+
+    def broken(args: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_cmd_list", broken)
+    assert main(["list"]) == 1
+    assert capsys.readouterr().err.startswith("edgebench: error: unexpected BrokenPipeError")

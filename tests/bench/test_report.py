@@ -266,7 +266,8 @@ def test_report_notes_reduced_precision_slower_than_its_fp32_parent() -> None:
             row("small", "tflite", "fp16", 0.030, paired=6.0),        # p50s 25% apart (drift), paired equal: no note
             row("small", "tflite", "int8", 0.048, paired=3.0),        # slower than its own fp32, not the baseline's
             row("ort-dyn", "onnx", "int8-dynamic", 0.700),             # no paired timing: p50s; its parent is the baseline's
-            row("broken", "tflite", "fp32", 0.010, status="run_failed"), row("broken", "tflite", "int8", 0.040, paired=3.7)]
+            row("broken", "tflite", "fp32", 0.010, status="run_failed"),
+            row("broken", "tflite", "int8", 0.400, paired=0.4)]  # slower than the baseline's fp32: a note if wrongly compared
     (note,) = _slower_than_fp32_notes({"baseline": "baseline", "rows": rows})
     assert "small/tflite/int8/litert 0.50× the speed of small/tflite/fp32/litert (paired speed-ups)" in note
     assert "ort-dyn/onnx/int8-dynamic/onnxruntime 0.14× the speed of baseline/onnx/fp32/onnxruntime (p50s)" in note

@@ -71,6 +71,8 @@ def test_structured_pruning_makes_the_model_physically_smaller(importance):
     (24, 0.7, 1, 7),     # no rounding: what Torch-Pruning keeps
     (8, 0.9, 1, 1),      # 0.8 channels: at least one (Torch-Pruning kept all 8)
     (10, 0.9, 1, 1),     # 10 * 0.1 is 0.9999999999999998 in floats: still one
+    (20, 0.9, 1, 2),     # 1.9999999999999996: two, not one (float error is not a channel)
+    (80, 0.9, 1, 8),     # 7.999999999999998: eight
     (16, 0.99, 1, 1),
     (40, 0.7, 8, 8),     # 40 * 0.3 is 12.000000000000002 in floats: still a tie, still down
     (120, 0.7, 8, 32),   # 36: a tie between 32 and 40
