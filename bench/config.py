@@ -6,15 +6,14 @@ loader, the validator and `edgebench run --print-config` are all generated from 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
-import math
 import tomllib
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.config_sections import build_section, suggest
 from bench.errors import ConfigError
 
 FORMATS = ("torch", "onnx", "tflite")
@@ -40,7 +39,7 @@ def _subset_of(allowed: tuple[str, ...]) -> Callable[[Any], str | None]:
     def check(values: list[str]) -> str | None:
         bad = [v for v in values if v not in allowed]
         if bad:
-            return f"unknown value {bad[0]!r}{_suggest(bad[0], allowed)}; expected any of {list(allowed)}"
+            return f"unknown value {bad[0]!r}{suggest(bad[0], allowed)}; expected any of {list(allowed)}"
         return _repeated(values)
 
     return check
@@ -186,68 +185,17 @@ SECTIONS: dict[str, type] = {
 }
 
 
-def _suggest(word: str, candidates: Any) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _type_ok(value: Any, annotation: str) -> bool:
-    if annotation == "bool":
-        return isinstance(value, bool)
-    if annotation == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation == "str":
-        return isinstance(value, str)
-    if annotation.startswith("list["):
-        inner = annotation[5:-1]
-        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
-    raise AssertionError(f"unhandled config annotation {annotation}")
-
-
-def _build_section(cls: type, raw: dict[str, Any], where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, known)}; valid keys: {', '.join(known)}")
-    values = {}
-    for name, f in known.items():
-        if name not in raw:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise ConfigError(f"{where}: missing required key {name!r}")
-            continue
-        value = raw[name]
-        if not _type_ok(value, str(f.type)):
-            raise ConfigError(f"{where}.{name}: expected {f.type}, got {type(value).__name__} {value!r}")
-        if f.type == "float":
-            try:
-                value = float(value)
-            except OverflowError:  # a TOML integer of hundreds of digits
-                value = math.inf
-            if not math.isfinite(value):  # TOML has inf and nan; no setting means them (warmup_seconds = inf never ends)
-                raise ConfigError(f"{where}.{name} = {value!r}: must be a finite number")
-        check = f.metadata.get("check")
-        problem = check(value) if check else None
-        if problem:
-            raise ConfigError(f"{where}.{name} = {value!r}: {problem}")
-        values[name] = value
-    return cls(**values)
-
-
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     """Validate a parsed TOML document and build a Config; raises ConfigError naming the key."""
     allowed = set(SECTIONS) | {"variants"}
     for key in raw:
         if key not in allowed:
-            raise ConfigError(f"{source}: unknown section [{key}]{_suggest(key, allowed)}; valid sections: {', '.join(sorted(allowed))}")
-    sections = {name: _build_section(cls, raw.get(name, {}), f"{source} [{name}]") for name, cls in SECTIONS.items()}
+            raise ConfigError(f"{source}: unknown section [{key}]{suggest(key, allowed)}; valid sections: {', '.join(sorted(allowed))}")
+    sections = {name: build_section(cls, raw.get(name, {}), f"{source} [{name}]") for name, cls in SECTIONS.items()}
     variants_raw = raw.get("variants", [])
     if not isinstance(variants_raw, list):
         raise ConfigError(f"{source}: [[variants]] must be an array of tables")
-    variants = [_build_section(VariantConfig, v, f"{source} [[variants]] #{i + 1}") for i, v in enumerate(variants_raw)]
+    variants = [build_section(VariantConfig, v, f"{source} [[variants]] #{i + 1}") for i, v in enumerate(variants_raw)]
     config = Config(variants=variants, **sections)
     validate_semantics(config, source)
     return config
@@ -265,7 +213,7 @@ def validate_semantics(config: Config, source: str) -> None:
     models.check_model_name(config.baseline.model, f"{source} [baseline].model")
     bad_rt = [r for r in config.benchmark.runtimes if r not in runtimes.RUNTIMES]
     if bad_rt:
-        raise ConfigError(f"{source} [benchmark].runtimes: unknown runtime {bad_rt[0]!r}{_suggest(bad_rt[0], runtimes.RUNTIMES)}; expected any of {list(runtimes.RUNTIMES)}")
+        raise ConfigError(f"{source} [benchmark].runtimes: unknown runtime {bad_rt[0]!r}{suggest(bad_rt[0], runtimes.RUNTIMES)}; expected any of {list(runtimes.RUNTIMES)}")
     if twice := _repeated(config.benchmark.runtimes):
         raise ConfigError(f"{source} [benchmark].runtimes {twice}")
     for fmt in config.export.formats:  # an artifact nothing runs would get no row at all, not even a failed one

@@ -106,7 +106,7 @@ def environment_differences(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> lis
         if data_a.get(key) != data_b.get(key):
             notes.append(f"dataset {key} differs: A {data_a.get(key)}, B {data_b.get(key)}: accuracy is not measured on the same images")
     bench_a, bench_b = ((doc.get("config") or {}).get("benchmark") or {} for doc in (doc_a, doc_b))
-    timing = [k for k in sorted(set(bench_a) | set(bench_b)) if bench_a.get(k) != bench_b.get(k)]
+    timing = _changed_keys(bench_a, bench_b)
     if timing:
         notes.append("benchmark settings differ: " + ", ".join(f"{k} {bench_a.get(k)} -> {bench_b.get(k)}" for k in timing))
     settings = _config_differences((doc_a.get("config") or {}), (doc_b.get("config") or {}))
@@ -134,8 +134,7 @@ def _config_differences(config_a: dict[str, Any], config_b: dict[str, Any]) -> l
     out = []
     for section in sorted((set(config_a) | set(config_b)) - {"benchmark", "output", "variants"}):
         a, b = config_a.get(section) or {}, config_b.get(section) or {}
-        out += [f"{section}.{k} {a.get(k, '-')} -> {b.get(k, '-')}" for k in sorted(set(a) | set(b))
-                if a.get(k) != b.get(k) and f"{section}.{k}" not in _WHERE_NOT_WHAT]
+        out += [f"{section}.{k} {a.get(k, '-')} -> {b.get(k, '-')}" for k in _changed_keys(a, b) if f"{section}.{k}" not in _WHERE_NOT_WHAT]
     variants_a = {v.get("name"): v.get("passes") for v in config_a.get("variants") or [] if isinstance(v, dict)}
     variants_b = {v.get("name"): v.get("passes") for v in config_b.get("variants") or [] if isinstance(v, dict)}
     added, removed = sorted(set(variants_b) - set(variants_a), key=str), sorted(set(variants_a) - set(variants_b), key=str)
@@ -143,3 +142,7 @@ def _config_differences(config_a: dict[str, Any], config_b: dict[str, Any]) -> l
         out.append("variants " + " ".join([f"+{n}" for n in added] + [f"-{n}" for n in removed]))
     out += [f"variant {n} passes changed" for n in sorted(set(variants_a) & set(variants_b), key=str) if variants_a[n] != variants_b[n]]
     return out
+
+
+def _changed_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

@@ -21,10 +21,11 @@ from tqdm import tqdm
 
 from bench.cells import RunContext, export_artifacts, measure_row, rows_for_artifact
 from bench.config import Config
-from bench.data import Dataset, load_fashion_mnist, load_image_folder
+from bench.data import Dataset
 from bench.environment import environment
-from bench.errors import ConfigError, UserError, first_line
+from bench.errors import UserError, first_line
 from bench.measure import Paired, Timing
+from bench.preflight import check_baseline_inputs, check_cuda_request, load_dataset
 from bench.progress import progress_bar
 from bench.results import Row, read_run_document, row_key, row_name, validate_results
 from bench.robustness_stage import build_sets
@@ -45,31 +46,6 @@ class RunOptions:
     out_dir: str = ""
     quiet: bool = False
     resume: str = ""  # an interrupted run folder to continue
-
-
-def load_dataset(config: Config, data_dir: str = "") -> Dataset:
-    d = config.data
-    if d.dataset == "imagefolder":
-        return load_image_folder(data_dir or d.data_dir, val_size=d.val_size, seed=d.seed,
-                                 train_limit=d.train_limit, test_limit=d.test_limit)
-    return load_fashion_mnist(data_dir or d.data_dir, download=d.download, val_size=d.val_size, seed=d.seed,
-                              cache_dir=config.output.cache_dir, train_limit=d.train_limit, test_limit=d.test_limit)
-
-
-def _check_cuda_request(config: Config) -> None:
-    """device = 'cuda' where none of the chosen runtimes can use CUDA: every row would be skipped, so stop now
-    ('auto' is the setting that means "CUDA where present")."""
-    from bench.runtimes import RUNTIMES, cuda_reason
-
-    if config.benchmark.device != "cuda":
-        return
-    used = [runtime for runtime in config.benchmark.runtimes  # a runtime with no exported format to run makes no row
-            if any(fmt in RUNTIMES[runtime].formats for fmt in config.export.formats)]
-    reasons = {runtime: cuda_reason(runtime) for runtime in used}
-    if all(reasons.values()):
-        why = "; ".join(f"{runtime}: {reason}" for runtime, reason in reasons.items())
-        raise ConfigError(f"[benchmark].device = 'cuda', but no chosen runtime can use CUDA here ({why}); "
-                          "use device = 'cpu', or 'auto' for CUDA cells where a GPU is present")
 
 
 def _devices(setting: str) -> list[str]:
@@ -94,9 +70,9 @@ def run(config: Config, options: RunOptions) -> Path:
 
         if missing := missing_dependencies():
             raise UserError(f"explanations need {', '.join(missing)} (pip install 'edgebench[explain]'), or pass --no-explain")
-    _check_cuda_request(config)
+    check_cuda_request(config)
     dataset = load_dataset(config, options.data_dir)
-    _check_baseline_inputs(config, dataset, options)
+    check_baseline_inputs(config, dataset, options.checkpoint)
     if options.resume:
         run_dir = Path(options.resume)
     else:  # the folder is created only once config, data, model and checkpoint are known to be good
@@ -125,29 +101,6 @@ def run(config: Config, options: RunOptions) -> Path:
     return run_dir
 
 
-def _check_baseline_inputs(config: Config, dataset: Dataset, options: RunOptions) -> None:
-    """Import the model factory and check the checkpoint up front: their errors come before any folder."""
-    from bench.checkpoints import load_state_dict_file
-    from bench.models import build_model
-
-    model = build_model(config.baseline.model, in_channels=dataset.input_shape[0],
-                        num_classes=len(dataset.classes), width=config.baseline.width)
-    if checkpoint := options.checkpoint or config.baseline.checkpoint:
-        load_state_dict_file(checkpoint, model)
-    # one forward pass now: a model that does not fit the data fails here in one line, not mid-training
-    shape, classes = dataset.input_shape, len(dataset.classes)
-    try:
-        with torch.no_grad():
-            out = model.eval()(torch.zeros(2, *shape))
-    except Exception as exc:  # noqa: BLE001 - whatever the model raises, the cause is the model/data pairing
-        raise ConfigError(f"[baseline].model {config.baseline.model!r} does not run on this dataset's {'x'.join(map(str, shape))} "
-                          f"images: {exc.__class__.__name__}: {first_line(exc)}") from None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, classes):
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ConfigError(f"[baseline].model {config.baseline.model!r} returns {got} for a batch of 2 images; "
-                          f"expected logits of shape (2, {classes}) for this dataset's {classes} classes")
-
-
 def _new_document(run_id: str, config: Config, dataset: Dataset, options: RunOptions) -> dict[str, Any]:
     return {"run_id": run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "status": "running", "quick": options.quick, "config": config.to_dict(), "environment": environment(),
@@ -170,7 +123,8 @@ def load_results(run_dir: Path) -> dict[str, Any]:
 def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWriter, options: RunOptions) -> None:
     stages = writer.document.setdefault("stages", {})
     _say(options, f"run {run_dir.name}: {len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test images from {dataset.source}")
-    for key, limit, have in (("train_limit", config.data.train_limit, len(dataset.train)), ("test_limit", config.data.test_limit, len(dataset.test))):
+    limits = (("train_limit", config.data.train_limit, len(dataset.train)), ("test_limit", config.data.test_limit, len(dataset.test)))
+    for key, limit, have in limits:
         if limit > have:  # a limit above what the data holds uses all of it: say so rather than let the header surprise
             _say(options, f"note: [data] {key} = {limit} is more than the {have} images there are: all {have} are used")
     stage = time.perf_counter()

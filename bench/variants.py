@@ -175,8 +175,8 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
                 continue
             key = cache_key({"parent": key, "pass": str(call), "context": key_context})
             if key not in memo:
-                step = functools.partial(lambda name, text: on_step(f"{name}: pass {text}"), vcfg.name)
-                memo[key] = _apply_cached(call, model, ctx, key, Path(cache_dir), step, evaluation_set)
+                memo[key] = _apply_cached(call, model, ctx, key, Path(cache_dir),
+                                          lambda text, name=vcfg.name: on_step(f"{name}: pass {text}"), evaluation_set)
             model, info = memo[key]
             infos.append({"pass": str(call), **info})
         macs, params = count_macs(model, shape), count_params(model)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from bench.report import ARM_DOT_NOTE, VNNI_NOTE, write_report
+from bench.report import write_report
+from bench.report_notes import ARM_DOT_NOTE, VNNI_NOTE
 from bench.report_charts import pareto_front
 from bench.report_table import STATUS_LABELS, summary_lines
 from bench.results import STATUSES
@@ -203,24 +204,8 @@ def test_cli_report_without_results_is_a_user_error(tmp_path: Path, monkeypatch:
     assert "cannot be read as JSON" in capsys.readouterr().err
 
 
-def _pruned_doc(after: list[int], flags: list[str]) -> dict:
-    info = {"pass": "prune.structured(ratio=0.25)", "channels_before": [24, 48, 48, 64, 10], "channels_after": after}
-    rows = [{"variant": "prune-25", "runtime": rt, "compression": {"passes": [info]}} for rt in ("torch", "onnxruntime")]
-    return {"environment": {"cpu": {"flags": flags}}, "rows": rows}
-
-
-def test_report_notes_pruned_widths_that_cpu_kernels_pad() -> None:
-    from bench.report import _alignment_notes
-
-    notes = _alignment_notes(_pruned_doc([18, 36, 36, 48, 10], ["avx2", "fma"]))
-    assert len(notes) == 1 and "18-36-36-48-10" in notes[0] and "round_to=8" in notes[0]  # once per variant
-    assert _alignment_notes(_pruned_doc([16, 32, 32, 48, 10], ["avx2"])) == []  # aligned; the classes are not pruned
-    assert _alignment_notes(_pruned_doc([8, 24, 24, 32, 10], ["avx2", "avx512f"])) == []  # 8 is what was measured
-    assert _alignment_notes(_pruned_doc([18, 36, 36, 48, 10], ["asimd"])) == []  # not x86: no claim
-
-
 def test_report_notes_paired_timings_taken_on_a_busy_machine(report: tuple[Path, str, str]) -> None:
-    from bench.report import _disturbed_notes
+    from bench.report_notes import _disturbed_notes
 
     _, html, md = report  # the fixture's prune-struct-50 ORT row: 2.50x [2.10-2.90], from before re-timing
     assert "prune-struct-50/onnx/fp32/onnxruntime (2.50× [2.10-2.90], timed once)" in md and "edgebench ab" in html
@@ -233,78 +218,3 @@ def test_report_notes_paired_timings_taken_on_a_busy_machine(report: tuple[Path,
     notes = _disturbed_notes({"rows": [steady, shaky, *broken]})
     assert len(notes) == 1 and "w/onnx/fp32/onnxruntime (3.00× [2.20-3.10], 3 timings)" in notes[0]
     assert "v/onnx" not in notes[0]
-
-
-def test_report_notes_the_tflite_layout_tax() -> None:
-    from bench.report import _transpose_notes
-
-    def row(variant: str, transposes: object) -> dict:
-        return {"variant": variant, "format": "tflite", "precision": "fp32", "runtime": "litert", "status": "ok",
-                "compression": {"transposes": transposes}}
-
-    assert _transpose_notes({"rows": [{"variant": "v", "format": "onnx"}]}) == []  # no TFLite graph: no claim
-    assert _transpose_notes({"rows": [row("a", 0), row("b", 0)]}) == [
-        "TFLite layout tax: no TRANSPOSE operator in any of the run's 2 TFLite graphs"]
-    (note,) = _transpose_notes({"rows": [row("a", 0), row("b", 3), row("c", "?")]})
-    assert "in 1 of 2 TFLite graphs: b/tflite/fp32/litert 3" in note
-
-
-def test_report_notes_reduced_precision_slower_than_its_fp32_parent() -> None:
-    from bench.report import _slower_than_fp32_notes
-
-    def row(variant: str, fmt: str, precision: str, p50: float, paired: float | None = None, status: str = "ok") -> dict:
-        runtime = {"onnx": "onnxruntime", "tflite": "litert"}[fmt]
-        out = {"variant": variant, "format": fmt, "precision": precision, "runtime": runtime, "status": status,
-               "latency": [{"batch_size": 1, "threads": 1, "p50": p50}]}
-        if paired is not None:
-            out["speedup_paired"] = {"reference": f"baseline/{fmt}/fp32/{runtime}", "speedup": paired}
-        return out
-
-    rows = [row("baseline", "onnx", "fp32", 0.100), row("baseline", "tflite", "fp32", 0.150),
-            row("baseline", "tflite", "int8", 0.050, paired=3.0),     # faster than its parent, the pairing's reference
-            row("small", "tflite", "fp32", 0.024, paired=6.0),
-            row("small", "tflite", "fp16", 0.030, paired=6.0),        # p50s 25% apart (drift), paired equal: no note
-            row("small", "tflite", "int8", 0.048, paired=3.0),        # slower than its own fp32, not the baseline's
-            row("ort-dyn", "onnx", "int8-dynamic", 0.700),             # no paired timing: p50s; its parent is the baseline's
-            row("broken", "tflite", "fp32", 0.010, status="run_failed"),
-            row("broken", "tflite", "int8", 0.400, paired=0.4)]  # slower than the baseline's fp32: a note if wrongly compared
-    (note,) = _slower_than_fp32_notes({"baseline": "baseline", "rows": rows})
-    assert "small/tflite/int8/litert 0.50× the speed of small/tflite/fp32/litert (paired speed-ups)" in note
-    assert "ort-dyn/onnx/int8-dynamic/onnxruntime 0.14× the speed of baseline/onnx/fp32/onnxruntime (p50s)" in note
-    assert "fp16" not in note and "baseline/tflite/int8" not in note
-    assert "broken" not in note  # its own fp32 row failed: no parent (not the baseline's, another model)
-    assert _slower_than_fp32_notes({"baseline": "baseline", "rows": rows[:4]}) == []
-
-
-def test_slower_than_fp32_note_compares_like_with_like() -> None:
-    from bench.report import _slower_than_fp32_notes
-
-    def row(variant: str, precision: str, latency: list[tuple[int, float]], paired: dict | None = None,
-            device: str | None = "cpu") -> dict:
-        out = {"variant": variant, "format": "onnx", "precision": precision, "runtime": "onnxruntime", "status": "ok",
-               "device": device, "latency": [{"batch_size": 1, "threads": t, "p50": p} for t, p in latency]}
-        if paired is not None:
-            out["speedup_paired"] = {"reference": "baseline/onnx/fp32/onnxruntime", "batch_size": 1, "threads": 1, **paired}
-        return out
-
-    def note(*rows: dict) -> str:
-        notes = _slower_than_fp32_notes({"baseline": "baseline", "rows": list(rows)})
-        return notes[0] if notes else ""
-
-    base = row("baseline", "fp32", [(1, 0.100), (4, 0.030)])
-    # p50s are compared at the fewest threads both rows were timed at (q quantizes the baseline's artifact)
-    assert "q/onnx/int8-dynamic/onnxruntime 0.75×" in note(base, row("q", "int8-dynamic", [(4, 0.040)]))
-    assert note(row("baseline", "fp32", [(4, 0.030)]), row("q", "int8-dynamic", [(1, 0.100), (4, 0.025)])) == ""
-    assert note(base, row("v", "fp32", [(1, 0.1)]), row("v", "int8-static", [(1, 0.1)])) == ""
-    # paired speed-ups are divided only when taken against the same row at the same settings, else the p50s decide
-    fp32_paired = row("v", "fp32", [(1, 0.050)], paired={"speedup": 5.0})
-    assert "0.72× the speed of v/onnx/fp32/onnxruntime (paired speed-ups)" in note(
-        base, fp32_paired, row("v", "int8-static", [(1, 0.050)], paired={"speedup": 3.6}))
-    assert note(base, fp32_paired, row("v", "int8-static", [(1, 0.050)], paired={"speedup": 3.6, "threads": 2})) == ""
-    no_reference = {"speedup": 2.0, "reference": None}
-    assert note(base, row("v", "fp32", [(1, 0.050)], paired={"speedup": 5.0, "reference": None}),
-                row("v", "int8-static", [(1, 0.050)], paired=no_reference)) == ""
-    # a parent without a usable p50, or on another device, gives no comparison; a null device is the CPU
-    assert note(base, row("v", "fp32", [(1, 0.0)]), row("v", "int8-static", [(1, 0.050)])) == ""
-    assert note(base, row("v", "fp32", [(1, 0.010)], device="cuda"), row("v", "int8-static", [(1, 0.050)])) == ""
-    assert "0.20×" in note(base, row("v", "fp32", [(1, 0.010)], device=None), row("v", "int8-static", [(1, 0.050)]))

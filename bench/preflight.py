@@ -1,0 +1,58 @@
+"""What `edgebench run` checks before it creates a run folder: the data loads, a CUDA request can be met, and the
+baseline model (and checkpoint) fits the data. Their errors end in one line with nothing written."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.config import Config
+from bench.data import Dataset, load_fashion_mnist, load_image_folder
+from bench.errors import ConfigError, first_line
+
+
+def load_dataset(config: Config, data_dir: str = "") -> Dataset:
+    d = config.data
+    if d.dataset == "imagefolder":
+        return load_image_folder(data_dir or d.data_dir, val_size=d.val_size, seed=d.seed,
+                                 train_limit=d.train_limit, test_limit=d.test_limit)
+    return load_fashion_mnist(data_dir or d.data_dir, download=d.download, val_size=d.val_size, seed=d.seed,
+                              cache_dir=config.output.cache_dir, train_limit=d.train_limit, test_limit=d.test_limit)
+
+
+def check_cuda_request(config: Config) -> None:
+    """device = 'cuda' where none of the chosen runtimes can use CUDA: every row would be skipped, so stop now
+    ('auto' is the setting that means "CUDA where present")."""
+    from bench.runtimes import RUNTIMES, cuda_reason
+
+    if config.benchmark.device != "cuda":
+        return
+    used = [runtime for runtime in config.benchmark.runtimes  # a runtime with no exported format to run makes no row
+            if any(fmt in RUNTIMES[runtime].formats for fmt in config.export.formats)]
+    reasons = {runtime: cuda_reason(runtime) for runtime in used}
+    if all(reasons.values()):
+        why = "; ".join(f"{runtime}: {reason}" for runtime, reason in reasons.items())
+        raise ConfigError(f"[benchmark].device = 'cuda', but no chosen runtime can use CUDA here ({why}); "
+                          "use device = 'cpu', or 'auto' for CUDA cells where a GPU is present")
+
+
+def check_baseline_inputs(config: Config, dataset: Dataset, checkpoint: str = "") -> None:
+    """Import the model factory and check the checkpoint up front: their errors come before any folder."""
+    from bench.checkpoints import load_state_dict_file
+    from bench.models import build_model
+
+    model = build_model(config.baseline.model, in_channels=dataset.input_shape[0],
+                        num_classes=len(dataset.classes), width=config.baseline.width)
+    if checkpoint := checkpoint or config.baseline.checkpoint:
+        load_state_dict_file(checkpoint, model)
+    # one forward pass now: a model that does not fit the data fails here in one line, not mid-training
+    shape, classes = dataset.input_shape, len(dataset.classes)
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, *shape))
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises, the cause is the model/data pairing
+        raise ConfigError(f"[baseline].model {config.baseline.model!r} does not run on this dataset's {'x'.join(map(str, shape))} "
+                          f"images: {exc.__class__.__name__}: {first_line(exc)}") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"[baseline].model {config.baseline.model!r} returns {got} for a batch of 2 images; "
+                          f"expected logits of shape (2, {classes}) for this dataset's {classes} classes")
