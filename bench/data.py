@@ -211,7 +211,10 @@ def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, te
     n_test = max(1, int(len(y) * test_share))
     n_val = min(val_size, max(1, (len(y) - n_test) // 5))
     test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
-    pick = lambda idx: Split(x[np.sort(idx)], y[np.sort(idx)])  # noqa: E731
+    # The images were read class by class: each split keeps the seeded random order, so that what
+    # takes the first N images (calibration, the TFLite representative set, Taylor importance,
+    # train_limit/test_limit) sees every class, not the first ones.
+    pick = lambda idx: Split(x[idx], y[idx])  # noqa: E731
     tr = pick(train).head(train_limit)
     return Dataset("imagefolder", tuple(classes), tr, pick(val), pick(test).head(test_limit),
                    *normalisation(tr.images, str(directory)), str(directory))

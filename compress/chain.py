@@ -67,7 +67,7 @@ def parse_pass(text: str, where: str = "pass") -> PassCall:
             raise PassSyntaxError(f"{where}: {name} has no parameter {kw.arg!r}; parameters: {', '.join(spec.params) or 'none'}")
         try:
             value = _literal(kw.value)
-        except ValueError:
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # e.g. {[1]: 2} is a TypeError
             raise PassSyntaxError(f"{where}: {name}({kw.arg}=...) must be a literal value") from None
         problem = spec.params[kw.arg].validate(value)
         if problem:

@@ -24,7 +24,10 @@ class Param:
     def validate(self, value: Any) -> str | None:
         """Return an error message for a bad value, or None."""
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                return "must be a finite number, got an integer too large for a float"
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
             return f"expected {self.type.__name__}, got {type(value).__name__} {value!r}"
         if self.type is float and not math.isfinite(value):

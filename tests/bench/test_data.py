@@ -87,6 +87,8 @@ def test_image_folder_is_resized_split_and_limited(tmp_path):
     limited = load_image_folder(str(root), val_size=5, seed=0, train_limit=10, test_limit=4)
     assert (len(limited.test), len(limited.val), len(limited.train)) == (4, 5, 10)
     assert np.array_equal(limited.train.images, full.train.images[:10])
+    # read class by class, but every split is shuffled: the first images (calibration, train_limit) mix classes
+    assert len(set(full.train.labels[:10].tolist())) > 1 and len(set(limited.test.labels.tolist())) > 1
 
 
 def test_image_folder_errors_name_the_problem(tmp_path):
