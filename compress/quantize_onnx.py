@@ -8,14 +8,46 @@ weights, activation ranges computed per call. Both outputs get short internal te
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 if TYPE_CHECKING:
     import onnx
+
+
+log = logging.getLogger("edgebench")
+
+
+class _ToRunLog(logging.Handler):
+    """Passes the quantizer's root-logger records (not edgebench's own) on to the run log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith("edgebench"):
+            log.info("onnxruntime quantization: %s", record.getMessage())
+
+
+@contextlib.contextmanager
+def _quantizer_output_to_run_log() -> Iterator[None]:
+    """ORT's quantizer prints calibration progress to stdout and logs through the root logger with
+    logging.warning(), whose first call installs a stderr handler (logging.basicConfig): from then
+    on every edgebench log line also reached the terminal. While a handler is on the root logger
+    basicConfig adds none; both kinds of output go to the run log instead."""
+    handler, printed = _ToRunLog(), io.StringIO()
+    logging.root.addHandler(handler)
+    try:
+        with contextlib.redirect_stdout(printed):
+            yield
+    finally:
+        logging.root.removeHandler(handler)
+        for line in printed.getvalue().splitlines():
+            if line.strip():
+                log.info("onnxruntime quantization: %s", line.strip())
 
 
 def _pre_process(source: Path, folder: Path) -> Path:
@@ -140,7 +172,7 @@ def quantize_static(source: Path, target: Path, params: dict[str, Any], calibrat
                "percentile": CalibrationMethod.Percentile}
     # params come from the registry with every default filled in, so they are indexed, not .get()
     activation = QuantType.QUInt8 if params["activations"] == "uint8" else QuantType.QInt8
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp, _quantizer_output_to_run_log():
         prepared = onnx.load(str(_pre_process(source, Path(tmp))))  # read once; the stem rewrite works on it in memory
         excluded, stem = keep_stem_fp32(prepared) if params["fp32_stem"] else ([], "off")
         ort_quantize_static(prepared, str(target), _Batches(calibration, prepared.graph.input[0].name),
@@ -161,7 +193,7 @@ def quantize_dynamic(source: Path, target: Path, params: dict[str, Any], calibra
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp, _quantizer_output_to_run_log():
         prepared = _pre_process(source, Path(tmp))
         ort_quantize_dynamic(str(prepared), str(target), per_channel=params["per_channel"], weight_type=QuantType.QInt8)
     saved = compact_names(target)

@@ -154,6 +154,36 @@ def test_onnx_quantization_is_smaller_and_runs(name, tmp_path):
     assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.9
 
 
+@pytest.mark.parametrize("calibration", PASSES["quantize.static"].params["calibration"].choices)
+def test_every_static_calibration_method_runs_and_is_recorded(calibration, tmp_path, capsys, monkeypatch):
+    import logging
+
+    torch.manual_seed(0)
+    model = tinycnn(width=2.0).eval()
+    source = export_onnx(model, tmp_path / "m.onnx", SHAPE)
+    call = parse_pass(f"quantize.static(calibration={calibration!r}, images=32)")
+    calib = np.random.default_rng(0).standard_normal((32, *SHAPE)).astype(np.float32)
+    run_log: list[str] = []
+    collect = logging.Handler()
+    collect.emit = lambda record: run_log.append(record.getMessage())
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in a run: pytest's own handlers would hide the bug
+    monkeypatch.setattr(logging.getLogger("edgebench"), "level", logging.INFO)  # as the run log has it
+    logging.getLogger("edgebench").addHandler(collect)
+    try:
+        info = resolve(call.spec)(source, tmp_path / "q.onnx", call.params, calib)
+    finally:
+        logging.getLogger("edgebench").removeHandler(collect)
+    assert info["method"] == "static"
+    # ORT's prints and root-logger records go to the run log, and no logging.basicConfig handler is left
+    # on the root logger (it made every later edgebench log line reach the terminal)
+    assert capsys.readouterr().out == "" and logging.root.handlers == []
+    if calibration != "minmax":  # the histogram calibrators print their progress
+        assert any("onnxruntime quantization: Collecting tensor data" in line for line in run_log)
+    out = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": calib[:8]})[0]
+    ref = model(torch.from_numpy(calib[:8])).detach().numpy()
+    assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.9
+
+
 def test_static_quantization_keeps_the_stem_fp32_by_default(tmp_path):
     import onnx
 
