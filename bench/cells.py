@@ -80,6 +80,8 @@ def _rel(ctx: RunContext, path: Path) -> str:
 
 def export_artifacts(variant: Variant, ctx: RunContext, calibration_raw: np.ndarray) -> list[Artifact]:
     """Every artifact the config asks for, for one variant, in a stable order."""
+    if variant.error is not None:
+        return _unmade_artifacts(variant, ctx)
     cfg, shape = ctx.config, ctx.dataset.input_shape
     folder = ctx.run_dir / "artifacts" / variant.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,6 +106,21 @@ def export_artifacts(variant: Variant, ctx: RunContext, calibration_raw: np.ndar
         artifacts += [Artifact(fmt, "n/a", None, None, skip=why) for fmt in cfg.export.formats if fmt != "onnx"]
     elif "tflite" in cfg.export.formats:
         artifacts.extend(_tflite(variant, onnx_fp32, folder, ctx, calibration_raw))
+    return artifacts
+
+
+def _unmade_artifacts(variant: Variant, ctx: RunContext) -> list[Artifact]:
+    """The cells of a variant whose passes failed, each carrying the pass's error: its rows are
+    export_failed rows that say why, not a silent gap in the table."""
+    cfg = ctx.config
+    artifacts = [Artifact("torch", "fp32", None, None, error=variant.error)] if "torch" in cfg.export.formats else []
+    if "onnx" in cfg.export.formats:
+        artifacts.append(Artifact("onnx", "fp32", None, None, error=variant.error))
+    if variant.artifact_pass:
+        precision = "int8-" + variant.artifact_pass.spec.name.split(".")[1]
+        artifacts.append(Artifact("onnx", precision, None, None, error=variant.error, by_artifact_pass=True))
+    if "tflite" in cfg.export.formats:
+        artifacts += [Artifact("tflite", p, None, None, error=variant.error) for p in cfg.export.tflite_precisions]
     return artifacts
 
 

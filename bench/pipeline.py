@@ -171,7 +171,9 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
             bar.update(0)
             if variant.name not in done_variants:  # a resumed run skips finished variants entirely
                 bar.set_postfix_str(variant.name, refresh=False)
-                reference = baseline_logits if variant is variants[0] else reference_logits(variant, ctx.dataset)
+                # a variant whose passes failed has no model: its rows are export_failed, nothing is measured
+                reference = (baseline_logits if variant is variants[0]
+                             else None if variant.model is None else reference_logits(variant, ctx.dataset))
                 # A resumed variant is exported again; a finished row stays only if its cell is still made
                 # from the same file, byte for byte (else its numbers would describe another file).
                 finished = {row_key(r): r for r in writer.rows if r["variant"] == variant.name}

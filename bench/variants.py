@@ -39,10 +39,11 @@ class Variant:
     """A named model and how it was made from the baseline."""
 
     name: str
-    model: nn.Module
+    model: nn.Module | None  # None when a pass of its chain failed (then `error` says why)
     lineage: list[str] = field(default_factory=list)
     artifact_pass: PassCall | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -168,17 +169,28 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
     for vcfg in config.variants:
         calls = parse_chain(vcfg.passes, vcfg.name)
         model, infos, key = baseline, [], baseline_key
-        artifact_pass = None
-        for call in calls:
-            if call.spec.kind != "model":
-                artifact_pass = call
-                continue
+        artifact_pass = next((call for call in calls if call.spec.kind != "model"), None)
+        error: str | None = None
+        for call in (call for call in calls if call.spec.kind == "model"):
             key = cache_key({"parent": key, "pass": str(call), "context": key_context})
             if key not in memo:
-                memo[key] = _apply_cached(call, model, ctx, key, Path(cache_dir),
-                                          lambda text, name=vcfg.name: on_step(f"{name}: pass {text}"), evaluation_set)
+                try:
+                    memo[key] = _apply_cached(call, model, ctx, key, Path(cache_dir),
+                                              lambda text, name=vcfg.name: on_step(f"{name}: pass {text}"), evaluation_set)
+                except UserError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - e.g. Torch-Pruning on a layer it cannot handle
+                    # One variant's broken pass must not cost the others their rows: this one gets
+                    # export_failed rows that say why, and the run goes on.
+                    error = f"pass {call} failed: {_last_line(exc)}"
+                    log.warning("%s: %s", vcfg.name, error)
+                    on_step(f"{vcfg.name}: {error} (its rows are export_failed; the other variants go on)")
+                    break
             model, info = memo[key]
             infos.append({"pass": str(call), **info})
+        if error is not None:
+            variants.append(Variant(vcfg.name, None, [str(c) for c in calls], artifact_pass, {"passes": infos, "error": error}, error))
+            continue
         macs, params = count_macs(model, shape), count_params(model)
         info = {"passes": infos, "macs": macs, "params": params,
                 "macs_ratio_to_baseline": macs / base_macs, "params_ratio_to_baseline": params / base_params}

@@ -144,3 +144,13 @@ def test_a_quantized_row_is_judged_by_agreement_with_its_fp32_parent() -> None:
     flipped[:50] = -flipped[:50]  # 5% of the predictions change: agreement 0.95 < 0.97
     row = _verdict("int8", flipped, reference)
     assert row.status == "validation_failed" and "agreement with the fp32 parent 0.9500" in row.reason
+
+
+def test_a_variant_whose_pass_failed_gets_an_export_failed_row_in_every_cell(ctx: RunContext) -> None:
+    calls = parse_chain([PRUNE, FINETUNE, STATIC])
+    variant = Variant("v", None, [str(c) for c in calls], calls[-1], error="pass prune.structured(...) failed: RuntimeError: boom")
+    rows = _rows(variant, ctx)
+    # the same cells a working chain of this shape gets (see the test above), none silently missing
+    assert list(rows) == [("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8-static"), ("tflite", "fp32"), ("tflite", "int8")]
+    assert all(row.status == "export_failed" and "RuntimeError: boom" in row.reason for row in rows.values())
+    assert rows[("onnx", "int8-static")].lineage == variant.lineage and rows[("onnx", "fp32")].lineage == variant.lineage[:2]

@@ -61,3 +61,30 @@ def test_a_pass_that_cannot_apply_to_the_model_is_one_clear_error(small, tmp_pat
                                "variants": [{"name": "tinit", "passes": ["distill(width=2, epochs=0, init='teacher')"]}]})
     with pytest.raises(UserError, match=r"pass distill\(.*init='teacher'\) cannot be applied: cannot keep 16 of 8 channels"):
         build_variants(config, small, tinycnn().eval(), "key", tmp_path, quiet=True)
+
+
+def test_a_pass_that_crashes_fails_its_variant_only(small, tmp_path, monkeypatch):
+    from bench import variants as variants_module
+    from bench.config import config_from_dict
+    from bench.variants import build_variants
+
+    real_resolve = variants_module.resolve
+
+    def resolve(spec):
+        if spec.name != "prune.structured":
+            return real_resolve(spec)
+
+        def crash(*_args):
+            raise RuntimeError("unsupported layer\nTorch-Pruning cannot trace it")
+        return crash
+
+    monkeypatch.setattr(variants_module, "resolve", resolve)
+    config = config_from_dict({"baseline": {"model": "tinycnn"}, "variants": [
+        {"name": "broken", "passes": ["prune.structured(ratio=0.5)", "finetune(epochs=0)"]},
+        {"name": "fine", "passes": ["finetune(epochs=0)"]}]})
+    steps: list[str] = []
+    baseline, broken, fine = build_variants(config, small, tinycnn().eval(), "key", tmp_path, quiet=True, on_step=steps.append)
+    assert broken.model is None and broken.error == "pass prune.structured(ratio=0.5, importance='l2', steps=1, round_to=1) failed: RuntimeError: Torch-Pruning cannot trace it"
+    assert len(broken.lineage) == 2 and broken.lineage[1].startswith("finetune(epochs=0")
+    assert any("broken: pass prune.structured" in step and "export_failed" in step for step in steps)
+    assert fine.error is None and fine.model is not None and fine.info["params"] > 0
