@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.cache import cache_key, cache_path
+from bench.cache import PASS_CODE, cache_key, cache_path, code_digest
 from bench.checkpoints import save_state_dict
 from bench.config import Config
 from bench.data import Dataset
@@ -57,10 +57,6 @@ class Variant:
 
 
 log = logging.getLogger("edgebench")
-
-# Bump when a change to pass code (compress/*, the fit loop) changes the weights a pass produces:
-# cached results of older code are then recomputed instead of reused.
-PASSES_VERSION = 4  # 4: prune.structured keeps at least one channel per layer at high ratios (it kept all); 3: narrower zoo students
 
 TRAIN_FIT_IMAGES = 10_000  # training images a KD student's fit is measured on (a few seconds per model)
 
@@ -154,7 +150,7 @@ def pass_key_context(config: Config, dataset: Dataset) -> dict[str, Any]:
     b = config.baseline
     return {"data": data_fingerprint(dataset), "seed": b.seed, "batch_size": b.batch_size, "augment": b.augment,
             "model": b.model, "width": b.width, "torch": torch.__version__, "torch_pruning": torch_pruning.__version__,
-            "passes_version": PASSES_VERSION}
+            "code": code_digest(PASS_CODE, b.model)}  # edited pass or training code is never served stale weights
 
 
 def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseline_key: str, cache_dir: str | Path,

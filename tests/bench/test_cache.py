@@ -1,0 +1,36 @@
+"""Cache keys follow the code that determines the weights, not a version number someone must bump."""
+
+from __future__ import annotations
+
+import sys
+
+from bench.cache import PASS_CODE, TRAINING_CODE, code_digest
+
+
+def test_code_digest_changes_with_the_source_of_any_listed_module(tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text("def net():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_digest(["my_models"])
+    assert before == code_digest(["my_models"]) and len(before) == 16
+    (tmp_path / "my_models.py").write_text("def net():\n    return 2\n")
+    sys.modules.pop("my_models", None)
+    assert code_digest(["my_models"]) != before
+
+
+def test_a_custom_models_module_is_part_of_the_digest(tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text("def net():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    zoo_only = code_digest(TRAINING_CODE, "edgecnn")
+    custom = code_digest(TRAINING_CODE, "my_models:net")
+    assert custom != zoo_only
+    (tmp_path / "my_models.py").write_text("def net():\n    return 3\n")
+    assert code_digest(TRAINING_CODE, "my_models:net") != custom
+
+
+def test_pass_code_covers_the_training_code_and_every_model_pass_module():
+    assert set(TRAINING_CODE) <= set(PASS_CODE)
+    from compress.registry import PASSES, resolve
+
+    for spec in PASSES.values():
+        if spec.kind == "model":
+            assert resolve(spec).__module__ in PASS_CODE, spec.name
