@@ -235,6 +235,9 @@ def validate_semantics(config: Config, source: str) -> None:
             calls = parse_chain(variant.passes, where)
         except PassSyntaxError as exc:
             raise ConfigError(str(exc)) from None
+        for call in calls:  # a student model is checked like [baseline].model, before any training
+            if call.spec.name == "distill" and call.params["student"] != "baseline":
+                models.check_model_name(call.params["student"], f"{where} distill(student=...)")
         artifact_passes = [c for c in calls if c.spec.kind != "model"]  # they make an ONNX artifact
         if artifact_passes and not runtimes.runtime_for_format("onnx", config.benchmark.runtimes):
             raise ConfigError(f"{where}: {artifact_passes[0].spec.name} makes an ONNX artifact, but [benchmark].runtimes "

@@ -81,7 +81,8 @@ def _finetune(info: dict[str, Any]) -> str:
 
 def _distill(info: dict[str, Any]) -> str:
     width = info.get("student_width")
-    student = f"width-{_num(width)} student" if width else "the current model"
+    model = info.get("student_model")  # None: the baseline's architecture
+    student = f"width-{_num(width)} {f'{model} ' if model else ''}student" if width else "the current model"
     settings = ", ".join(f"{label}{info[key]:g}{unit}" for key, label, unit in
                          (("temperature", "T=", ""), ("alpha", "α=", ""), ("epochs", "", " epochs"))
                          if isinstance(info.get(key), (int, float)))

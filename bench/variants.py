@@ -29,7 +29,7 @@ from bench.models import build_model, count_macs, count_params
 from bench.train import accuracy, data_fingerprint, predict_logits, run_fit, split_digest, to_tensor
 from compress.chain import PassCall, parse_chain
 from compress.context import PassContext
-from compress.registry import resolve
+from compress.registry import resolve, student_model
 from compress.reshape import fit_to_state_dict
 from compress.train import FitSettings
 
@@ -74,12 +74,12 @@ def make_context(config: Config, dataset: Dataset, baseline: nn.Module, *, quiet
         return run_fit(model, dataset, settings, bs, augment=config.baseline.augment, description=description,
                        teacher=teacher, teacher_logits=logits, quiet=quiet)
 
-    def build_student(width: float) -> nn.Module:
+    def build_student(width: float, model: str = "") -> nn.Module:
         torch.manual_seed(config.baseline.seed)
-        student = build_model(config.baseline.model, in_channels=dataset.input_shape[0],
+        student = build_model(model or config.baseline.model, in_channels=dataset.input_shape[0],
                               num_classes=len(dataset.classes), width=config.baseline.width * width)
         # a factory that ignores `width` would hand back the teacher's architecture: every KD number would be meaningless
-        if width < 1 and count_params(student) >= count_params(baseline):
+        if not model and width < 1 and count_params(student) >= count_params(baseline):
             raise ConfigError(f"distill(width={width:g}): model {config.baseline.model!r} built a student with "
                               f"{count_params(student)} parameters, not fewer than the teacher's {count_params(baseline)}; "
                               "its factory must take a `width` argument that scales its channels")
@@ -97,7 +97,8 @@ def make_context(config: Config, dataset: Dataset, baseline: nn.Module, *, quiet
 def _apply_cached(call: PassCall, model: nn.Module, ctx: PassContext, key: str, cache_dir: Path,
                   on_step: Any, evaluation_set: str) -> tuple[nn.Module, dict[str, Any]]:
     weights, info_file = cache_path(cache_dir, "passes", key), cache_path(cache_dir, "passes", key, ".json")
-    start = ctx.build_student(call.params["width"]) if call.spec.name == "distill" and call.params["width"] else model
+    start = (ctx.build_student(call.params["width"], student_model(call.params))
+             if call.spec.name == "distill" and call.params["width"] else model)
     cached = _load_cached(start, weights, info_file, evaluation_set)
     if cached is not None:
         return cached

@@ -21,8 +21,9 @@ class PassContext:
     fit: Callable[[nn.Module, FitSettings, nn.Module | None, str], list[float]]
     # the uncompressed baseline: KD teacher and reference for ratios
     baseline: nn.Module
-    # build_student(width) -> a fresh, untrained zoo model of the baseline's architecture
-    build_student: Callable[[float], nn.Module]
+    # build_student(width, model) -> a fresh, untrained zoo model at that width: the baseline's
+    # architecture when model is "", else the named zoo model (or module:factory)
+    build_student: Callable[[float, str], nn.Module]
     # a small batch of real, normalised inputs (N, C, H, W): tracing, Taylor importance, calibration
     example_inputs: torch.Tensor
     example_labels: torch.Tensor

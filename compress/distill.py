@@ -21,6 +21,7 @@ from torch import nn
 
 from compress.context import PassContext
 from compress.prune import prunable_channels, prune_to_channels
+from compress.registry import student_model
 from compress.train import FitSettings
 
 
@@ -51,10 +52,11 @@ def teacher_initialised(student: nn.Module, teacher: nn.Module, example_inputs: 
 def distill_pass(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tuple[nn.Module, dict[str, Any]]:
     """width > 0: a fresh zoo student at that width; width == 0: distil into the current model."""
     # width == 0 trains a copy: `model` must stay as it came, the no-teacher control's starting point
-    student = ctx.build_student(params["width"]) if params["width"] else copy.deepcopy(model)
+    student = ctx.build_student(params["width"], student_model(params)) if params["width"] else copy.deepcopy(model)
     settings = FitSettings(epochs=params["epochs"], lr=params["lr"], temperature=params["temperature"],
                            alpha=params["alpha"], seed=ctx.seed)
-    info: dict[str, Any] = {"student_width": params["width"] or None, "init": params["init"]}
+    info: dict[str, Any] = {"student_width": params["width"] or None, "student_model": student_model(params) or None,
+                            "init": params["init"]}
     init_only = None
     if params["init"] == "teacher":
         student = teacher_initialised(student, ctx.baseline, ctx.example_inputs)
@@ -82,13 +84,13 @@ def distill_pass(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> 
 def _no_teacher_control(model: nn.Module, params: dict[str, Any], settings: FitSettings, ctx: PassContext) -> dict[str, Any]:
     """Top-1 (test, and training fit) of the student trained the same way without a teacher.
 
-    A zoo student's control depends only on its width, epochs, learning rate and seed (not on
-    the KD settings or init), so students that share them share one trained control per run.
+    A zoo student's control depends only on its model, width, epochs, learning rate and seed (not
+    on the KD settings or init), so students that share them share one trained control per run.
     """
-    key = ("no-teacher control", params["width"], params["epochs"], params["lr"], ctx.seed)
+    key = ("no-teacher control", params["student"], params["width"], params["epochs"], params["lr"], ctx.seed)
     control = ctx.memo.get(key) if params["width"] else None
     if control is None:
-        control = ctx.build_student(params["width"]) if params["width"] else copy.deepcopy(model)
+        control = ctx.build_student(params["width"], student_model(params)) if params["width"] else copy.deepcopy(model)
         ctx.fit(control, settings, None, "same student, no teacher")
         if params["width"]:
             ctx.memo[key] = control

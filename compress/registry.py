@@ -71,9 +71,18 @@ def _unit(v: float) -> str | None:
     return None if 0 <= v <= 1 else "must be in [0, 1]"
 
 
-def _teacher_init_needs_a_student(params: dict[str, Any]) -> str | None:
+def student_model(params: dict[str, Any]) -> str:
+    """The zoo model to build the student from; "" for the baseline's own architecture."""
+    return "" if params["student"] == "baseline" else params["student"]
+
+
+def _check_distill(params: dict[str, Any]) -> str | None:
     if params["init"] == "teacher" and not params["width"]:
         return "init='teacher' needs a student width > 0 (width=0 distils into the current model, which keeps its weights)"
+    if params["student"] != "baseline" and not params["width"]:
+        return f"student={params['student']!r} needs a width > 0 (width=0 distils into the current model)"
+    if params["init"] == "teacher" and params["student"] != "baseline":
+        return "init='teacher' starts from the teacher's own channels, so the student must be the baseline's model (leave student out)"
     return None
 
 
@@ -115,7 +124,9 @@ PASSES: dict[str, PassSpec] = {
             "distill", "model", "compress.distill:distill_pass",
             "Hinton knowledge distillation from the baseline into a zoo student (or into the current model when width=0)",
             {
-                "width": Param(float, 0.5, "student = baseline architecture at this width; 0 distils into the current model", check=_non_negative),
+                "width": Param(float, 0.5, "student width multiplier (relative to the baseline's width); 0 distils into the current model", check=_non_negative),
+                "student": Param(str, "baseline", "the student's model: 'baseline' = the baseline's architecture, else a zoo "
+                                                  "model (edgebench list) or 'module:factory'"),
                 "epochs": Param(int, 3, "student training epochs", check=_non_negative),
                 "lr": Param(float, 0.1, "peak learning rate", check=_positive),
                 "temperature": Param(float, 4.0, "softmax temperature of the KD loss", check=_positive),
@@ -123,7 +134,7 @@ PASSES: dict[str, PassSpec] = {
                 "init": Param(str, "random", "student's starting weights: 'random' (Hinton KD), or 'teacher': the teacher pruned "
                                              "to the student's widths (channels of largest L2 norm)", choices=("random", "teacher")),
             },
-            check=_teacher_init_needs_a_student,
+            check=_check_distill,
         ),
         PassSpec(
             "quantize.dynamic", "onnx", "compress.quantize_onnx:quantize_dynamic",

@@ -47,6 +47,8 @@ def test_print_config_comments_every_key():
     ({"baseline": {"lr": float("nan")}}, "lr = nan: must be a finite number"),
     ({"baseline": {"width": float("inf")}}, "width = inf: must be a finite number"),
     ({"variants": [{"name": "a"}]}, "missing required key 'passes'"),
+    ({"variants": [{"name": "a", "passes": ["distill(student='mobilenetv2')"]}]},
+     "distill(student=...) = 'mobilenetv2': unknown model (did you mean 'mobilenet_v2'?)"),
     # lists that name a value twice would make two rows with one name, writing the same files
     ({"export": {"tflite_precisions": ["fp32", "int8", "fp32"]}}, "lists 'fp32' twice"),
     ({"benchmark": {"threads": [1, 2, 1]}}, "lists 1 twice"),

@@ -88,3 +88,17 @@ def test_a_pass_that_crashes_fails_its_variant_only(small, tmp_path, monkeypatch
     assert len(broken.lineage) == 2 and broken.lineage[1].startswith("finetune(epochs=0")
     assert any("broken: pass prune.structured" in step and "export_failed" in step for step in steps)
     assert fine.error is None and fine.model is not None and fine.info["params"] > 0
+
+
+def test_a_zoo_student_of_another_model_is_cached_and_rebuilt_as_that_model(small, tmp_path):
+    from bench.config import config_from_dict
+    from bench.variants import build_variants
+
+    config = config_from_dict({"baseline": {"model": "tinycnn"},
+                               "variants": [{"name": "mnv2", "passes": ["distill(width=0.1, student='mobilenet_v2', epochs=0)"]}]})
+    _, made = build_variants(config, small, tinycnn().eval(), "key", tmp_path, quiet=True)
+    _, cached = build_variants(config, small, tinycnn().eval(), "key", tmp_path, quiet=True)
+    assert type(made.model).__name__ == type(cached.model).__name__ == "MobileNetV2"
+    assert made.info["passes"][0]["cached"] is False and cached.info["passes"][0]["cached"] is True
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.allclose(made.model(x), cached.model(x), atol=1e-5)

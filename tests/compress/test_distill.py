@@ -108,3 +108,30 @@ def test_gap_recovered():
     assert gap_recovered(0.9, 0.9, 0.8) == pytest.approx(1.0)
     assert gap_recovered(0.9, 0.8, 0.8) == pytest.approx(0.0)
     assert gap_recovered(0.8, 0.85, 0.85) is None
+
+
+def test_a_student_from_another_zoo_model_and_its_control_are_that_model():
+    torch.manual_seed(0)
+    baseline = tinycnn().eval()
+    ctx = tiny_context(baseline)
+    fit_, trained = ctx.fit, []
+    ctx.fit = lambda model, settings, teacher, what: (trained.append((type(model).__name__, teacher is None)), fit_(model, settings, teacher, what))[1]
+    call = parse_pass("distill(width=0.25, student='mobilenet_v2', epochs=1)")
+    student, info = resolve(call.spec)(baseline, call.params, ctx)
+    assert type(student).__name__ == "MobileNetV2" and info["student_model"] == "mobilenet_v2"
+    assert trained == [("MobileNetV2", False), ("MobileNetV2", True)]  # the KD student, then its no-teacher control
+    assert count_params(student) == count_params(mobilenet_v2(width=0.25))
+    # a different model gets its own control: the baseline-architecture student at the same width does not reuse it
+    _, same_width = resolve(parse_pass("distill(width=0.25, epochs=1)").spec)(baseline, parse_pass("distill(width=0.25, epochs=1)").params, ctx)
+    assert trained[2:] == [("EdgeCNN", False), ("EdgeCNN", True)] and same_width["student_model"] is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("distill(width=0, student='mobilenet_v2')", "needs a width > 0"),
+    ("distill(student='mobilenet_v2', init='teacher')", "must be the baseline's model"),
+])
+def test_student_model_rules(text, message):
+    from compress.chain import PassSyntaxError
+
+    with pytest.raises(PassSyntaxError, match=message):
+        parse_pass(text)

@@ -9,6 +9,13 @@ from compress.train import fit
 SHAPE = (1, 28, 28)
 
 
+def _student(width, model=""):
+    """tinycnn students, or a named zoo model at that width."""
+    from bench.models import build_model
+
+    return build_model(model, width=width) if model else tinycnn(width=width)
+
+
 def tiny_data(n=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, *SHAPE, generator=g)
@@ -22,5 +29,5 @@ def tiny_context(baseline):
     def run_fit(model, settings, teacher, description):
         return fit(model, lambda epoch: [(x[i:i + 16], y[i:i + 16]) for i in range(0, len(x), 16)], 4, settings, teacher=teacher)
 
-    return PassContext(fit=run_fit, baseline=baseline, build_student=lambda w: tinycnn(width=w), example_inputs=x,
+    return PassContext(fit=run_fit, baseline=baseline, build_student=_student, example_inputs=x,
                        example_labels=y, evaluate=lambda m: float((m(x).argmax(1) == y).float().mean()))
