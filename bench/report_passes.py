@@ -101,6 +101,9 @@ def _distill(info: dict[str, Any]) -> str:
     if teacher_init:
         text += (f"; the teacher's weights alone (no KD loss) give {_pct(info.get('student_init_only_top1'))}, "
                  f"{_pct(info.get('init_top1'))} before training")
+        by_loss = info.get("gap_recovered_by_kd_loss")
+        if isinstance(by_loss, (int, float)):  # runs before this field existed lack it
+            text += f", so the KD loss itself recovers {100 * by_loss:.0f}% of the gap left by those weights"
     if "teacher_train_top1" in info:  # runs before this field existed, and weights cached by them, lack it
         images = info.get("train_fit_images")
         text += (f"; on {f'{images:,} ' if isinstance(images, int) else ''}training images: KD student "

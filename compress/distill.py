@@ -73,6 +73,9 @@ def distill_pass(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> 
     if init_only is not None:
         ctx.fit(init_only, settings, None, "teacher init, no KD loss")
         info["student_init_only_top1"] = ctx.evaluate(init_only)
+        # what the soft targets add on top of the teacher's weights: the share of the gap left by the
+        # teacher-initialised student without the KD loss that the KD student closes
+        info["gap_recovered_by_kd_loss"] = gap_recovered(teacher_top1, kd_top1, info["student_init_only_top1"])
     if ctx.evaluate_train is not None:
         # Why KD did or did not help: a student that fits its own training images far worse than the
         # teacher does lacks the capacity to follow the teacher, whatever the loss.

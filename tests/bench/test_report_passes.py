@@ -99,6 +99,8 @@ def test_distill_with_teacher_init_names_both_controls() -> None:
     assert text.endswith("91.50% vs 90.00% for the same student trained from random weights without a teacher "
                          "(teacher 93.00%): recovers 50% of the gap; the teacher's weights alone (no KD loss) give "
                          "90.90%, 10.00% before training")
+    with_share = describe_steps([DISTILL], {"passes": [{**info, "gap_recovered_by_kd_loss": 0.28}]})[0]
+    assert with_share.endswith("10.00% before training, so the KD loss itself recovers 28% of the gap left by those weights")
 
 
 def test_a_failed_fp32_row_is_not_replaced_by_another_precision() -> None:

@@ -86,6 +86,9 @@ def test_distill_with_teacher_init_records_both_controls():
     assert [teacher for _, teacher in calls] == [True, False, False]  # KD student, random-init control, init-only control
     assert info["init"] == "teacher" and 0 <= info["init_top1"] <= 1 and 0 <= info["student_init_only_top1"] <= 1
     assert info["gap_recovered"] is None or isinstance(info["gap_recovered"], float)
+    from compress.distill import gap_recovered as share
+
+    assert info["gap_recovered_by_kd_loss"] == share(info["teacher_top1"], info["student_kd_top1"], info["student_init_only_top1"])
     x = tiny_data()[0]
     assert prunable_channels(student, x) == prunable_channels(tinycnn(width=0.5), x)
 
