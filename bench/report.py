@@ -53,15 +53,29 @@ def write_report(run_dir: Path, *, check_schema: bool = False) -> tuple[Path, Pa
         "latency_distributions": charts.latency_distribution_chart(lines, run_dir),
         "per_class_delta": charts.per_class_delta_chart(lines, classes),
     }
+    drawn_earlier = run_dir / "plots" / "latency_distributions.png"
+    if figures["latency_distributions"] is None and drawn_earlier.is_file() and _samples_recorded_but_gone(lines, run_dir):
+        # The raw samples of this run's rows were removed (e.g. a committed example keeps only the
+        # results): the chart drawn from them while they were there still shows these rows.
+        figures["latency_distributions"] = drawn_earlier.read_bytes()
     for name, png in figures.items():
         if png is not None:
             atomic_write_bytes(run_dir / "plots" / f"{name}.png", png)
-        else:  # not drawn this time (e.g. the raw samples are gone): no stale chart beside the report
+        else:  # nothing to draw from (e.g. no ok rows any more): no stale chart beside the report
             (run_dir / "plots" / f"{name}.png").unlink(missing_ok=True)
     html_path, md_path = run_dir / "report.html", run_dir / "report.md"
     atomic_write_bytes(html_path, render_html(document, lines, figures, run_dir).encode())
     atomic_write_bytes(md_path, render_markdown(document, lines, figures, run_dir).encode())
     return html_path, md_path
+
+
+def _samples_recorded_but_gone(lines: list[Line], run_dir: Path) -> bool:
+    """Whether ok rows name raw latency sample files and none of them is on disk any more."""
+    from bench.results import batch1_latency
+
+    recorded = [entry["samples_file"] for line in lines if line.status == "ok"
+                if (entry := batch1_latency(line.row) or {}).get("samples_file")]
+    return bool(recorded) and not any((run_dir / name).is_file() for name in recorded)
 
 
 def explanation_figures(document: dict[str, Any], lines: list[Line]) -> list[tuple[str, str]]:

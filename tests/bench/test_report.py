@@ -160,13 +160,21 @@ def test_missing_int8_dot_product_note_follows_the_recorded_cpu(tmp_path: Path, 
     assert [n for n in (VNNI_NOTE, ARM_DOT_NOTE) if n in md] == ([note] if note else [])
 
 
-def test_a_chart_that_cannot_be_drawn_any_more_is_removed(tmp_path: Path) -> None:
+def test_the_latency_chart_outlives_its_samples_but_not_its_rows(tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(FIXTURE, run)
     write_report(run)
     chart = run / "plots" / "latency_distributions.png"
-    assert chart.exists()
+    drawn = chart.read_bytes()
+    # the raw samples removed (a committed example keeps only results.json): the chart drawn from them stays
     shutil.rmtree(run / "samples")
+    write_report(run)
+    assert chart.read_bytes() == drawn and "plots/latency_distributions.png" in (run / "report.md").read_text()
+    # no ok row left to show: the chart would be stale, so it goes
+    document = json.loads((run / "results.json").read_text())
+    for row in document["rows"]:
+        row["status"], row["reason"] = "run_failed", "test"
+    (run / "results.json").write_text(json.dumps(document))
     write_report(run)
     assert not chart.exists() and "latency_distributions" not in (run / "report.md").read_text()
 
