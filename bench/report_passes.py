@@ -177,6 +177,7 @@ def variant_passes(document: dict[str, Any]) -> list[VariantPasses]:
             by_variant.setdefault(str(row.get("variant")), []).append(row)
     baseline = str(document.get("baseline", "baseline"))
     base_onnx = _headline_row(by_variant.get(baseline, []), "onnxruntime")
+    controls = kd_finetune_controls(by_variant)
     out = []
     for name, rows in by_variant.items():
         if name == baseline:
@@ -194,10 +195,67 @@ def variant_passes(document: dict[str, Any]) -> list[VariantPasses]:
             paired[runtime] = float(speedup) if isinstance(speedup, (int, float)) else None
         ratio = compression.get("macs_ratio_to_baseline")
         onnx = _headline_row(rows, "onnxruntime")
-        out.append(VariantPasses(name, describe_steps(_as_list(source.get("lineage")), compression),
+        steps = describe_steps(_as_list(source.get("lineage")), compression)
+        if name in controls:  # say what the KD fine-tune bought against the same passes without KD
+            control, control_top1 = controls[name]
+            kd_step = next((i for i, entry in enumerate(_as_list(source.get("lineage")))
+                            if (plain := _without_kd(str(entry))) and plain[1]), None)
+            if kd_step is not None and kd_step < len(steps):
+                steps[kd_step] += (f"; the same passes fine-tuned without KD ({control}): fp32 top-1 "
+                                   f"{_pct(control_top1)}, with KD {_pct(_fp32_top1(rows))}")
+        out.append(VariantPasses(name, steps,
                                  float(ratio) if isinstance(ratio, (int, float)) else None, paired,
                                  _size_ratio(onnx, base_onnx, "size_bytes"), _size_ratio(onnx, base_onnx, "size_gzip_bytes")))
     return out
+
+
+def _fp32_top1(rows: list[dict[str, Any]]) -> float | None:
+    """Top-1 of a variant's model as it left its passes: its first ok fp32 row (torch first, in row order)."""
+    for row in rows:
+        top1 = _as_dict(row.get("accuracy")).get("top1")
+        if row.get("status") == "ok" and row.get("precision") == "fp32" and isinstance(top1, (int, float)):
+            return float(top1)
+    return None
+
+
+def _model_lineage(rows: list[dict[str, Any]]) -> list[str]:
+    """The passes that made a variant's model (its fp32 rows' lineage: no ONNX quantization pass)."""
+    for row in rows:
+        if row.get("precision") == "fp32" and isinstance(row.get("lineage"), list):
+            return [str(entry) for entry in row["lineage"]]
+    return []
+
+
+def _without_kd(entry: str) -> tuple[str, bool] | None:
+    """A finetune lineage entry as (the entry minus its KD settings, whether it used KD); None for other passes."""
+    from compress.chain import PassSyntaxError, parse_pass
+
+    if pass_name(entry) != "finetune":
+        return None
+    try:
+        params = dict(parse_pass(entry).params)
+    except PassSyntaxError:  # written by another edgebench: no comparison rather than a wrong one
+        return None
+    uses_kd = bool(params.pop("distill", False))
+    params.pop("temperature", None), params.pop("alpha", None)
+    return repr(sorted(params.items())), uses_kd
+
+
+def kd_finetune_controls(by_variant: dict[str, list[dict[str, Any]]]) -> dict[str, tuple[str, float | None]]:
+    """variant fine-tuned with KD -> (the variant made by the same passes with that fine-tune without KD,
+    its top-1): the control that says what finetune(distill=true) added, when the config has one."""
+    def signature(lineage: list[str]) -> tuple[tuple[str, ...], bool] | None:
+        parts, kd = [], False
+        for entry in lineage:
+            plain = _without_kd(entry)
+            parts.append(plain[0] if plain else entry)
+            kd = kd or bool(plain and plain[1])
+        return (tuple(parts), kd) if parts else None
+
+    signatures = {name: signature(_model_lineage(rows)) for name, rows in by_variant.items()}
+    plain = {sig[0]: name for name, sig in signatures.items() if sig and not sig[1]}
+    return {name: (plain[sig[0]], _fp32_top1(by_variant[plain[sig[0]]]))
+            for name, sig in signatures.items() if sig and sig[1] and sig[0] in plain}
 
 
 def _headings() -> list[str]:

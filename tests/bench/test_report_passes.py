@@ -189,3 +189,26 @@ def test_quantization_says_what_happened_to_the_stem_not_what_was_asked() -> Non
     assert left.endswith("stem left int8: its max-pool does not directly follow a Relu of the first Conv")
     assert "kept fp32" not in left
     assert "stem" not in _quantization({**asked, "fp32_stem": False})
+
+
+def test_a_kd_fine_tune_is_compared_with_the_same_passes_fine_tuned_without_kd() -> None:
+    from bench.report_passes import kd_finetune_controls
+
+    plain_finetune = "finetune(epochs=4, lr=0.05, distill=False, temperature=4.0, alpha=0.9)"
+    document = _document()
+    for row in document["rows"]:
+        if row["variant"] == "chain" and row["precision"] == "fp32":
+            row["accuracy"] = {"top1": 0.9253}
+    document["rows"].append({**_row("pruned", [STRUCT, plain_finetune], "torch", "fp32"), "accuracy": {"top1": 0.9250}})
+    # another budget is not the same passes: no control
+    document["rows"].append(_row("pruned-longer", [STRUCT, plain_finetune.replace("epochs=4", "epochs=8")], "torch", "fp32"))
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for row in document["rows"]:
+        by_variant.setdefault(row["variant"], []).append(row)
+    assert kd_finetune_controls(by_variant) == {"chain": ("pruned", 0.9250)}
+    items = {item.variant: item for item in variant_passes(document)}
+    assert items["chain"].steps[1].endswith("; the same passes fine-tuned without KD (pruned): fp32 top-1 92.50%, with KD 92.53%")
+    assert "without KD" not in " ".join(items["pruned"].steps + items["pruned-longer"].steps)
+    # without a matching variant in the config, nothing is claimed
+    del document["rows"][-2]
+    assert "without KD" not in " ".join(item for v in variant_passes(document) for item in v.steps)
