@@ -29,6 +29,7 @@ from bench.models import build_model, count_macs, count_params
 from bench.train import accuracy, data_fingerprint, predict_logits, run_fit, split_digest, to_tensor
 from compress.chain import PassCall, parse_chain
 from compress.context import PassContext
+from compress.prune import weight_sparsity
 from compress.registry import resolve, student_model
 from compress.reshape import fit_to_state_dict
 from compress.train import FitSettings
@@ -190,6 +191,8 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
             continue
         macs, params = count_macs(model, shape), count_params(model)
         info = {"passes": infos, "macs": macs, "params": params,
-                "macs_ratio_to_baseline": macs / base_macs, "params_ratio_to_baseline": params / base_params}
+                "macs_ratio_to_baseline": macs / base_macs, "params_ratio_to_baseline": params / base_params,
+                # of the model the chain ends with: a pass's own sparsity_reached is measured when it ran
+                "weight_sparsity": round(weight_sparsity(model), 6)}
         variants.append(Variant(vcfg.name, model, [str(c) for c in calls], artifact_pass, info))
     return variants

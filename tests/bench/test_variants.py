@@ -108,3 +108,15 @@ def test_a_student_that_is_not_narrower_than_its_teacher_is_rejected(small, tmp_
 
     with pytest.raises(ConfigError, match=r"distill\(width=0.5\).*not fewer than the teacher's.*take a `width` argument"):
         _build(small, tmp_path, passes=["distill(width=0.5, epochs=1)"], model="tests.bad_input_files:ignores_width")
+
+
+def test_the_variant_records_the_sparsity_of_the_model_its_chain_ends_with(small, tmp_path):
+    # unstructured pruning, then structured pruning: the first pass's sparsity_reached describes its own
+    # output only; the variant's weight_sparsity is measured on the final model
+    variant, _ = _build(small, tmp_path, ["prune.unstructured(sparsity=0.6)", "prune.structured(ratio=0.5)"])
+    from compress.prune import weight_sparsity
+
+    assert variant.info["passes"][0]["sparsity_reached"] == pytest.approx(0.6, abs=0.01)
+    assert variant.info["weight_sparsity"] == pytest.approx(weight_sparsity(variant.model), abs=1e-6)
+    plain, _ = _build(small, tmp_path, ["finetune(epochs=0)"])
+    assert plain.info["weight_sparsity"] == 0.0
