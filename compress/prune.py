@@ -129,7 +129,7 @@ def _ratio_keeping(channels: int, keep: int) -> float:
 def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tuple[nn.Module, dict[str, Any]]:
     """Remove whole channels with Torch-Pruning's dependency graph (residuals and concats stay consistent).
 
-    With steps > 1 the ratio is reached gradually, with a one-epoch recovery fine-tune between
+    With steps > 1 the ratio is reached gradually, with a recovery fine-tune of recover_epochs between
     steps (the final fine-tune is a separate `finetune` pass in the chain).
 
     Every pruned layer keeps at least one channel, and with round_to > 1 a multiple of round_to
@@ -157,9 +157,10 @@ def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tu
         model.zero_grad(set_to_none=True)
         _check_outputs_kept(model, ctx.example_inputs, output_shape)
         if step < params["steps"] - 1:
-            ctx.fit(model, FitSettings(epochs=1, lr=0.02, seed=ctx.seed + step), None, f"recover step {step + 1}")
+            ctx.fit(model, FitSettings(epochs=params["recover_epochs"], lr=0.02, seed=ctx.seed + step), None, f"recover step {step + 1}")
     return model.eval(), {"channels_before": before, "channels_after": _channels(model),
                           "ratio": params["ratio"], "importance": params["importance"], "steps": params["steps"],
+                          "recover_epochs": params["recover_epochs"] if params["steps"] > 1 else 0,
                           "round_to": params["round_to"]}
 
 

@@ -108,7 +108,8 @@ PASSES: dict[str, PassSpec] = {
             {
                 "ratio": Param(float, 0.5, "share of channels removed from each prunable layer", check=_fraction),
                 "importance": Param(str, "l2", "channel importance criterion", choices=("l1", "l2", "taylor")),
-                "steps": Param(int, 1, "iterative pruning steps (each followed by a short recovery epoch when > 1)", check=_at_least_one),
+                "steps": Param(int, 1, "iterative pruning steps (a recovery fine-tune between steps when > 1)", check=_at_least_one),
+                "recover_epochs": Param(int, 1, "epochs of the recovery fine-tune between iterative steps (lr 0.02)", check=_non_negative),
                 "round_to": Param(int, 1, "keep a multiple of this many channels per layer, nearest to the ratio (8 suits AVX2 CPU kernels; 1 = exact ratio)",
                                   check=_at_least_one),
             },

@@ -84,7 +84,7 @@ def test_a_pass_that_crashes_fails_its_variant_only(small, tmp_path, monkeypatch
         {"name": "fine", "passes": ["finetune(epochs=0)"]}]})
     steps: list[str] = []
     baseline, broken, fine = build_variants(config, small, tinycnn().eval(), "key", tmp_path, quiet=True, on_step=steps.append)
-    assert broken.model is None and broken.error == "pass prune.structured(ratio=0.5, importance='l2', steps=1, round_to=1) failed: RuntimeError: Torch-Pruning cannot trace it"
+    assert broken.model is None and broken.error == "pass prune.structured(ratio=0.5, importance='l2', steps=1, recover_epochs=1, round_to=1) failed: RuntimeError: Torch-Pruning cannot trace it"
     assert len(broken.lineage) == 2 and broken.lineage[1].startswith("finetune(epochs=0")
     assert any("broken: pass prune.structured" in step and "export_failed" in step for step in steps)
     assert fine.error is None and fine.model is not None and fine.info["params"] > 0

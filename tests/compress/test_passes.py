@@ -106,6 +106,18 @@ def test_structured_round_to_keeps_multiples_of_it(ratio, steps, expected):
     assert pruned(torch.zeros(2, *SHAPE)).shape == (2, 10)
 
 
+@pytest.mark.parametrize("recover_epochs", [0, 2])
+def test_iterative_structured_pruning_recovers_for_the_epochs_asked(recover_epochs):
+    torch.manual_seed(0)
+    ctx = tiny_context(tinycnn())
+    fit_, recoveries = ctx.fit, []
+    ctx.fit = lambda model, settings, teacher, what: (recoveries.append((what, settings.epochs)), fit_(model, settings, teacher, what))[1]
+    call = parse_pass(f"prune.structured(ratio=0.5, steps=3, recover_epochs={recover_epochs})")
+    _, info = resolve(call.spec)(tinycnn(), call.params, ctx)
+    assert recoveries == [("recover step 1", recover_epochs), ("recover step 2", recover_epochs)]  # none after the last step
+    assert info["recover_epochs"] == recover_epochs
+
+
 def test_structured_round_to_with_depthwise_and_residual_coupling():
     torch.manual_seed(0)
     model = mobilenet_v2().eval()  # inverted residuals: depthwise convs and residual adds couple channels
