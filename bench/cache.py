@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -27,14 +28,35 @@ def cache_path(cache_dir: str | Path, kind: str, key: str, suffix: str = ".pt") 
     return path
 
 
+def library_versions() -> dict[str, str]:
+    """The libraries whose version can change trained weights: torch's kernels, torchvision's zoo
+    models, NumPy's random streams (batch order, augmentation)."""
+    import numpy
+    import torch
+    import torchvision
+
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": numpy.__version__}
+
+
 def code_digest(modules: Iterable[str], model: str = "") -> str:
     """A 16-hex-digit hash of the source files of `modules`, plus the module of a custom
-    `module:factory` model, whose file is as much part of the weights as the zoo's."""
+    `module:factory` model, whose file is as much part of the weights as the zoo's (only that
+    file: what it imports from elsewhere is not followed)."""
     names = sorted(set(modules) | ({model.partition(":")[0]} if ":" in model else set()))
     digest = hashlib.sha256()
     for name in names:
         spec = importlib.util.find_spec(name)
         source = Path(spec.origin) if spec is not None and spec.origin and spec.origin not in ("built-in", "frozen") else None
         digest.update(name.encode() + b"\0")
-        digest.update(source.read_bytes() if source is not None and source.is_file() else b"<no source file>")
+        digest.update(_code(source) if source is not None and source.is_file() else b"<no source file>")
     return digest.hexdigest()[:16]
+
+
+def _code(source: Path) -> bytes:
+    """A Python file as its syntax tree: comments, blank lines and line endings (a CRLF checkout) do
+    not change a key; any change to what the code does, its docstrings and messages included, does."""
+    text = source.read_bytes().decode("utf-8", errors="replace")
+    try:
+        return ast.dump(ast.parse(text)).encode()
+    except (SyntaxError, ValueError):  # not plain Python source: hash its text
+        return text.replace("\r\n", "\n").encode()

@@ -80,7 +80,7 @@ def _rel(ctx: RunContext, path: Path) -> str:
 
 def export_artifacts(variant: Variant, ctx: RunContext, calibration_raw: np.ndarray) -> list[Artifact]:
     """Every artifact the config asks for, for one variant, in a stable order."""
-    if variant.error is not None:
+    if variant.failed:
         return _unmade_artifacts(variant, ctx)
     cfg, shape = ctx.config, ctx.dataset.input_shape
     folder = ctx.run_dir / "artifacts" / variant.name
@@ -119,9 +119,20 @@ def _unmade_artifacts(variant: Variant, ctx: RunContext) -> list[Artifact]:
     if variant.artifact_pass:
         precision = "int8-" + variant.artifact_pass.spec.name.split(".")[1]
         artifacts.append(Artifact("onnx", precision, None, None, error=variant.error, by_artifact_pass=True))
-    if "tflite" in cfg.export.formats:
-        artifacts += [Artifact("tflite", p, None, None, error=variant.error) for p in cfg.export.tflite_precisions]
+    if "tflite" in cfg.export.formats:  # skipped, as for every variant, when this install cannot convert
+        missing = _tflite_unavailable()
+        artifacts += [Artifact("tflite", p, None, None, error=None if missing else variant.error, skip=missing)
+                      for p in cfg.export.tflite_precisions]
     return artifacts
+
+
+def _tflite_unavailable() -> str | None:
+    """Why this install makes no TFLite files (a capability of the install, not a failure), or None."""
+    # ai_edge_litert too: the converted file is read back with it (input quantization, graph counts)
+    missing = [module for module in ("onnx2tf", "tensorflow", "ai_edge_litert") if importlib.util.find_spec(module) is None]
+    if missing:
+        return f"{' and '.join(missing)} not installed, so no TFLite conversion (pip install 'edgebench[tflite]')"
+    return None
 
 
 def _try(make: Callable[[], Path], fmt: str, precision: str, ctx: RunContext, spec: dict[str, Any]) -> Artifact:
@@ -157,10 +168,7 @@ def _tflite(variant: Variant, source: Artifact | None, folder: Path, ctx: RunCon
             calibration_raw: np.ndarray) -> list[Artifact]:
     precisions = ctx.config.export.tflite_precisions
     nhwc = make_input_spec(ctx.dataset.input_shape, ctx.dataset.mean, ctx.dataset.std, layout="NHWC")
-    # ai_edge_litert too: the converted file is read back with it (input quantization, graph counts)
-    missing = [module for module in ("onnx2tf", "tensorflow", "ai_edge_litert") if importlib.util.find_spec(module) is None]
-    if missing:  # a capability of this install, not a failure of the variant
-        why = f"{' and '.join(missing)} not installed, so no TFLite conversion (pip install 'edgebench[tflite]')"
+    if why := _tflite_unavailable():
         return [Artifact("tflite", p, None, nhwc, skip=why) for p in precisions]
     if source is None or source.path is None:
         reason = f"no fp32 ONNX to convert: {source.error if source else 'not exported'}"

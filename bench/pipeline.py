@@ -55,6 +55,7 @@ def _devices(setting: str) -> list[str]:
 @torch.no_grad()
 def reference_logits(variant: Variant, dataset: Dataset, batch: int = 512) -> np.ndarray:
     """In-process torch logits of a variant on the test set: the parity reference of its artifacts."""
+    assert variant.model is not None, f"{variant.name} failed: it has no model"
     variant.model.eval()
     images = dataset.test.images
     return torch.cat([variant.model(to_tensor(images[i:i + batch], dataset.mean, dataset.std))
@@ -134,7 +135,8 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
     previous = (writer.document.get("baseline_info") or {}).get("cache_key")
     if previous and previous != trained.info["cache_key"]:
         raise UserError(f"cannot resume {run_dir}: its baseline ({previous}) differs from the one rebuilt now "
-                        f"({trained.info['cache_key']}); was the checkpoint or the data changed?")
+                        f"({trained.info['cache_key']}); was the checkpoint, the data, or edgebench's training code "
+                        "(or the torch, torchvision or NumPy version) changed since it started?")
     writer.update(baseline_info={k: v for k, v in trained.info.items() if k != "losses"})
     stage = time.perf_counter()
     variants = build_variants(config, dataset, trained.model, trained.info["cache_key"], config.output.cache_dir,
@@ -173,7 +175,7 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
                 bar.set_postfix_str(variant.name, refresh=False)
                 # a variant whose passes failed has no model: its rows are export_failed, nothing is measured
                 reference = (baseline_logits if variant is variants[0]
-                             else None if variant.model is None else reference_logits(variant, ctx.dataset))
+                             else None if variant.failed else reference_logits(variant, ctx.dataset))
                 # A resumed variant is exported again; a finished row stays only if its cell is still made
                 # from the same file, byte for byte (else its numbers would describe another file).
                 finished = {row_key(r): r for r in writer.rows if r["variant"] == variant.name}
@@ -201,12 +203,14 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
                     if row.status == "ok":
                         bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}", refresh=False)
                         started = time.perf_counter()
+                        assert reference is not None  # a failed variant's rows are all export_failed
                         measure_row(row, variant, reference, ctx)
                         log.info("%s: measured in %.1f s", row_name(row.to_dict()), time.perf_counter() - started)
                     writer.add_row(row)
                     if variant.is_baseline:
                         ctx.note_reference(row.to_dict())
-                writer.document["variants_done"].append(variant.name)
+                if not variant.failed:  # a resumed run tries a failed pass again (it may have been out of memory)
+                    writer.document["variants_done"].append(variant.name)
                 writer.flush()
             bar.update(1)
 

@@ -101,9 +101,12 @@ def _distill(info: dict[str, Any]) -> str:
     if teacher_init:
         text += (f"; the teacher's weights alone (no KD loss) give {_pct(info.get('student_init_only_top1'))}, "
                  f"{_pct(info.get('init_top1'))} before training")
-        by_loss = info.get("gap_recovered_by_kd_loss")
-        if isinstance(by_loss, (int, float)):  # runs before this field existed lack it
-            text += f", so the KD loss itself recovers {100 * by_loss:.0f}% of the gap left by those weights"
+        by_loss, kd, init_only = (info.get(k) for k in ("gap_recovered_by_kd_loss", "student_kd_top1", "student_init_only_top1"))
+        if isinstance(by_loss, (int, float)) and isinstance(kd, (int, float)) and isinstance(init_only, (int, float)):
+            text += (f"; the KD loss adds {100 * (kd - init_only):+.2f} pt to those weights "
+                     f"({100 * by_loss:.0f}% of the gap they leave)")
+        elif "gap_recovered_by_kd_loss" in info and by_loss is None:  # runs before this field existed lack it
+            text += "; those weights alone leave no gap to the teacher"
     if "teacher_train_top1" in info:  # runs before this field existed, and weights cached by them, lack it
         images = info.get("train_fit_images")
         text += (f"; on {f'{images:,} ' if isinstance(images, int) else ''}training images: KD student "
@@ -197,25 +200,26 @@ def variant_passes(document: dict[str, Any]) -> list[VariantPasses]:
         onnx = _headline_row(rows, "onnxruntime")
         steps = describe_steps(_as_list(source.get("lineage")), compression)
         if name in controls:  # say what the KD fine-tune bought against the same passes without KD
-            control, control_top1 = controls[name]
+            found = controls[name]
             kd_step = next((i for i, entry in enumerate(_as_list(source.get("lineage")))
                             if (plain := _without_kd(str(entry))) and plain[1]), None)
             if kd_step is not None and kd_step < len(steps):
-                steps[kd_step] += (f"; the same passes fine-tuned without KD ({control}): fp32 top-1 "
-                                   f"{_pct(control_top1)}, with KD {_pct(_fp32_top1(rows))}")
+                steps[kd_step] += (f"; the same passes fine-tuned without KD ({found.control}): fp32 top-1 "
+                                   f"{_pct(found.control_top1)}, with KD {_pct(found.kd_top1)} (on {found.where})")
         out.append(VariantPasses(name, steps,
                                  float(ratio) if isinstance(ratio, (int, float)) else None, paired,
                                  _size_ratio(onnx, base_onnx, "size_bytes"), _size_ratio(onnx, base_onnx, "size_gzip_bytes")))
     return out
 
 
-def _fp32_top1(rows: list[dict[str, Any]]) -> float | None:
-    """Top-1 of a variant's model as it left its passes: its first ok fp32 row (torch first, in row order)."""
+def _fp32_top1s(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], float]:
+    """Top-1 of each ok fp32 row of a variant, by (format, runtime, device), in row order (torch first)."""
+    out: dict[tuple[str, str, str], float] = {}
     for row in rows:
         top1 = _as_dict(row.get("accuracy")).get("top1")
         if row.get("status") == "ok" and row.get("precision") == "fp32" and isinstance(top1, (int, float)):
-            return float(top1)
-    return None
+            out.setdefault((str(row.get("format")), str(row.get("runtime")), str(row.get("device", "cpu"))), float(top1))
+    return out
 
 
 def _model_lineage(rows: list[dict[str, Any]]) -> list[str]:
@@ -241,9 +245,18 @@ def _without_kd(entry: str) -> tuple[str, bool] | None:
     return repr(sorted(params.items())), uses_kd
 
 
-def kd_finetune_controls(by_variant: dict[str, list[dict[str, Any]]]) -> dict[str, tuple[str, float | None]]:
-    """variant fine-tuned with KD -> (the variant made by the same passes with that fine-tune without KD,
-    its top-1): the control that says what finetune(distill=true) added, when the config has one."""
+@dataclass
+class KdControl:
+    control: str      # the variant made by the same passes, its fine-tune without KD
+    where: str        # the runtime both top-1 figures come from (the same format, runtime and device)
+    control_top1: float
+    kd_top1: float
+
+
+def kd_finetune_controls(by_variant: dict[str, list[dict[str, Any]]]) -> dict[str, KdControl]:
+    """variant fine-tuned with KD -> its comparison with the variant made by the same passes with that
+    fine-tune without KD, when the config has one and both have an ok fp32 row on the same runtime:
+    the control that says what finetune(distill=true) added."""
     def signature(lineage: list[str]) -> tuple[tuple[str, ...], bool] | None:
         parts, kd = [], False
         for entry in lineage:
@@ -253,9 +266,20 @@ def kd_finetune_controls(by_variant: dict[str, list[dict[str, Any]]]) -> dict[st
         return (tuple(parts), kd) if parts else None
 
     signatures = {name: signature(_model_lineage(rows)) for name, rows in by_variant.items()}
-    plain = {sig[0]: name for name, sig in signatures.items() if sig and not sig[1]}
-    return {name: (plain[sig[0]], _fp32_top1(by_variant[plain[sig[0]]]))
-            for name, sig in signatures.items() if sig and sig[1] and sig[0] in plain}
+    out = {}
+    for name, sig in signatures.items():
+        if not sig or not sig[1]:
+            continue
+        mine = _fp32_top1s(by_variant[name])
+        for control, other in signatures.items():
+            if other != (sig[0], False):
+                continue
+            theirs = _fp32_top1s(by_variant[control])
+            cell = next((cell for cell in mine if cell in theirs), None)
+            if cell is not None:  # a control without a comparable ok row says nothing: try the next one
+                out[name] = KdControl(control, cell[1], theirs[cell], mine[cell])
+                break
+    return out
 
 
 def _headings() -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.cache import TRAINING_CODE, cache_key, cache_path, code_digest
+from bench.cache import TRAINING_CODE, cache_key, cache_path, code_digest, library_versions
 from bench.checkpoints import load_state_dict_file, save_state_dict
 from bench.config import BaselineConfig
 from bench.data import Dataset, Split, batch_indices, batches
@@ -145,8 +145,8 @@ def baseline_model(cfg: BaselineConfig, dataset: Dataset, cache_dir: str | Path,
         return TrainedModel(model.eval(), {"source": "checkpoint", "checkpoint": str(checkpoint), "cache_key": digest,
                                            "val_top1": accuracy(model, dataset.val, dataset)})
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint", "threads")}
-    key = cache_key({"baseline": settings, "data": data_fingerprint(dataset), "torch": torch.__version__,
-                     "code": code_digest(TRAINING_CODE, cfg.model)})
+    key = cache_key({"baseline": settings, "data": data_fingerprint(dataset), "code": code_digest(TRAINING_CODE, cfg.model),
+                     **library_versions()})
     path = cache_path(cache_dir, "baseline", key)
     if path.exists():
         model.load_state_dict(load_state_dict_file(path, model))

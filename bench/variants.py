@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.cache import PASS_CODE, cache_key, cache_path, code_digest
+from bench.cache import PASS_CODE, cache_key, cache_path, code_digest, library_versions
 from bench.checkpoints import save_state_dict
 from bench.config import Config
 from bench.data import Dataset
@@ -28,7 +28,7 @@ from bench.errors import ConfigError, UserError
 from bench.models import build_model, count_macs, count_params
 from bench.train import accuracy, data_fingerprint, predict_logits, run_fit, split_digest, to_tensor
 from compress.chain import PassCall, parse_chain
-from compress.context import PassContext
+from compress.context import PassContext, PassNotApplicable
 from compress.prune import weight_sparsity
 from compress.registry import resolve, student_model
 from compress.reshape import fit_to_state_dict
@@ -45,6 +45,15 @@ class Variant:
     artifact_pass: PassCall | None = None
     info: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.model is None) != (self.error is not None):
+            raise ValueError(f"variant {self.name}: a model, or an error saying why there is none (not both)")
+
+    @property
+    def failed(self) -> bool:
+        """Whether a pass of its chain failed: then it has no model and its rows are export_failed."""
+        return self.error is not None
 
     @property
     def is_baseline(self) -> bool:
@@ -108,7 +117,7 @@ def _apply_cached(call: PassCall, model: nn.Module, ctx: PassContext, key: str, 
     counting = dataclasses.replace(ctx, evaluate=lambda m: (evaluated.append(True), ctx.evaluate(m))[1])  # memo shared
     try:
         result = resolve(call.spec)(copy.deepcopy(model), call.params, counting)
-    except ValueError as exc:  # a pass that cannot apply to this model, e.g. init='teacher' on a custom architecture
+    except PassNotApplicable as exc:  # e.g. init='teacher' on a custom architecture: a config error
         raise UserError(f"pass {call} cannot be applied: {exc}") from None
     new_model, info = result if isinstance(result, tuple) else (result, {})
     if evaluated:  # its top-1 numbers hold for this evaluation set only (the key leaves the test set out)
@@ -144,6 +153,13 @@ def _last_line(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {lines[-1][:200] if lines else ''}"
 
 
+def _student_code(call: PassCall) -> dict[str, str]:
+    """The source digest of a distill call's custom `module:factory` student, whose file determines the
+    student's weights as much as the pass code does ({} for every other call)."""
+    student = call.params.get("student", "baseline") if call.spec.name == "distill" else "baseline"
+    return {"student_code": code_digest((), student)} if ":" in student else {}
+
+
 def pass_key_context(config: Config, dataset: Dataset) -> dict[str, Any]:
     """What, besides the weights it starts from and its own parameters, determines a pass's weights:
     the training split, how batches are drawn, how students are built, and the code that trains."""
@@ -151,7 +167,7 @@ def pass_key_context(config: Config, dataset: Dataset) -> dict[str, Any]:
 
     b = config.baseline
     return {"data": data_fingerprint(dataset), "seed": b.seed, "batch_size": b.batch_size, "augment": b.augment,
-            "model": b.model, "width": b.width, "torch": torch.__version__, "torch_pruning": torch_pruning.__version__,
+            "model": b.model, "width": b.width, **library_versions(), "torch_pruning": torch_pruning.__version__,
             "code": code_digest(PASS_CODE, b.model)}  # edited pass or training code is never served stale weights
 
 
@@ -164,13 +180,18 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
     ctx = make_context(config, dataset, baseline, quiet=quiet)
     memo: dict[str, tuple[nn.Module, dict[str, Any]]] = {}  # chains sharing a prefix train it once
     key_context, evaluation_set = pass_key_context(config, dataset), split_digest(dataset.test)
+    failures: dict[str, str] = {}  # cache key -> why its pass failed: chains sharing the prefix fail without a retry
     for vcfg in config.variants:
         calls = parse_chain(vcfg.passes, vcfg.name)
         model, infos, key = baseline, [], baseline_key
         artifact_pass = next((call for call in calls if call.spec.kind != "model"), None)
         error: str | None = None
         for call in (call for call in calls if call.spec.kind == "model"):
-            key = cache_key({"parent": key, "pass": str(call), "context": key_context})
+            key = cache_key({"parent": key, "pass": str(call), "context": key_context,
+                             **_student_code(call)})
+            if key in failures:
+                error = failures[key]
+                break
             if key not in memo:
                 try:
                     memo[key] = _apply_cached(call, model, ctx, key, Path(cache_dir),
@@ -180,7 +201,7 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
                 except Exception as exc:  # noqa: BLE001 - e.g. Torch-Pruning on a layer it cannot handle
                     # One variant's broken pass must not cost the others their rows: this one gets
                     # export_failed rows that say why, and the run goes on.
-                    error = f"pass {call} failed: {_last_line(exc)}"
+                    error = failures[key] = f"pass {call} failed: {_last_line(exc)}"
                     log.warning("%s: %s", vcfg.name, error)
                     on_step(f"{vcfg.name}: {error} (its rows are export_failed; the other variants go on)")
                     break
@@ -192,7 +213,8 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
         macs, params = count_macs(model, shape), count_params(model)
         info = {"passes": infos, "macs": macs, "params": params,
                 "macs_ratio_to_baseline": macs / base_macs, "params_ratio_to_baseline": params / base_params,
-                # of the model the chain ends with: a pass's own sparsity_reached is measured when it ran
+                # of the fp32 model the chain's model passes end with (before any ONNX quantization);
+                # a pass's own sparsity_reached is measured when that pass ran
                 "weight_sparsity": round(weight_sparsity(model), 6)}
         variants.append(Variant(vcfg.name, model, [str(c) for c in calls], artifact_pass, info))
     return variants

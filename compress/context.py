@@ -15,6 +15,12 @@ from torch import nn
 from compress.train import FitSettings
 
 
+class PassNotApplicable(ValueError):
+    """A pass cannot apply to this model as configured (e.g. init='teacher' with a student wider than
+    its teacher): a configuration error, reported in one line. Any other exception a pass raises
+    is a failure of that variant only (its rows say export_failed and why)."""
+
+
 @dataclass
 class PassContext:
     # fit(model, settings, teacher, description) trains in place and returns per-epoch losses

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compress.context import PassContext
+from compress.context import PassContext, PassNotApplicable
 from compress.prune import prunable_channels, prune_to_channels
 from compress.registry import student_model
 from compress.train import FitSettings
@@ -38,14 +38,14 @@ def gap_recovered(teacher: float, kd: float, scratch: float) -> float | None:
 def teacher_initialised(student: nn.Module, teacher: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
     """`student` with the teacher's weights: the teacher pruned (L2 importance) to the student's channel counts.
 
-    Raises ValueError when the student is not the teacher's architecture with fewer channels.
+    Raises PassNotApplicable when the student is not the teacher's architecture with fewer channels.
     """
     pruned = prune_to_channels(copy.deepcopy(teacher), prunable_channels(student, example_inputs), example_inputs)
     try:
         student.load_state_dict(pruned.state_dict())
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
-        raise ValueError(f"init='teacher' needs a student that is the teacher with fewer channels: {first}") from None
+        raise PassNotApplicable(f"init='teacher' needs a student that is the teacher with fewer channels: {first}") from None
     return student
 
 

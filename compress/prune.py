@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torch.nn.utils.prune as torch_prune
 from torch import nn
 
-from compress.context import PassContext
+from compress.context import PassContext, PassNotApplicable
 from compress.train import FitSettings
 
 
@@ -160,7 +160,7 @@ def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tu
             ctx.fit(model, FitSettings(epochs=params["recover_epochs"], lr=0.02, seed=ctx.seed + step), None, f"recover step {step + 1}")
     return model.eval(), {"channels_before": before, "channels_after": _channels(model),
                           "ratio": params["ratio"], "importance": params["importance"], "steps": params["steps"],
-                          "recover_epochs": params["recover_epochs"] if params["steps"] > 1 else 0,
+                          "recover_epochs": params["recover_epochs"],
                           "round_to": params["round_to"]}
 
 
@@ -170,7 +170,7 @@ def prune_to_channels(model: nn.Module, channels: list[int], example_inputs: tor
 
     The layers counted are those `structured` prunes (every Conv2d and Linear but the classifier),
     in registration order. Used to start a narrower zoo student from the teacher's most important
-    channels. Raises ValueError when the counts do not match the model's layers.
+    channels. Raises PassNotApplicable when the counts do not match the model's layers.
     """
     import torch_pruning as tp
 
@@ -178,12 +178,12 @@ def prune_to_channels(model: nn.Module, channels: list[int], example_inputs: tor
     ignored = _classifier(model, example_inputs)
     layers = _pruned_layers(model, ignored)
     if len(layers) != len(channels):
-        raise ValueError(f"{len(channels)} channel counts given for {len(layers)} prunable layers")
+        raise PassNotApplicable(f"{len(channels)} channel counts given for {len(layers)} prunable layers")
     per_layer = {}
     for layer, keep in zip(layers, channels):
         have = _outputs(layer)
         if not 1 <= keep <= have:
-            raise ValueError(f"cannot keep {keep} of {have} channels in {layer}")
+            raise PassNotApplicable(f"cannot keep {keep} of {have} channels in {layer}")
         per_layer[layer] = _ratio_keeping(have, keep)
     pruner = tp.pruner.BasePruner(model, example_inputs[:1], importance=_importance(importance),
                                   pruning_ratio=0.0, pruning_ratio_dict=per_layer, ignored_layers=ignored)

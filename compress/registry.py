@@ -76,13 +76,19 @@ def student_model(params: dict[str, Any]) -> str:
     return "" if params["student"] == "baseline" else params["student"]
 
 
+def _check_structured(params: dict[str, Any]) -> str | None:
+    if params["steps"] == 1 and params["recover_epochs"] != 1:
+        return "recover_epochs is the fine-tune between iterative steps: it needs steps > 1"
+    return None
+
+
 def _check_distill(params: dict[str, Any]) -> str | None:
     if params["init"] == "teacher" and not params["width"]:
         return "init='teacher' needs a student width > 0 (width=0 distils into the current model, which keeps its weights)"
     if params["student"] != "baseline" and not params["width"]:
         return f"student={params['student']!r} needs a width > 0 (width=0 distils into the current model)"
     if params["init"] == "teacher" and params["student"] != "baseline":
-        return "init='teacher' starts from the teacher's own channels, so the student must be the baseline's model (leave student out)"
+        return "init='teacher' starts from the teacher's own channels: leave student at 'baseline' (the teacher's architecture)"
     return None
 
 
@@ -113,6 +119,7 @@ PASSES: dict[str, PassSpec] = {
                 "round_to": Param(int, 1, "keep a multiple of this many channels per layer, nearest to the ratio (8 suits AVX2 CPU kernels; 1 = exact ratio)",
                                   check=_at_least_one),
             },
+            check=_check_structured,
         ),
         PassSpec(
             "finetune", "model", "compress.finetune:finetune_pass",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from bench.cache import PASS_CODE, TRAINING_CODE, code_digest
 
 
@@ -13,7 +11,6 @@ def test_code_digest_changes_with_the_source_of_any_listed_module(tmp_path, monk
     before = code_digest(["my_models"])
     assert before == code_digest(["my_models"]) and len(before) == 16
     (tmp_path / "my_models.py").write_text("def net():\n    return 2\n")
-    sys.modules.pop("my_models", None)
     assert code_digest(["my_models"]) != before
 
 
@@ -34,3 +31,12 @@ def test_pass_code_covers_the_training_code_and_every_model_pass_module():
     for spec in PASSES.values():
         if spec.kind == "model":
             assert resolve(spec).__module__ in PASS_CODE, spec.name
+
+
+def test_comments_and_line_endings_do_not_change_the_digest(tmp_path, monkeypatch):
+    module = tmp_path / "my_code.py"
+    module.write_text("def net():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_digest(["my_code"])
+    module.write_bytes(b"# a comment\r\ndef net():  # why\r\n\r\n    return 1\r\n")
+    assert code_digest(["my_code"]) == before

@@ -134,6 +134,11 @@ def test_without_the_tflite_extra_tflite_rows_are_skipped_with_the_install_hint(
     artifacts = cells._tflite(_variant([PRUNE]), None, tmp_path, context, np.zeros((8, 1, 8, 8), np.uint8))
     assert [(a.precision, a.skip is not None, a.error) for a in artifacts] == [("fp32", True, None), ("int8", True, None)]
     assert f"{absent} not installed" in artifacts[0].skip and "edgebench[tflite]" in artifacts[0].skip
+    # a variant whose pass failed gets the same skipped TFLite cells, not export_failed ones
+    calls = parse_chain([PRUNE])
+    failed = Variant("v", None, [str(c) for c in calls], None, error="pass prune.structured(...) failed: RuntimeError: boom")
+    rows = [row for a in export_artifacts(failed, context, np.zeros((8, 1, 8, 8), np.uint8)) for row in rows_for_artifact(failed, a, context)]
+    assert [(row.format, row.status) for row in rows] == [("tflite", "skipped"), ("tflite", "skipped")]
 
 
 def test_a_quantized_row_is_judged_by_agreement_with_its_fp32_parent() -> None:

@@ -100,7 +100,11 @@ def test_distill_with_teacher_init_names_both_controls() -> None:
                          "(teacher 93.00%): recovers 50% of the gap; the teacher's weights alone (no KD loss) give "
                          "90.90%, 10.00% before training")
     with_share = describe_steps([DISTILL], {"passes": [{**info, "gap_recovered_by_kd_loss": 0.28}]})[0]
-    assert with_share.endswith("10.00% before training, so the KD loss itself recovers 28% of the gap left by those weights")
+    assert with_share.endswith("10.00% before training; the KD loss adds +0.60 pt to those weights (28% of the gap they leave)")
+    losing = describe_steps([DISTILL], {"passes": [{**info, "student_kd_top1": 0.905, "gap_recovered_by_kd_loss": -0.19}]})[0]
+    assert losing.endswith("; the KD loss adds -0.40 pt to those weights (-19% of the gap they leave)")
+    no_gap = describe_steps([DISTILL], {"passes": [{**info, "gap_recovered_by_kd_loss": None}]})[0]
+    assert no_gap.endswith("; those weights alone leave no gap to the teacher")
 
 
 def test_a_failed_fp32_row_is_not_replaced_by_another_precision() -> None:
@@ -205,9 +209,16 @@ def test_a_kd_fine_tune_is_compared_with_the_same_passes_fine_tuned_without_kd()
     by_variant: dict[str, list[dict[str, Any]]] = {}
     for row in document["rows"]:
         by_variant.setdefault(row["variant"], []).append(row)
-    assert kd_finetune_controls(by_variant) == {"chain": ("pruned", 0.9250)}
+    found = kd_finetune_controls(by_variant)
+    assert list(found) == ["chain"] and (found["chain"].control, found["chain"].where) == ("pruned", "torch")
+    assert (found["chain"].control_top1, found["chain"].kd_top1) == (0.9250, 0.9253)
     items = {item.variant: item for item in variant_passes(document)}
-    assert items["chain"].steps[1].endswith("; the same passes fine-tuned without KD (pruned): fp32 top-1 92.50%, with KD 92.53%")
+    assert items["chain"].steps[1].endswith("; the same passes fine-tuned without KD (pruned): fp32 top-1 92.50%, "
+                                            "with KD 92.53% (on torch)")
+    # a control whose only ok fp32 row is on another device is not compared with these CPU rows
+    by_variant["pruned"][0]["device"] = "cuda"
+    assert kd_finetune_controls(by_variant) == {}
+    by_variant["pruned"][0]["device"] = "cpu"
     assert "without KD" not in " ".join(items["pruned"].steps + items["pruned-longer"].steps)
     # without a matching variant in the config, nothing is claimed
     del document["rows"][-2]

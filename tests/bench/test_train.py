@@ -63,31 +63,40 @@ def test_a_pass_that_cannot_apply_to_the_model_is_one_clear_error(small, tmp_pat
         build_variants(config, small, tinycnn().eval(), "key", tmp_path, quiet=True)
 
 
-def test_a_pass_that_crashes_fails_its_variant_only(small, tmp_path, monkeypatch):
+@pytest.mark.parametrize("crash", [RuntimeError("unsupported layer\nTorch-Pruning cannot trace it"),
+                                   ValueError("Module is not in the dependency graph")])  # not a PassNotApplicable
+def test_a_pass_that_crashes_fails_its_variant_only(small, tmp_path, monkeypatch, crash):
     from bench import variants as variants_module
     from bench.config import config_from_dict
     from bench.variants import build_variants
 
-    real_resolve = variants_module.resolve
+    real_resolve, calls = variants_module.resolve, []
 
     def resolve(spec):
         if spec.name != "prune.structured":
             return real_resolve(spec)
 
-        def crash(*_args):
-            raise RuntimeError("unsupported layer\nTorch-Pruning cannot trace it")
-        return crash
+        def crashing(*_args):
+            calls.append(spec.name)
+            raise crash
+        return crashing
 
     monkeypatch.setattr(variants_module, "resolve", resolve)
     config = config_from_dict({"baseline": {"model": "tinycnn"}, "variants": [
         {"name": "broken", "passes": ["prune.structured(ratio=0.5)", "finetune(epochs=0)"]},
-        {"name": "fine", "passes": ["finetune(epochs=0)"]}]})
+        {"name": "fine", "passes": ["finetune(epochs=0)"]},
+        {"name": "broken-too", "passes": ["prune.structured(ratio=0.5)", "finetune(epochs=0, lr=0.05)"]}]})
     steps: list[str] = []
-    baseline, broken, fine = build_variants(config, small, tinycnn().eval(), "key", tmp_path, quiet=True, on_step=steps.append)
-    assert broken.model is None and broken.error == "pass prune.structured(ratio=0.5, importance='l2', steps=1, recover_epochs=1, round_to=1) failed: RuntimeError: Torch-Pruning cannot trace it"
+    baseline, broken, fine, broken_too = build_variants(config, small, tinycnn().eval(), "key", tmp_path, quiet=True,
+                                                        on_step=steps.append)
+    last_line = str(crash).splitlines()[-1]
+    assert broken.failed and broken.model is None
+    assert broken.error == f"pass prune.structured(ratio=0.5, importance='l2', steps=1, recover_epochs=1, round_to=1) failed: {type(crash).__name__}: {last_line}"
     assert len(broken.lineage) == 2 and broken.lineage[1].startswith("finetune(epochs=0")
     assert any("broken: pass prune.structured" in step and "export_failed" in step for step in steps)
-    assert fine.error is None and fine.model is not None and fine.info["params"] > 0
+    assert not fine.failed and fine.model is not None and fine.info["params"] > 0
+    # a chain sharing the failed prefix fails with the same reason, without running the pass again
+    assert broken_too.error == broken.error and calls == ["prune.structured"]
 
 
 def test_a_zoo_student_of_another_model_is_cached_and_rebuilt_as_that_model(small, tmp_path):
@@ -102,3 +111,19 @@ def test_a_zoo_student_of_another_model_is_cached_and_rebuilt_as_that_model(smal
     assert made.info["passes"][0]["cached"] is False and cached.info["passes"][0]["cached"] is True
     x = torch.randn(2, 1, 28, 28)
     assert torch.allclose(made.model(x), cached.model(x), atol=1e-5)
+
+
+def test_a_custom_student_models_source_keys_its_cache(small, tmp_path, monkeypatch):
+    from bench.config import config_from_dict
+    from bench.variants import build_variants
+
+    (tmp_path / "my_students.py").write_text("from bench.zoo import tinycnn\n\ndef net(in_channels=1, num_classes=10, width=1.0):\n"
+                                             "    return tinycnn(in_channels, num_classes, width)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = config_from_dict({"baseline": {"model": "tinycnn"},
+                               "variants": [{"name": "s", "passes": ["distill(width=0.5, student='my_students:net', epochs=0)"]}]})
+    build = lambda: build_variants(config, small, tinycnn().eval(), "key", tmp_path / "cache", quiet=True)[1]  # noqa: E731
+    assert build().info["passes"][0]["cached"] is False
+    assert build().info["passes"][0]["cached"] is True
+    (tmp_path / "my_students.py").write_text((tmp_path / "my_students.py").read_text() + "\n# edited: x = 1\nX = 1\n")
+    assert build().info["passes"][0]["cached"] is False  # its source changed: not served the old weights

@@ -35,7 +35,8 @@ def test_parameters_and_chain_order():
     ("prune.unstructured(sparsity=0.5, sparsity=0.9)", "given 'sparsity' twice"),
     ("finetune(lr=1e999)", "must be a finite number"),
     ("finetune(**{'lr': 0.1})", "not **mappings"),
-    ("finetune(lr={[1]: 2})", "must be a literal"),  # literal_eval raises TypeError here
+    ("finetune(lr={[1]: 2})", "must be a literal"),
+    ("prune.structured(recover_epochs=3)", "needs steps > 1"),  # literal_eval raises TypeError here
     ("finetune(lr=" + "9" * 400 + ")", "too large for a float"),  # float() raises OverflowError
 ])
 def test_invalid_passes_name_the_problem(text, message):
