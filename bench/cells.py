@@ -23,6 +23,7 @@ from bench.measure import Paired, Timing, WorkerFailed, accuracy_block, apply_wo
 from bench.results import Row, row_name
 from bench.robustness_stage import RobustnessSets, calibration_block, robustness_block, whitebox_block
 from bench.variants import Variant
+from compress.chain import PassCall
 
 log = logging.getLogger("edgebench")
 
@@ -117,13 +118,18 @@ def _unmade_artifacts(variant: Variant, ctx: RunContext) -> list[Artifact]:
     if "onnx" in cfg.export.formats:
         artifacts.append(Artifact("onnx", "fp32", None, None, error=variant.error))
     if variant.artifact_pass:
-        precision = "int8-" + variant.artifact_pass.spec.name.split(".")[1]
-        artifacts.append(Artifact("onnx", precision, None, None, error=variant.error, by_artifact_pass=True))
+        artifacts.append(Artifact("onnx", _quantized_precision(variant.artifact_pass), None, None, error=variant.error,
+                                  by_artifact_pass=True))
     if "tflite" in cfg.export.formats:  # skipped, as for every variant, when this install cannot convert
         missing = _tflite_unavailable()
         artifacts += [Artifact("tflite", p, None, None, error=None if missing else variant.error, skip=missing)
                       for p in cfg.export.tflite_precisions]
     return artifacts
+
+
+def _quantized_precision(call: PassCall) -> str:
+    """The precision of the ONNX artifact an ONNX quantization pass makes: quantize.static -> int8-static."""
+    return "int8-" + call.spec.name.split(".")[1]
 
 
 def _tflite_unavailable() -> str | None:
@@ -146,7 +152,7 @@ def _quantize_onnx(variant: Variant, source: Artifact | None, folder: Path, ctx:
                    calibration_raw: np.ndarray, spec: dict[str, Any]) -> Artifact:
     call = variant.artifact_pass
     assert call is not None
-    precision = "int8-" + call.spec.name.split(".")[1]
+    precision = _quantized_precision(call)
     if source is None or source.path is None:
         return Artifact("onnx", precision, None, spec, error=f"no fp32 ONNX to quantize: {source.error if source else 'not exported'}",
                         by_artifact_pass=True)

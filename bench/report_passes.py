@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any, Callable
 
+from bench.report_kd import kd_finetune_controls
 from bench.report_table import fmt_times
 
 # The runtimes whose paired speed-up the section shows, in column order, with their headings.
@@ -199,86 +200,11 @@ def variant_passes(document: dict[str, Any]) -> list[VariantPasses]:
         ratio = compression.get("macs_ratio_to_baseline")
         onnx = _headline_row(rows, "onnxruntime")
         steps = describe_steps(_as_list(source.get("lineage")), compression)
-        if name in controls:  # say what the KD fine-tune bought against the same passes without KD
-            found = controls[name]
-            kd_step = next((i for i, entry in enumerate(_as_list(source.get("lineage")))
-                            if (plain := _without_kd(str(entry))) and plain[1]), None)
-            if kd_step is not None and kd_step < len(steps):
-                steps[kd_step] += (f"; the same passes fine-tuned without KD ({found.control}): fp32 top-1 "
-                                   f"{_pct(found.control_top1)}, with KD {_pct(found.kd_top1)} (on {found.where})")
+        if name in controls and controls[name].step < len(steps):  # what the KD fine-tune bought over none
+            steps[controls[name].step] += controls[name].sentence()
         out.append(VariantPasses(name, steps,
                                  float(ratio) if isinstance(ratio, (int, float)) else None, paired,
                                  _size_ratio(onnx, base_onnx, "size_bytes"), _size_ratio(onnx, base_onnx, "size_gzip_bytes")))
-    return out
-
-
-def _fp32_top1s(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], float]:
-    """Top-1 of each ok fp32 row of a variant, by (format, runtime, device), in row order (torch first)."""
-    out: dict[tuple[str, str, str], float] = {}
-    for row in rows:
-        top1 = _as_dict(row.get("accuracy")).get("top1")
-        if row.get("status") == "ok" and row.get("precision") == "fp32" and isinstance(top1, (int, float)):
-            out.setdefault((str(row.get("format")), str(row.get("runtime")), str(row.get("device", "cpu"))), float(top1))
-    return out
-
-
-def _model_lineage(rows: list[dict[str, Any]]) -> list[str]:
-    """The passes that made a variant's model (its fp32 rows' lineage: no ONNX quantization pass)."""
-    for row in rows:
-        if row.get("precision") == "fp32" and isinstance(row.get("lineage"), list):
-            return [str(entry) for entry in row["lineage"]]
-    return []
-
-
-def _without_kd(entry: str) -> tuple[str, bool] | None:
-    """A finetune lineage entry as (the entry minus its KD settings, whether it used KD); None for other passes."""
-    from compress.chain import PassSyntaxError, parse_pass
-
-    if pass_name(entry) != "finetune":
-        return None
-    try:
-        params = dict(parse_pass(entry).params)
-    except PassSyntaxError:  # written by another edgebench: no comparison rather than a wrong one
-        return None
-    uses_kd = bool(params.pop("distill", False))
-    params.pop("temperature", None), params.pop("alpha", None)
-    return repr(sorted(params.items())), uses_kd
-
-
-@dataclass
-class KdControl:
-    control: str      # the variant made by the same passes, its fine-tune without KD
-    where: str        # the runtime both top-1 figures come from (the same format, runtime and device)
-    control_top1: float
-    kd_top1: float
-
-
-def kd_finetune_controls(by_variant: dict[str, list[dict[str, Any]]]) -> dict[str, KdControl]:
-    """variant fine-tuned with KD -> its comparison with the variant made by the same passes with that
-    fine-tune without KD, when the config has one and both have an ok fp32 row on the same runtime:
-    the control that says what finetune(distill=true) added."""
-    def signature(lineage: list[str]) -> tuple[tuple[str, ...], bool] | None:
-        parts, kd = [], False
-        for entry in lineage:
-            plain = _without_kd(entry)
-            parts.append(plain[0] if plain else entry)
-            kd = kd or bool(plain and plain[1])
-        return (tuple(parts), kd) if parts else None
-
-    signatures = {name: signature(_model_lineage(rows)) for name, rows in by_variant.items()}
-    out = {}
-    for name, sig in signatures.items():
-        if not sig or not sig[1]:
-            continue
-        mine = _fp32_top1s(by_variant[name])
-        for control, other in signatures.items():
-            if other != (sig[0], False):
-                continue
-            theirs = _fp32_top1s(by_variant[control])
-            cell = next((cell for cell in mine if cell in theirs), None)
-            if cell is not None:  # a control without a comparable ok row says nothing: try the next one
-                out[name] = KdControl(control, cell[1], theirs[cell], mine[cell])
-                break
     return out
 
 

@@ -196,7 +196,7 @@ def test_quantization_says_what_happened_to_the_stem_not_what_was_asked() -> Non
 
 
 def test_a_kd_fine_tune_is_compared_with_the_same_passes_fine_tuned_without_kd() -> None:
-    from bench.report_passes import kd_finetune_controls
+    from bench.report_kd import kd_finetune_controls
 
     plain_finetune = "finetune(epochs=4, lr=0.05, distill=False, temperature=4.0, alpha=0.9)"
     document = _document()
