@@ -53,11 +53,8 @@ def write_report(run_dir: Path, *, check_schema: bool = False) -> tuple[Path, Pa
         "latency_distributions": charts.latency_distribution_chart(lines, run_dir),
         "per_class_delta": charts.per_class_delta_chart(lines, classes),
     }
-    drawn_earlier = run_dir / "plots" / "latency_distributions.png"
-    if figures["latency_distributions"] is None and drawn_earlier.is_file() and _samples_recorded_but_gone(lines, run_dir):
-        # The raw samples of this run's rows were removed (e.g. a committed example keeps only the
-        # results): the chart drawn from them while they were there still shows these rows.
-        figures["latency_distributions"] = drawn_earlier.read_bytes()
+    if figures["latency_distributions"] is None:
+        figures["latency_distributions"] = _latency_chart_drawn_earlier(lines, run_dir)
     for name, png in figures.items():
         if png is not None:
             atomic_write_bytes(run_dir / "plots" / f"{name}.png", png)
@@ -69,13 +66,20 @@ def write_report(run_dir: Path, *, check_schema: bool = False) -> tuple[Path, Pa
     return html_path, md_path
 
 
-def _samples_recorded_but_gone(lines: list[Line], run_dir: Path) -> bool:
-    """Whether ok rows name raw latency sample files and none of them is on disk any more."""
+def _latency_chart_drawn_earlier(lines: list[Line], run_dir: Path) -> bytes | None:
+    """The latency chart already in plots/, when the raw samples of every ok row that recorded them
+    were removed (e.g. a committed example keeps only the results) and the chart says it was drawn
+    from exactly those rows as they are now; else None (a chart of other rows is not shown)."""
     from bench.results import batch1_latency
 
-    recorded = [entry["samples_file"] for line in lines if line.status == "ok"
-                if (entry := batch1_latency(line.row) or {}).get("samples_file")]
-    return bool(recorded) and not any((run_dir / name).is_file() for name in recorded)
+    recorded = [line for line in lines if line.status == "ok" and (batch1_latency(line.row) or {}).get("samples_file")]
+    path = run_dir / "plots" / "latency_distributions.png"
+    if not recorded or not path.is_file():
+        return None
+    if any((run_dir / batch1_latency(line.row)["samples_file"]).is_file() for line in recorded):  # type: ignore[index]
+        return None
+    png = path.read_bytes()
+    return png if charts.drawn_from(png) == charts.latency_rows_fingerprint(recorded) else None
 
 
 def explanation_figures(document: dict[str, Any], lines: list[Line]) -> list[tuple[str, str]]:

@@ -7,7 +7,9 @@ so the report simply leaves that chart out. Figures are built with matplotlib's 
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,13 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def _png(fig: Any) -> bytes:
+# PNG text key under which the latency chart records which rows it was drawn from
+DRAWN_FROM_KEY = "edgebench-latency-rows"
+
+
+def _png(fig: Any, metadata: dict[str, str] | None = None) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")  # a bare Figure renders through the Agg canvas
+    fig.savefig(buffer, format="png", metadata=metadata)  # a bare Figure renders through the Agg canvas
     return buffer.getvalue()
 
 
@@ -134,8 +140,30 @@ def load_samples(run_dir: Path, line: Line) -> np.ndarray | None:
     return np.asarray(samples, dtype=np.float64).ravel() if samples.size else None
 
 
+def latency_rows_fingerprint(lines: list[Line]) -> str:
+    """A hash of the rows' names and batch-1 latency entries (statistics and sample file), in order:
+    what a latency chart shows. A chart drawn earlier is only as current as this value."""
+    from bench.results import batch1_latency, row_name
+
+    described = [[row_name(line.row), batch1_latency(line.row)] for line in lines]
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def drawn_from(png: bytes) -> str | None:
+    """The `latency_rows_fingerprint` a latency chart was drawn with (None for any other PNG)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            return getattr(image, "text", {}).get(DRAWN_FROM_KEY)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):  # Pillow's "broken PNG" is a SyntaxError
+        return None
+
+
 def latency_distribution_chart(lines: list[Line], run_dir: Path) -> bytes | None:
-    """Box plots of the raw batch-1 samples, one per ok row (whiskers 1st-99th percentile)."""
+    """Box plots of the raw batch-1 samples, one per ok row (whiskers 1st-99th percentile). The PNG
+    records the rows drawn (`drawn_from`), so a report rebuilt after the samples were removed can
+    tell whether this chart still shows its rows."""
     data = [(line, s) for line in lines if line.status == "ok" and (s := load_samples(run_dir, line)) is not None]
     if not data:
         return None
@@ -156,7 +184,7 @@ def latency_distribution_chart(lines: list[Line], run_dir: Path) -> bytes | None
     ax.set_xlabel("latency per call at batch 1, ms (box: quartiles, whiskers: p1-p99)")
     ax.set_title("Latency distributions from the raw samples")
     ax.grid(alpha=0.3, axis="x")
-    return _png(fig)
+    return _png(fig, {DRAWN_FROM_KEY: latency_rows_fingerprint([line for line, _ in data])})
 
 
 def per_class_delta_chart(lines: list[Line], classes: list[str]) -> bytes | None:

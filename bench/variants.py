@@ -154,8 +154,9 @@ def _last_line(exc: BaseException) -> str:
 
 
 def _student_code(call: PassCall) -> dict[str, str]:
-    """The source digest of a distill call's custom `module:factory` student, whose file determines the
-    student's weights as much as the pass code does ({} for every other call)."""
+    """The source digest of a distill call's custom `module:factory` student, whose files (its module
+    and the user modules it imports) determine the student's weights as much as the pass code does
+    ({} for every other call)."""
     student = student_model(call.params) if call.spec.name == "distill" else ""
     return {"student_code": code_digest((), student)} if ":" in student else {}
 

@@ -40,3 +40,34 @@ def test_comments_and_line_endings_do_not_change_the_digest(tmp_path, monkeypatc
     before = code_digest(["my_code"])
     module.write_bytes(b"# a comment\r\ndef net():  # why\r\n\r\n    return 1\r\n")
     assert code_digest(["my_code"]) == before
+
+
+def _write_user_code(root, p: str) -> None:
+    """A custom model's module and what it imports, named with prefix p (find_spec answers from
+    sys.modules once a name has been imported, so each test needs its own names)."""
+    (root / f"{p}net.py").write_text(f"import json\nimport numpy as np\nimport not_installed_anywhere\n"
+                                     f"from {p}blocks import block\nfrom {p}pkg import layers\n\ndef net():\n    return block()\n")
+    (root / f"{p}blocks.py").write_text("def block():\n    return 1\n")
+    (root / f"{p}pkg").mkdir()
+    (root / f"{p}pkg" / "__init__.py").write_text("")
+    (root / f"{p}pkg" / "layers.py").write_text("from . import init\nfrom .. import nothing_above_the_top\n")
+    (root / f"{p}pkg" / "init.py").write_text("SCALE = 1\n")
+
+
+def test_a_custom_models_own_imports_are_followed_and_installed_libraries_are_not(tmp_path, monkeypatch):
+    _write_user_code(tmp_path, "follow_")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from bench.cache import _local_modules
+
+    assert _local_modules("follow_net") == {"follow_net", "follow_blocks", "follow_pkg", "follow_pkg.layers", "follow_pkg.init"}
+
+
+def test_editing_a_module_the_custom_model_imports_changes_the_digest(tmp_path, monkeypatch):
+    _write_user_code(tmp_path, "edit_")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_digest(TRAINING_CODE, "edit_net:net")
+    (tmp_path / "edit_pkg" / "init.py").write_text("SCALE = 2\n")  # two imports away, through a relative import
+    after_deep_edit = code_digest(TRAINING_CODE, "edit_net:net")
+    assert after_deep_edit != before
+    (tmp_path / "edit_blocks.py").write_text("def block():\n    return 2\n")
+    assert code_digest(TRAINING_CODE, "edit_net:net") != after_deep_edit

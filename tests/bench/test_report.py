@@ -170,6 +170,22 @@ def test_the_latency_chart_outlives_its_samples_but_not_its_rows(tmp_path: Path)
     shutil.rmtree(run / "samples")
     write_report(run)
     assert chart.read_bytes() == drawn and "plots/latency_distributions.png" in (run / "report.md").read_text()
+    # rows whose latency changed since the chart was drawn (a merged or edited results.json): it goes
+    document = json.loads((run / "results.json").read_text())
+    ok = next(row for row in document["rows"] if row["status"] == "ok" and row.get("latency"))
+    ok["latency"][0]["p50"] *= 2
+    (run / "results.json").write_text(json.dumps(document))
+    write_report(run)
+    assert not chart.exists() and "latency_distributions" not in (run / "report.md").read_text()
+    # a chart that does not say which rows it shows (drawn by anything else) is not kept either
+    ok["latency"][0]["p50"] /= 2
+    (run / "results.json").write_text(json.dumps(document))
+    chart.write_bytes(drawn.replace(b"edgebench-latency-rows", b"edgebench-latency-XXXX"))
+    write_report(run)
+    assert not chart.exists()
+    chart.write_bytes(drawn)
+    write_report(run)
+    assert chart.read_bytes() == drawn
     # no ok row left to show: the chart would be stale, so it goes
     document = json.loads((run / "results.json").read_text())
     for row in document["rows"]:
