@@ -59,8 +59,8 @@ def code_digest(modules: Iterable[str], model: str = "") -> str:
 def _source_file(name: str) -> Path | None:
     try:
         spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):  # a dotted name whose parent fails to import, or is no package
-        return None
+    except Exception:  # noqa: BLE001 - finding `pkg.sub` imports pkg, whose code may raise anything (an import
+        return None    # the model never runs, e.g. under `if TYPE_CHECKING`); such a module is not hashed
     origin = Path(spec.origin) if spec is not None and spec.origin and spec.origin not in ("built-in", "frozen") else None
     return origin if origin is not None and origin.is_file() else None
 

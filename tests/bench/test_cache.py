@@ -51,7 +51,9 @@ def _write_user_code(root, p: str) -> None:
     (root / f"{p}pkg").mkdir()
     (root / f"{p}pkg" / "__init__.py").write_text("")
     (root / f"{p}pkg" / "layers.py").write_text("from . import init\nfrom .. import nothing_above_the_top\n")
-    (root / f"{p}pkg" / "init.py").write_text("SCALE = 1\n")
+    (root / f"{p}pkg" / "init.py").write_text("SCALE = 1\nif False:\n    from .broken import sub\n")
+    (root / f"{p}pkg" / "broken").mkdir()  # imported by no code that runs; finding broken.sub runs its __init__
+    (root / f"{p}pkg" / "broken" / "__init__.py").write_text("raise RuntimeError('never imported by the model')\n")
 
 
 def test_a_custom_models_own_imports_are_followed_and_installed_libraries_are_not(tmp_path, monkeypatch):
@@ -59,7 +61,8 @@ def test_a_custom_models_own_imports_are_followed_and_installed_libraries_are_no
     monkeypatch.syspath_prepend(str(tmp_path))
     from bench.cache import _local_modules
 
-    assert _local_modules("follow_net") == {"follow_net", "follow_blocks", "follow_pkg", "follow_pkg.layers", "follow_pkg.init"}
+    assert _local_modules("follow_net") == {"follow_net", "follow_blocks", "follow_pkg", "follow_pkg.layers", "follow_pkg.init",
+                                           "follow_pkg.broken"}
 
 
 def test_editing_a_module_the_custom_model_imports_changes_the_digest(tmp_path, monkeypatch):
