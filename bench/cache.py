@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import json
-import site
-import sysconfig
 from pathlib import Path
 from typing import Any, Iterable
+
+from bench.user_code import find_spec_without_import, local_modules, source_file
 
 # The code that determines trained weights: how batches are drawn, the models, the fit loop. A
 # change to any of these files changes the cache keys, so an edited (or upgraded) edgebench never
@@ -43,82 +42,18 @@ def library_versions() -> dict[str, str]:
 def code_digest(modules: Iterable[str], model: str = "") -> str:
     """A 16-hex-digit hash of the source files of `modules`, plus the module of a custom
     `module:factory` model and the user modules it imports, directly or through each other: they
-    are as much part of the weights as the zoo's files. Installed libraries (standard library,
-    site-packages) are left out: their versions are keyed by `library_versions` or not at all."""
+    are as much part of the weights as the zoo's files (bench.user_code). Installed libraries
+    (standard library, site-packages) are left out: their versions are keyed by `library_versions`
+    or not at all. A namespace package, having no file, counts by its name."""
     names = set(modules)
     if ":" in model:
-        names |= _local_modules(model.partition(":")[0])
+        names |= local_modules(model.partition(":")[0])
     digest = hashlib.sha256()
     for name in sorted(names):
-        source = _source_file(name)
+        source = source_file(find_spec_without_import(name))
         digest.update(name.encode() + b"\0")
         digest.update(_code(source) if source is not None else b"<no source file>")
     return digest.hexdigest()[:16]
-
-
-def _source_file(name: str) -> Path | None:
-    try:
-        spec = importlib.util.find_spec(name)
-    except Exception:  # noqa: BLE001 - finding `pkg.sub` imports pkg, whose code may raise anything (an import
-        return None    # the model never runs, e.g. under `if TYPE_CHECKING`); such a module is not hashed
-    origin = Path(spec.origin) if spec is not None and spec.origin and spec.origin not in ("built-in", "frozen") else None
-    return origin if origin is not None and origin.is_file() else None
-
-
-def _installed_roots() -> tuple[Path, ...]:
-    paths = sysconfig.get_paths()
-    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    roots |= set(site.getsitepackages()) | {site.getusersitepackages()}
-    return tuple(Path(r).resolve() for r in roots)
-
-
-def _local_modules(root: str, limit: int = 500) -> set[str]:
-    """`root` and the modules it imports, transitively, whose files are user code (not installed)."""
-    installed = _installed_roots()
-    found: set[str] = set()
-    seen: set[str] = set()
-    todo = [root]
-    while todo and len(seen) < limit:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        # the top-level package first: `import tensorflow.keras` must not import TensorFlow to find out
-        if name != root and not (_is_local(name.partition(".")[0], installed) and _is_local(name, installed)):
-            continue
-        found.add(name)
-        source = _source_file(name)
-        if source is not None:
-            todo += _imported_names(name, source)
-    return found
-
-
-def _is_local(name: str, installed: tuple[Path, ...]) -> bool:
-    """A module whose file lies outside the Python installation and its site-packages."""
-    source = _source_file(name)
-    return source is not None and not any(source.resolve().is_relative_to(r) for r in installed)
-
-
-def _imported_names(name: str, source: Path) -> list[str]:
-    """Every module an `import` or `from ... import` in `source` may name, relative ones resolved
-    (`from pkg import sub` may import a submodule, so `pkg.sub` is a candidate too)."""
-    try:
-        tree = ast.parse(source.read_bytes().decode("utf-8", errors="replace"))
-    except (SyntaxError, ValueError):
-        return []
-    package = name if source.name == "__init__.py" else name.rpartition(".")[0]
-    names: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            try:
-                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level else node.module
-            except (ImportError, ValueError):  # a relative import beyond the top-level package
-                continue
-            if base:
-                names += [base] + [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
-    return names
 
 
 def _code(source: Path) -> bytes:

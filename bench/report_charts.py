@@ -145,7 +145,7 @@ def latency_rows_fingerprint(lines: list[Line]) -> str:
     what a latency chart shows. A chart drawn earlier is only as current as this value."""
     from bench.results import batch1_latency, row_name
 
-    described = [[row_name(line.row), batch1_latency(line.row)] for line in lines]
+    described = [[row_name(line.row), line.label, batch1_latency(line.row)] for line in lines]
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -154,10 +154,11 @@ def drawn_from(png: bytes) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(png)) as image:
-            return getattr(image, "text", {}).get(DRAWN_FROM_KEY)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):  # Pillow's "broken PNG" is a SyntaxError
-        return None
+        with Image.open(io.BytesIO(png)) as image:  # reads the chunks before the pixels, decodes none
+            value = image.info.get(DRAWN_FROM_KEY)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
+        return None  # (Pillow reports some broken PNGs as SyntaxError)
+    return value if isinstance(value, str) else None
 
 
 def latency_distribution_chart(lines: list[Line], run_dir: Path) -> bytes | None:

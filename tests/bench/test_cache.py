@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.cache import PASS_CODE, TRAINING_CODE, code_digest
+from tests.bench.user_code_tree import write_user_code
 
 
 def test_code_digest_changes_with_the_source_of_any_listed_module(tmp_path, monkeypatch):
@@ -42,35 +43,15 @@ def test_comments_and_line_endings_do_not_change_the_digest(tmp_path, monkeypatc
     assert code_digest(["my_code"]) == before
 
 
-def _write_user_code(root, p: str) -> None:
-    """A custom model's module and what it imports, named with prefix p (find_spec answers from
-    sys.modules once a name has been imported, so each test needs its own names)."""
-    (root / f"{p}net.py").write_text(f"import json\nimport numpy as np\nimport not_installed_anywhere\n"
-                                     f"from {p}blocks import block\nfrom {p}pkg import layers\n\ndef net():\n    return block()\n")
-    (root / f"{p}blocks.py").write_text("def block():\n    return 1\n")
-    (root / f"{p}pkg").mkdir()
-    (root / f"{p}pkg" / "__init__.py").write_text("")
-    (root / f"{p}pkg" / "layers.py").write_text("from . import init\nfrom .. import nothing_above_the_top\n")
-    (root / f"{p}pkg" / "init.py").write_text("SCALE = 1\nif False:\n    from .broken import sub\n")
-    (root / f"{p}pkg" / "broken").mkdir()  # imported by no code that runs; finding broken.sub runs its __init__
-    (root / f"{p}pkg" / "broken" / "__init__.py").write_text("raise RuntimeError('never imported by the model')\n")
-
-
-def test_a_custom_models_own_imports_are_followed_and_installed_libraries_are_not(tmp_path, monkeypatch):
-    _write_user_code(tmp_path, "follow_")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    from bench.cache import _local_modules
-
-    assert _local_modules("follow_net") == {"follow_net", "follow_blocks", "follow_pkg", "follow_pkg.layers", "follow_pkg.init",
-                                           "follow_pkg.broken"}
-
-
 def test_editing_a_module_the_custom_model_imports_changes_the_digest(tmp_path, monkeypatch):
-    _write_user_code(tmp_path, "edit_")
+    write_user_code(tmp_path, "edit_")
     monkeypatch.syspath_prepend(str(tmp_path))
     before = code_digest(TRAINING_CODE, "edit_net:net")
     (tmp_path / "edit_pkg" / "init.py").write_text("SCALE = 2\n")  # two imports away, through a relative import
     after_deep_edit = code_digest(TRAINING_CODE, "edit_net:net")
     assert after_deep_edit != before
     (tmp_path / "edit_blocks.py").write_text("def block():\n    return 2\n")
-    assert code_digest(TRAINING_CODE, "edit_net:net") != after_deep_edit
+    after_blocks = code_digest(TRAINING_CODE, "edit_net:net")
+    assert after_blocks != after_deep_edit
+    (tmp_path / "edit_ns" / "helpers.py").write_text("K = 2\n")  # in a folder without __init__.py
+    assert code_digest(TRAINING_CODE, "edit_net:net") != after_blocks
