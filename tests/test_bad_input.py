@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pytest
 
 from bench.cli import main
@@ -27,7 +26,6 @@ from tests.bad_input_files import (
     fake_data,
     checkpoint,
     external_onnx,
-    relu_tflite,
     bad_tflite,
     results_json,
     mkdir_p,
@@ -268,37 +266,6 @@ def test_a_run_that_stops_on_an_error_says_so_in_its_folder(workdir: Path, capsy
 def test_case_table_is_large_and_unique() -> None:
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids)) and len(ids) >= 20
-
-
-def test_inspect_valid_artifacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Good files pass the same checks: ONNX with in-folder external data, TFLite, .pt2."""
-    import json
-
-    files = [external_onnx(tmp_path / "onnx")]
-    if (tfl := relu_tflite(tmp_path / "relu.tflite")) is not None:
-        files.append(tfl)
-    for path in files:
-        assert main(["inspect", str(path)]) == 0
-        out = capsys.readouterr().out
-        assert "inputs:" in out and "outputs:" in out and "operators" in out
-    assert main(["inspect", "--json", str(files[0])]) == 0
-    info = json.loads(capsys.readouterr().out)
-    assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["operators"]["Conv"] == 5
-    assert info["outputs"][0] == {"name": "logits", "shape": ["N", 10], "dtype": "float32", "quantization": None}
-
-
-def test_inspect_pt2_reads_the_program_without_unpickling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bench.export import export_torch
-    from bench.zoo import tinycnn
-
-    path = export_torch(tinycnn().eval(), tmp_path / "m.pt2", (1, 28, 28))
-    assert main(["inspect", "--json", str(path)]) == 0
-    import json
-
-    info = json.loads(capsys.readouterr().out)
-    assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["inputs"][0]["dtype"] == "float32"  # as ONNX and TFLite name it
-    assert info["operators"]["aten.conv2d.default"] == 5
-    assert np.prod(info["outputs"][0]["shape"][1:]) == 10
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA machine runs the CUDA cells")

@@ -1,0 +1,39 @@
+"""`edgebench inspect` on valid artifacts (the bad ones are in tests/test_bad_input.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from tests.bad_input_files import external_onnx, relu_tflite
+
+
+def test_inspect_valid_artifacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Good files pass the same checks as bad ones are refused by: ONNX with in-folder external data, TFLite."""
+    files = [external_onnx(tmp_path / "onnx")]
+    if (tfl := relu_tflite(tmp_path / "relu.tflite")) is not None:
+        files.append(tfl)
+    for path in files:
+        assert main(["inspect", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "inputs:" in out and "outputs:" in out and "operators" in out
+    assert main(["inspect", "--json", str(files[0])]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["operators"]["Conv"] == 5
+    assert info["outputs"][0] == {"name": "logits", "shape": ["N", 10], "dtype": "float32", "quantization": None}
+
+
+def test_inspect_pt2_reads_the_program_without_unpickling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.export import export_torch
+    from bench.zoo import tinycnn
+
+    path = export_torch(tinycnn().eval(), tmp_path / "m.pt2", (1, 28, 28))
+    assert main(["inspect", "--json", str(path)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["inputs"][0]["dtype"] == "float32"  # as ONNX and TFLite name it
+    assert info["operators"]["aten.conv2d.default"] == 5
+    assert np.prod(info["outputs"][0]["shape"][1:]) == 10
