@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from bench.user_code import find_spec_without_import, local_modules, source_file
+from bench.user_code import find_spec_without_import, local_modules, read_python, source_file
 
 # The code that determines trained weights: how batches are drawn, the models, the fit loop. A
 # change to any of these files changes the cache keys, so an edited (or upgraded) edgebench never
@@ -59,8 +59,7 @@ def code_digest(modules: Iterable[str], model: str = "") -> str:
 def _code(source: Path) -> bytes:
     """A Python file as its syntax tree: comments, blank lines and line endings (a CRLF checkout) do
     not change a key; any change to what the code does, its docstrings and messages included, does."""
-    text = source.read_bytes().decode("utf-8", errors="replace")
-    try:
-        return ast.dump(ast.parse(text)).encode()
-    except (SyntaxError, ValueError):  # not plain Python source: hash its text
+    text, tree = read_python(source)
+    if tree is None:  # not plain Python source: hash its text
         return text.replace("\r\n", "\n").encode()
+    return ast.dump(tree).encode()

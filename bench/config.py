@@ -205,6 +205,7 @@ def validate_semantics(config: Config, source: str) -> None:
     """Checks that need the registries (names of models, runtimes, passes) or several keys at once."""
     from bench import models, runtimes  # light modules: no heavy framework imports
     from compress.chain import PassSyntaxError, parse_chain
+    from compress.registry import student_model
 
     if config.data.dataset not in ("fashion-mnist", "imagefolder"):
         raise ConfigError(f"{source} [data].dataset = {config.data.dataset!r}: expected 'fashion-mnist' or 'imagefolder'")
@@ -236,7 +237,7 @@ def validate_semantics(config: Config, source: str) -> None:
         except PassSyntaxError as exc:
             raise ConfigError(str(exc)) from None
         for call in calls:  # a student model is checked like [baseline].model, before any training
-            if call.spec.name == "distill" and call.params["student"] != "baseline":
+            if call.spec.name == "distill" and student_model(call.params):
                 models.check_model_name(call.params["student"], f"{where} distill(student=...)")
         artifact_passes = [c for c in calls if c.spec.kind != "model"]  # they make an ONNX artifact
         if artifact_passes and not runtimes.runtime_for_format("onnx", config.benchmark.runtimes):

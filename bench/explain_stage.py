@@ -181,8 +181,7 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
     previous = document.get("explanation_set")
     differing = [k for k in _SET_KEYS if previous and previous.get(k) != new_set[k]]
     if variant is not None and differing:
-        shown = ", ".join(f"{k}: run {_short(previous.get(k))}, now {_short(new_set[k])}"
-                          if _short(previous.get(k)) != _short(new_set[k]) else f"{k}: other values" for k in differing)
+        shown = ", ".join(_difference(k, _short(previous.get(k)), _short(new_set[k])) for k in differing)
         raise UserError(f"these settings differ from the run's explanation set ({shown}); "
                         "recompute every variant (omit --variant) so all explanations stay comparable")
     # flips are chosen over every row a full run explains, so `--variant` picks the same gallery
@@ -226,6 +225,10 @@ def _version(package: str) -> str | None:
         return version(package)
     except PackageNotFoundError:
         return None
+
+
+def _difference(key: str, run: str, now: str) -> str:
+    return f"{key}: run {run}, now {now}" if run != now else f"{key}: other values"
 
 
 def _short(value: object) -> str:

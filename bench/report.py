@@ -21,7 +21,7 @@ from bench import report_passes
 from bench.environment import int8_dot_product
 from bench.report_notes import run_notes
 from bench.report_table import STATUS_LABELS, Line, columns_for, explanation_failures, markdown_table, reasons, summary_lines
-from bench.results import atomic_write_bytes, read_run_document
+from bench.results import atomic_write_bytes, batch1_latency, read_run_document
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1500px;padding:0 1em;color:#222}
@@ -53,13 +53,14 @@ def write_report(run_dir: Path, *, check_schema: bool = False) -> tuple[Path, Pa
         "latency_distributions": charts.latency_distribution_chart(lines, run_dir),
         "per_class_delta": charts.per_class_delta_chart(lines, classes),
     }
+    kept = None
     if figures["latency_distributions"] is None:
-        figures["latency_distributions"] = _latency_chart_drawn_earlier(lines, run_dir)
+        figures["latency_distributions"] = kept = _latency_chart_drawn_earlier(lines, run_dir)
     for name, png in figures.items():
-        if png is not None:
-            atomic_write_bytes(run_dir / "plots" / f"{name}.png", png)
-        else:  # nothing to draw from (e.g. no ok rows any more): no stale chart beside the report
+        if png is None:  # nothing to draw from (e.g. no ok rows any more): no stale chart beside the report
             (run_dir / "plots" / f"{name}.png").unlink(missing_ok=True)
+        elif png is not kept:  # a kept chart is on disk as it is
+            atomic_write_bytes(run_dir / "plots" / f"{name}.png", png)
     html_path, md_path = run_dir / "report.html", run_dir / "report.md"
     atomic_write_bytes(html_path, render_html(document, lines, figures, run_dir).encode())
     atomic_write_bytes(md_path, render_markdown(document, lines, figures, run_dir).encode())
@@ -70,16 +71,13 @@ def _latency_chart_drawn_earlier(lines: list[Line], run_dir: Path) -> bytes | No
     """The latency chart already in plots/, when the raw samples of every ok row that recorded them
     were removed (e.g. a committed example keeps only the results) and the chart says it was drawn
     from exactly those rows as they are now; else None (a chart of other rows is not shown)."""
-    from bench.results import batch1_latency
-
-    recorded = [line for line in lines if line.status == "ok" and (batch1_latency(line.row) or {}).get("samples_file")]
+    recorded = [(line, entry["samples_file"]) for line in lines if line.status == "ok"
+                if (entry := batch1_latency(line.row) or {}).get("samples_file")]
     path = run_dir / "plots" / "latency_distributions.png"
-    if not recorded or not path.is_file():
-        return None
-    if any((run_dir / batch1_latency(line.row)["samples_file"]).is_file() for line in recorded):  # type: ignore[index]
+    if not recorded or not path.is_file() or any((run_dir / samples).is_file() for _, samples in recorded):
         return None
     png = path.read_bytes()
-    return png if charts.drawn_from(png) == charts.latency_rows_fingerprint(recorded) else None
+    return png if charts.drawn_from(png) == charts.latency_rows_fingerprint([line for line, _ in recorded]) else None
 
 
 def explanation_figures(document: dict[str, Any], lines: list[Line]) -> list[tuple[str, str]]:

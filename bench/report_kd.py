@@ -72,15 +72,16 @@ def kd_finetune_controls(by_variant: dict[str, list[dict[str, Any]]]) -> dict[st
     fine-tune without KD, when the config has one and both have an ok fp32 row on the same runtime:
     the control that says what finetune(distill=true) added."""
     signatures = {name: _signature(_model_lineage(rows)) for name, rows in by_variant.items()}
+    top1s = {name: _fp32_top1s(rows) for name, rows in by_variant.items()}
     out = {}
     for name, sig in signatures.items():
         if not sig or sig[1] is None:
             continue
-        mine = _fp32_top1s(by_variant[name])
+        mine = top1s[name]
         for control, other in signatures.items():
             if other != (sig[0], None):
                 continue
-            theirs = _fp32_top1s(by_variant[control])
+            theirs = top1s[control]
             cell = next((cell for cell in mine if cell in theirs), None)
             if cell is not None:  # a control without a comparable ok row says nothing: try the next one
                 out[name] = KdControl(control, cell[1], theirs[cell], mine[cell], sig[1])

@@ -106,7 +106,7 @@ def _distill(info: dict[str, Any]) -> str:
         if isinstance(by_loss, (int, float)) and isinstance(kd, (int, float)) and isinstance(init_only, (int, float)):
             text += (f"; the KD loss adds {100 * (kd - init_only):+.2f} pt to those weights "
                      f"({100 * by_loss:.0f}% of the gap they leave)")
-        elif "gap_recovered_by_kd_loss" in info and by_loss is None:  # runs before this field existed lack it
+        elif "gap_recovered_by_kd_loss" in info and by_loss is None:  # recorded as None: no gap left to close
             text += "; those weights alone leave no gap to the teacher"
     if "teacher_train_top1" in info:  # runs before this field existed, and weights cached by them, lack it
         images = info.get("train_fit_images")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bench.results import batch1_latency
+from bench.results import batch1_latency, runtime_label
 from bench.stats import paired_range
 
 # The status legend: label and a short symbol (so the status reads without colour too).
@@ -51,8 +51,7 @@ class Line:
     @property
     def label(self) -> str:
         r = self.row
-        device = "" if r.get("device", "cpu") == "cpu" else f"/{r['device']}"
-        return f"{r['variant']} {r['format']}/{r['precision']} {r['runtime']}{device}"
+        return f"{r['variant']} {r['format']}/{r['precision']} {runtime_label(r)}"
 
 
 def reference_row(document: dict[str, Any]) -> dict[str, Any] | None:
@@ -189,7 +188,7 @@ COLUMNS: list[Column] = [
     ("format", "exported artifact format", lambda l: str(l.row.get("format"))),
     ("precision", "numeric mode of the artifact", lambda l: str(l.row.get("precision"))),
     ("runtime", "engine that ran the artifact (and device when not the CPU)",
-     lambda l: str(l.row.get("runtime")) + ("" if l.row.get("device", "cpu") == "cpu" else f"/{l.row.get('device')}")),
+     lambda l: runtime_label(l.row)),
     ("size", "artifact file size", lambda l: fmt_size(l.row.get("size_bytes"))),
     ("size ×rt", "size / size of the baseline on the same runtime (<1: smaller)", lambda l: fmt_times(l.size_ratio_rt)),
     ("size ×ref", "size / size of the reference baseline row", lambda l: fmt_times(l.size_ratio_ref)),

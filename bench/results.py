@@ -137,6 +137,12 @@ def row_name(row: dict[str, Any]) -> str:
     return "/".join(str(row.get(k)) for k in ("variant", "format", "precision", "runtime"))
 
 
+def runtime_label(row: dict[str, Any]) -> str:
+    """'runtime', or 'runtime/device' off the CPU: how the tables name where a row ran."""
+    device = row.get("device", "cpu")
+    return str(row.get("runtime")) + ("" if device in ("cpu", None) else f"/{device}")
+
+
 def batch1_latency(row: dict[str, Any]) -> dict[str, Any] | None:
     """The batch-1 entry with the fewest threads: the headline latency of a row."""
     entries = [e for e in row.get("latency") or [] if e["batch_size"] == 1]

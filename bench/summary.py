@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.results import batch1_latency
+from bench.results import batch1_latency, runtime_label
 from bench.stats import DISTURBED_P90_OVER_P10, paired_disturbed
 
 
@@ -31,9 +31,8 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     table = [header]
     for row in document["rows"]:
         acc, lat, tp = row.get("accuracy") or {}, batch1_latency(row) or {}, row.get("throughput") or {}
-        runtime = row["runtime"] + (f"/{row['device']}" if row.get("device", "cpu") != "cpu" else "")
         ok = row["status"] == "ok"  # like the report: a row that did not pass shows no speed-up
-        table.append((row["variant"], row["format"], row["precision"], runtime, row["status"], _fmt_size(row.get("size_bytes")),
+        table.append((row["variant"], row["format"], row["precision"], runtime_label(row), row["status"], _fmt_size(row.get("size_bytes")),
                       _fmt(acc.get("top1"), ".4f"), _fmt(lat.get("p50"), ".3f"), _fmt(tp.get("images_per_s"), ".0f"),
                       _paired(row.get("speedup_paired")) if ok else "-"))
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
@@ -45,8 +44,7 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
                      "re-time it with `edgebench ab RUN_DIR ROW_A ROW_B`")
     failed = [r for r in document["rows"] if r["status"] != "ok"]
     for row in failed:
-        device = "" if row.get("device", "cpu") in ("cpu", None) else f"/{row['device']}"  # as the table names it
-        lines.append(f"  {row['status']}: {row['variant']} {row['format']}/{row['precision']} on {row['runtime']}{device}: {row.get('reason')}")
+        lines.append(f"  {row['status']}: {row['variant']} {row['format']}/{row['precision']} on {runtime_label(row)}: {row.get('reason')}")
     return lines
 
 

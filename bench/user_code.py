@@ -60,8 +60,12 @@ def local_modules(root: str) -> set[str]:
         if name in seen:
             continue
         seen.add(name)
+        top = name.partition(".")[0]
         # the top-level name first: finding it imports nothing, and an installed package stops the walk
-        if name != root and not all(_is_local(find_spec_without_import(n), installed) for n in (name.partition(".")[0], name)):
+        if name != root and top != name and not _is_local(find_spec_without_import(top), installed):
+            continue
+        spec = find_spec_without_import(name)
+        if name != root and not _is_local(spec, installed):
             continue
         if len(found) >= MAX_USER_MODULES:
             log.warning("cache key: %s imports more than %d modules of its own; the rest are not hashed "
@@ -70,7 +74,7 @@ def local_modules(root: str) -> set[str]:
         found.add(name)
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]
-        source = source_file(find_spec_without_import(name))
+        source = source_file(spec)
         if source is not None:
             todo += imported_names(name, source)
     return found
@@ -91,12 +95,20 @@ def _is_local(spec: ModuleSpec | None, installed: tuple[Path, ...]) -> bool:
     return bool(places) and not any(p.resolve().is_relative_to(r) for p in places for r in installed)
 
 
+def read_python(source: Path) -> tuple[str, ast.Module | None]:
+    """A file's text (undecodable bytes replaced) and its syntax tree (None when it is not Python)."""
+    text = source.read_bytes().decode("utf-8", errors="replace")
+    try:
+        return text, ast.parse(text)
+    except (SyntaxError, ValueError):
+        return text, None
+
+
 def imported_names(name: str, source: Path) -> list[str]:
     """Every module an `import` or `from ... import` in `source` may name, relative ones resolved
     (`from pkg import sub` may import a submodule, so `pkg.sub` is a candidate too)."""
-    try:
-        tree = ast.parse(source.read_bytes().decode("utf-8", errors="replace"))
-    except (SyntaxError, ValueError):
+    tree = read_python(source)[1]
+    if tree is None:
         return []
     package = name if source.name == "__init__.py" else name.rpartition(".")[0]
     names: list[str] = []

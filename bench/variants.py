@@ -153,12 +153,16 @@ def _last_line(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {lines[-1][:200] if lines else ''}"
 
 
-def _student_code(call: PassCall) -> dict[str, str]:
+def _student_code(call: PassCall, digests: dict[str, str]) -> dict[str, str]:
     """The source digest of a distill call's custom `module:factory` student, whose files (its module
     and the user modules it imports) determine the student's weights as much as the pass code does
-    ({} for every other call)."""
+    ({} for every other call). `digests` holds those already computed in this run, by student."""
     student = student_model(call.params) if call.spec.name == "distill" else ""
-    return {"student_code": code_digest((), student)} if ":" in student else {}
+    if ":" not in student:
+        return {}
+    if student not in digests:
+        digests[student] = code_digest((), student)
+    return {"student_code": digests[student]}
 
 
 def pass_key_context(config: Config, dataset: Dataset) -> dict[str, Any]:
@@ -182,6 +186,7 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
     memo: dict[str, tuple[nn.Module, dict[str, Any]]] = {}  # chains sharing a prefix train it once
     key_context, evaluation_set = pass_key_context(config, dataset), split_digest(dataset.test)
     failures: dict[str, str] = {}  # cache key -> why its pass failed: chains sharing the prefix fail without a retry
+    student_digests: dict[str, str] = {}
     for vcfg in config.variants:
         calls = parse_chain(vcfg.passes, vcfg.name)
         model, infos, key = baseline, [], baseline_key
@@ -189,7 +194,7 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
         error: str | None = None
         for call in (call for call in calls if call.spec.kind == "model"):
             key = cache_key({"parent": key, "pass": str(call), "context": key_context,
-                             **_student_code(call)})
+                             **_student_code(call, student_digests)})
             if key in failures:
                 error = failures[key]
                 break

@@ -52,10 +52,11 @@ def teacher_initialised(student: nn.Module, teacher: nn.Module, example_inputs: 
 def distill_pass(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tuple[nn.Module, dict[str, Any]]:
     """width > 0: a fresh zoo student at that width; width == 0: distil into the current model."""
     # width == 0 trains a copy: `model` must stay as it came, the no-teacher control's starting point
-    student = ctx.build_student(params["width"], student_model(params)) if params["width"] else copy.deepcopy(model)
+    zoo_student = student_model(params)
+    student = ctx.build_student(params["width"], zoo_student) if params["width"] else copy.deepcopy(model)
     settings = FitSettings(epochs=params["epochs"], lr=params["lr"], temperature=params["temperature"],
                            alpha=params["alpha"], seed=ctx.seed)
-    info: dict[str, Any] = {"student_width": params["width"] or None, "student_model": student_model(params) or None,
+    info: dict[str, Any] = {"student_width": params["width"] or None, "student_model": zoo_student or None,
                             "init": params["init"]}
     init_only = None
     if params["init"] == "teacher":

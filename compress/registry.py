@@ -85,9 +85,9 @@ def _check_structured(params: dict[str, Any]) -> str | None:
 def _check_distill(params: dict[str, Any]) -> str | None:
     if params["init"] == "teacher" and not params["width"]:
         return "init='teacher' needs a student width > 0 (width=0 distils into the current model, which keeps its weights)"
-    if params["student"] != "baseline" and not params["width"]:
+    if student_model(params) and not params["width"]:
         return f"student={params['student']!r} needs a width > 0 (width=0 distils into the current model)"
-    if params["init"] == "teacher" and params["student"] != "baseline":
+    if params["init"] == "teacher" and student_model(params):
         return "init='teacher' starts from the teacher's own channels: leave student at 'baseline' (the teacher's architecture)"
     return None
 
