@@ -113,6 +113,8 @@ class BenchmarkConfig:
     min_calls: int = _key("minimum timed calls per setting", default=1000, check=_at_least(1))
     min_seconds: float = _key("minimum timed duration per setting, seconds", default=2.0, check=_at_least(0))
     max_seconds: float = _key("stop a setting after this long even below min_calls (0 = no cap); the row records n", default=20.0, check=_at_least(0))
+    throughput_seconds: float = _key("timed duration of the throughput measurement at throughput_batch, seconds (it follows the "
+                                     "latency timing, so the artifact is warm: 3 warm-up calls)", default=0.5, check=_at_least(0))
     paired_rounds: int = _key("rounds of interleaved timing of every row against the baseline's row on the same runtime, "
                               "at the smallest batch and fewest threads; gives a drift-free speed-up (0 = off; --quick caps it at 4 rounds of 20 calls)",
                               default=20, check=lambda v: None if v == 0 or v >= 2 else "must be 0 (off) or at least 2")

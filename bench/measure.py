@@ -28,12 +28,25 @@ class Timing:
     min_calls: int
     min_seconds: float
     max_seconds: float
+    throughput_seconds: float
 
     @classmethod
     def from_config(cls, cfg: BenchmarkConfig, quick: bool) -> "Timing":
         if quick:  # --quick: enough samples for a smoke run, not for publishing
-            return cls(3, 0.05, min(cfg.min_calls, 50), min(cfg.min_seconds, 0.2), 2.0)
-        return cls(cfg.warmup_calls, cfg.warmup_seconds, cfg.min_calls, cfg.min_seconds, cfg.max_seconds)
+            return cls(3, 0.05, min(cfg.min_calls, 50), min(cfg.min_seconds, 0.2), 2.0, min(cfg.throughput_seconds, 0.2))
+        return cls(cfg.warmup_calls, cfg.warmup_seconds, cfg.min_calls, cfg.min_seconds, cfg.max_seconds,
+                   cfg.throughput_seconds)
+
+    def latency(self) -> dict[str, Any]:
+        """bench.worker.time_calls arguments of each latency setting."""
+        return {"warmup_calls": self.warmup_calls, "warmup_seconds": self.warmup_seconds, "min_calls": self.min_calls,
+                "min_seconds": self.min_seconds, "max_seconds": self.max_seconds}
+
+    def throughput(self) -> dict[str, Any]:
+        """time_calls arguments of the throughput timing. It runs after the latency timings, on a warm
+        artifact, so a few warm-up calls do; each call carries a whole batch, hence a twentieth of min_calls."""
+        return {"warmup_calls": min(3, self.warmup_calls), "warmup_seconds": 0.0, "min_calls": max(10, self.min_calls // 20),
+                "min_seconds": self.throughput_seconds, "max_seconds": self.max_seconds}
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,8 @@ def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig,
     job = {"runtime": row.runtime, "device": row.device, "artifact": str(run_dir / str(row.artifact)),
            "input_spec": row.input_spec, "images": str(images_file), "eval_batch": cfg.eval_batch,
            "eval_threads": cfg.eval_threads or usable_cores(),
-           "throughput_batch": throughput_batch, "settings": settings, "timing": timing.__dict__,
+           "throughput_batch": throughput_batch, "settings": settings, "timing": timing.latency(),
+           "throughput_timing": timing.throughput(),
            "logits_out": str(run_dir / "logits" / f"{row.slug}.npy"),
            "extra_images": str(extra_images) if extra_images else None,
            "extra_logits_out": str(run_dir / "logits" / f"{row.slug}__robustness.npy"), "paired": None}

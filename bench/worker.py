@@ -206,8 +206,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     # 4. throughput at a larger batch (threads of the first setting)
     predict = predictor(first["threads"])
     xb = prepare_input(first_images(raw, job["throughput_batch"]), spec)
-    quick = {**timing, "min_calls": max(10, timing["min_calls"] // 20), "warmup_calls": min(3, timing["warmup_calls"])}
-    samples = time_calls(lambda: predict(xb), **quick)
+    samples = time_calls(lambda: predict(xb), **job["throughput_timing"])
     median = float(np.median(samples))
     result["throughput"] = {"batch_size": len(xb), "threads": first["threads"], "p50_ms": median,
                             "images_per_s": len(xb) / (median / 1e3), "n": int(samples.size)}

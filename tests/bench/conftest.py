@@ -24,6 +24,6 @@ def run_context(tmp_path: Path) -> Callable[..., RunContext]:
         config = config_from_dict({"export": export, "benchmark": {"runtimes": runtimes}})
         split = Split(np.zeros((4, 1, size, size), np.uint8), np.zeros(4, np.int64))
         dataset = Dataset("fake", ("a", "b"), split, split, split, (0.5,), (0.5,), "test")
-        return RunContext(config, dataset, tmp_path, tmp_path / "images.npy", Timing(0, 0.0, 1, 0.0, 1.0), ["cpu"])
+        return RunContext(config, dataset, tmp_path, tmp_path / "images.npy", Timing(0, 0.0, 1, 0.0, 1.0, 0.0), ["cpu"])
 
     return make

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+from torch import nn
 
 from bench.data import load_fashion_mnist
-from bench.train import epoch_batches, predict_logits, run_fit
-from bench.zoo import tinycnn
+from bench.train import epoch_batches, predict_logits, run_fit, training_memory_format
+from bench.zoo import edgecnn, tinycnn
 from compress.train import FitSettings
 
 
@@ -127,3 +128,15 @@ def test_a_custom_student_models_source_keys_its_cache(small, tmp_path, monkeypa
     assert build().info["passes"][0]["cached"] is True
     (tmp_path / "my_students.py").write_text((tmp_path / "my_students.py").read_text() + "\n# edited: x = 1\nX = 1\n")
     assert build().info["passes"][0]["cached"] is False  # its source changed: not served the old weights
+
+
+def test_models_with_narrow_batchnorm_train_in_contiguous_format_the_rest_channels_last(small):
+    assert training_memory_format(edgecnn()) == torch.channels_last            # 24-48-48-64 channels
+    assert training_memory_format(edgecnn(width=0.25)) == torch.contiguous_format  # 6-12-12-16
+    assert training_memory_format(nn.Sequential(nn.Conv2d(1, 4, 3))) == torch.channels_last  # no BatchNorm
+    model = tinycnn()  # 8-8-16-16: contiguous batches, and the model is contiguous again after training
+    batch = next(iter(epoch_batches(small.train, small, 32, augment=False, seed=0,
+                                    memory_format=training_memory_format(model))(epoch=0)))[0]
+    assert batch.is_contiguous()
+    run_fit(model, small, FitSettings(epochs=1, lr=0.05), 32, augment=False, description="t", quiet=True)
+    assert model.features[0][0].weight.is_contiguous()

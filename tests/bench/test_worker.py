@@ -27,6 +27,7 @@ def test_settings_paired_timing_and_throughput_use_their_own_thread_counts(tmp_p
     timing = {"warmup_calls": 0, "warmup_seconds": 0.0, "min_calls": 3, "min_seconds": 0.0, "max_seconds": 0.0}
     job = {"runtime": "stub", "device": "cpu", "artifact": "own.onnx", "input_spec": spec, "images": str(images),
            "eval_batch": 4, "eval_threads": 3, "throughput_batch": 4, "settings": settings, "timing": timing,
+           "throughput_timing": timing,
            "logits_out": str(tmp_path / "logits.npy"), "extra_images": None,
            "paired": {"rounds": 2, "calls_per_block": 3, "reference": "baseline/onnx/fp32/stub",
                       "artifact": "ref.onnx", "input_spec": spec}}
