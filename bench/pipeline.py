@@ -130,7 +130,8 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
             _say(options, f"note: [data] {key} = {limit} is more than the {have} images there are: all {have} are used")
     stage = time.perf_counter()
     trained = baseline_model(config.baseline, dataset, config.output.cache_dir, checkpoint=options.checkpoint, quiet=options.quiet)
-    _say(options, f"baseline {config.baseline.model}: {trained.info['source']}, val top-1 {trained.info['val_top1']:.4f}")
+    mixed = " (bf16 autocast)" if trained.info.get("train_precision") == "bf16" else ""
+    _say(options, f"baseline {config.baseline.model}: {trained.info['source']}{mixed}, val top-1 {trained.info['val_top1']:.4f}")
     stages["baseline_s"] = round(time.perf_counter() - stage, 1)
     previous = (writer.document.get("baseline_info") or {}).get("cache_key")
     if previous and previous != trained.info["cache_key"]:

@@ -26,7 +26,7 @@ from bench.config import Config
 from bench.data import Dataset
 from bench.errors import ConfigError, UserError
 from bench.models import build_model, count_macs, count_params
-from bench.train import accuracy, data_fingerprint, predict_logits, run_fit, split_digest, to_tensor
+from bench.train import accuracy, data_fingerprint, predict_logits, resolve_train_precision, run_fit, split_digest, to_tensor
 from compress.chain import PassCall, parse_chain
 from compress.context import PassContext, PassNotApplicable
 from compress.prune import weight_sparsity
@@ -73,6 +73,8 @@ TRAIN_FIT_IMAGES = 10_000  # training images a KD student's fit is measured on (
 
 def make_context(config: Config, dataset: Dataset, baseline: nn.Module, *, quiet: bool) -> PassContext:
     bs = config.baseline.batch_size
+    precision = resolve_train_precision(config.baseline.train_precision)
+
     @functools.cache
     def baseline_logits() -> torch.Tensor:
         return predict_logits(baseline, dataset.train, dataset)
@@ -82,7 +84,7 @@ def make_context(config: Config, dataset: Dataset, baseline: nn.Module, *, quiet
         # run, replaces a teacher forward at every step of every KD pass (about half a quarter-width student's step)
         logits = baseline_logits() if teacher is baseline and not config.baseline.augment else None
         return run_fit(model, dataset, settings, bs, augment=config.baseline.augment, description=description,
-                       teacher=teacher, teacher_logits=logits, quiet=quiet)
+                       teacher=teacher, teacher_logits=logits, quiet=quiet, precision=precision)
 
     def build_student(width: float, model: str = "") -> nn.Module:
         torch.manual_seed(config.baseline.seed)
@@ -172,7 +174,7 @@ def pass_key_context(config: Config, dataset: Dataset) -> dict[str, Any]:
 
     b = config.baseline
     return {"data": data_fingerprint(dataset), "seed": b.seed, "batch_size": b.batch_size, "augment": b.augment,
-            "model": b.model, "width": b.width, **library_versions(), "torch_pruning": torch_pruning.__version__,
+            "train_precision": resolve_train_precision(b.train_precision), "model": b.model, "width": b.width, **library_versions(), "torch_pruning": torch_pruning.__version__,
             "code": code_digest(PASS_CODE, b.model)}  # edited pass or training code is never served stale weights
 
 

@@ -6,6 +6,7 @@ nothing about datasets, files or augmentation (the caller owns those).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -38,7 +39,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
 
 def fit(model: nn.Module, batches: EpochBatches, steps_per_epoch: int, settings: FitSettings, *,
         teacher: nn.Module | None = None, progress: Callable[[int, float], None] | None = None,
-        keep_mask: bool = True) -> list[float]:
+        keep_mask: bool = True, autocast: torch.dtype | None = None) -> list[float]:
     """Train in place with SGD (Nesterov) and a one-cycle schedule; returns the mean loss per epoch.
 
     With a teacher the loss is `kd_loss`. A batch may carry the teacher's logits as a third element
@@ -46,6 +47,8 @@ def fit(model: nn.Module, batches: EpochBatches, steps_per_epoch: int, settings:
     halves the cost of a small student's KD step. Weights that are exactly zero before training stay zero
     when keep_mask is set, so fine-tuning after unstructured pruning keeps the sparsity.
     `progress(step, loss)` is called after every step (the caller draws the progress bar).
+    `autocast` (e.g. torch.bfloat16) runs the forward passes under CPU autocast: the weights, their
+    updates and the loss stay fp32, only the layers' arithmetic is in the lower precision.
     """
     if settings.epochs == 0 or steps_per_epoch == 0:
         return []
@@ -59,6 +62,8 @@ def fit(model: nn.Module, batches: EpochBatches, steps_per_epoch: int, settings:
     schedule = _one_cycle(optimizer, settings.lr, settings.epochs * steps_per_epoch)
     if teacher is not None:
         teacher.eval()
+    # the forward passes (student and, when it runs, teacher) in the requested arithmetic
+    forward_precision = functools.partial(torch.autocast, "cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None)
     losses: list[float] = []
     step = 0
     for epoch in range(settings.epochs):
@@ -67,15 +72,16 @@ def fit(model: nn.Module, batches: EpochBatches, steps_per_epoch: int, settings:
         for i, (x, y, *precomputed) in enumerate(batches(epoch)):
             if i >= steps_per_epoch:
                 break
-            logits = model(x)
+            with forward_precision():
+                logits = model(x).float()
             if teacher is None:
                 loss = F.cross_entropy(logits, y, label_smoothing=settings.label_smoothing)
             else:
                 if precomputed:
                     teacher_logits = precomputed[0]
                 else:
-                    with torch.no_grad():
-                        teacher_logits = teacher(x)
+                    with torch.no_grad(), forward_precision():
+                        teacher_logits = teacher(x).float()
                 loss = kd_loss(logits, teacher_logits, y, settings.temperature, settings.alpha, settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -45,6 +45,7 @@ def test_print_config_comments_every_key():
     # TOML has inf and nan: no setting means them (an infinite warm-up never ends)
     ({"benchmark": {"warmup_seconds": float("inf")}}, "warmup_seconds = inf: must be a finite number"),
     ({"baseline": {"lr": float("nan")}}, "lr = nan: must be a finite number"),
+    ({"baseline": {"train_precision": "fp16"}}, "expected one of ['auto', 'fp32', 'bf16']"),
     ({"baseline": {"width": float("inf")}}, "width = inf: must be a finite number"),
     ({"variants": [{"name": "a"}]}, "missing required key 'passes'"),
     ({"variants": [{"name": "a", "passes": ["distill(student='mobilenetv2')"]}]},
