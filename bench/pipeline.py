@@ -130,7 +130,9 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
             _say(options, f"note: [data] {key} = {limit} is more than the {have} images there are: all {have} are used")
     stage = time.perf_counter()
     trained = baseline_model(config.baseline, dataset, config.output.cache_dir, checkpoint=options.checkpoint, quiet=options.quiet)
-    mixed = " (bf16 autocast)" if trained.info.get("train_precision") == "bf16" else ""
+    mixed = ""
+    if trained.info.get("train_precision") == "bf16":  # 'auto' on a CPU with AMX: say so, it changes the weights
+        mixed = " (passes train in bf16 autocast)" if trained.info["source"] == "checkpoint" else " (bf16 autocast)"
     _say(options, f"baseline {config.baseline.model}: {trained.info['source']}{mixed}, val top-1 {trained.info['val_top1']:.4f}")
     stages["baseline_s"] = round(time.perf_counter() - stage, 1)
     previous = (writer.document.get("baseline_info") or {}).get("cache_key")

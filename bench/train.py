@@ -62,7 +62,7 @@ def resolve_train_precision(setting: str) -> str:
     """'fp32' or 'bf16' for a `[baseline] train_precision` setting: 'auto' is bf16 where the CPU has
     AMX tiles, which oneDNN uses for bf16 convolutions (a training step of edgecnn at batch 256:
     2.0x as fast as fp32 here; the half- and quarter-width students 1.5x and 1.3x). Without them bf16
-    is emulated or narrower and slower, so 'auto' keeps fp32."""
+    runs on AVX-512 BF16 at best (not measured here) or is emulated, so 'auto' keeps fp32."""
     if setting != "auto":
         return setting
     import torch.cpu
@@ -175,12 +175,12 @@ def baseline_model(cfg: BaselineConfig, dataset: Dataset, cache_dir: str | Path,
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, in_channels=dataset.input_shape[0], num_classes=len(dataset.classes), width=cfg.width)
     checkpoint = checkpoint or cfg.checkpoint
+    precision = resolve_train_precision(cfg.train_precision)  # of the passes too, whatever the baseline's source
     if checkpoint:
         model.load_state_dict(load_state_dict_file(checkpoint, model))
         digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]  # keys the passes' cache
         return TrainedModel(model.eval(), {"source": "checkpoint", "checkpoint": str(checkpoint), "cache_key": digest,
-                                           "val_top1": accuracy(model, dataset.val, dataset)})
-    precision = resolve_train_precision(cfg.train_precision)
+                                           "train_precision": precision, "val_top1": accuracy(model, dataset.val, dataset)})
     # the precision trained in, not the setting: 'auto' trains differently on different CPUs
     settings = {**{k: v for k, v in asdict(cfg).items() if k not in ("checkpoint", "threads")}, "train_precision": precision}
     key = cache_key({"baseline": settings, "data": data_fingerprint(dataset), "code": code_digest(TRAINING_CODE, cfg.model),
