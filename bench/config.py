@@ -82,9 +82,9 @@ class BaselineConfig:
     augment: bool = _key("random crop (pad 2) and horizontal flip during training (off: at a 5-epoch budget it cost 1.4 pt here)", default=False)
     seed: int = _key("seed of weight init, data order and augmentation", default=0)
     threads: int = _key("CPU threads for training (0 = all logical cores)", default=0, check=_at_least(0))
-    train_precision: str = _key("arithmetic of training steps (baseline and passes): 'bf16' runs them under bfloat16 autocast "
-                                "(weights, evaluation and exported models stay fp32), 'auto' picks bf16 where the CPU has "
-                                "AMX tiles (2x faster steps for edgecnn there) and fp32 elsewhere",
+    train_precision: str = _key("'auto', 'fp32' or 'bf16': arithmetic of training steps (baseline and passes); 'bf16' runs "
+                                "them under bfloat16 autocast (weights, evaluation and exported models stay fp32), 'auto' "
+                                "picks bf16 where the CPU has AMX tiles (2x faster steps for edgecnn there) and fp32 elsewhere",
                                 default="auto", check=lambda v: None if v in TRAIN_PRECISIONS else f"expected one of {list(TRAIN_PRECISIONS)}")
 
 

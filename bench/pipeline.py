@@ -31,7 +31,7 @@ from bench.results import Row, read_run_document, row_key, row_name, validate_re
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, new_run_id
 from bench.summary import print_summary
-from bench.train import baseline_model, to_tensor
+from bench.train import baseline_model, resume_precision_error, to_tensor
 from bench.variants import Variant, build_variants
 
 log = logging.getLogger("edgebench")
@@ -128,14 +128,16 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
     for key, limit, have in limits:
         if limit > have:  # a limit above what the data holds uses all of it: say so rather than let the header surprise
             _say(options, f"note: [data] {key} = {limit} is more than the {have} images there are: all {have} are used")
+    recorded = writer.document.get("baseline_info")  # a resumed run's
+    if recorded and (why := resume_precision_error(recorded, config.baseline.train_precision)):
+        raise UserError(f"cannot resume {run_dir}: {why}")
     stage = time.perf_counter()
     trained = baseline_model(config.baseline, dataset, config.output.cache_dir, checkpoint=options.checkpoint, quiet=options.quiet)
-    mixed = ""
-    if trained.info.get("train_precision") == "bf16":  # 'auto' on a CPU with AMX: say so, it changes the weights
-        mixed = " (passes train in bf16 autocast)" if trained.info["source"] == "checkpoint" else " (bf16 autocast)"
+    bf16 = trained.info["train_precision"] == "bf16"  # bf16 changes the weights: say so (auto picks it on AMX CPUs)
+    mixed = (" (passes train in bf16 autocast)" if trained.info["source"] == "checkpoint" else " (bf16 autocast)") if bf16 else ""
     _say(options, f"baseline {config.baseline.model}: {trained.info['source']}{mixed}, val top-1 {trained.info['val_top1']:.4f}")
     stages["baseline_s"] = round(time.perf_counter() - stage, 1)
-    previous = (writer.document.get("baseline_info") or {}).get("cache_key")
+    previous = (recorded or {}).get("cache_key")
     if previous and previous != trained.info["cache_key"]:
         raise UserError(f"cannot resume {run_dir}: its baseline ({previous}) differs from the one rebuilt now "
                         f"({trained.info['cache_key']}); was the checkpoint, the data, or edgebench's training code "

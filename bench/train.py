@@ -64,6 +64,8 @@ def resolve_train_precision(setting: str) -> str:
     2.0x as fast as fp32 here; the half- and quarter-width students 1.5x and 1.3x). Without them bf16
     runs on AVX-512 BF16 at best (not measured here) or is emulated, so 'auto' keeps fp32."""
     if setting != "auto":
+        if setting not in AUTOCAST_DTYPES:
+            raise ValueError(f"train_precision {setting!r}: expected 'auto', 'fp32' or 'bf16'")
         return setting
     import torch.cpu
 
@@ -74,7 +76,19 @@ def resolve_train_precision(setting: str) -> str:
         return "fp32"
 
 
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def resume_precision_error(recorded: dict[str, Any], setting: str) -> str | None:
+    """Why a run whose `baseline_info` is `recorded` cannot go on here with `train_precision = setting`,
+    or None. Its finished variants were trained in the recorded precision (fp32 for runs from before
+    the setting existed), and 'auto' resolves by CPU: the rest must not be trained in another one."""
+    before, now = recorded.get("train_precision", "fp32"), resolve_train_precision(setting)
+    if before == now:
+        return None
+    why = " (it picks bf16 only on a CPU with AMX)" if setting == "auto" else ""
+    return (f"its weights were trained in {before}, and train_precision = {setting!r} trains in {now} on this CPU{why}; "
+            "resume it on the kind of CPU it started on")
 
 
 def epoch_batches(split: Split, dataset: Dataset, batch_size: int, *, augment: bool, seed: int,

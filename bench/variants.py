@@ -174,7 +174,8 @@ def pass_key_context(config: Config, dataset: Dataset) -> dict[str, Any]:
 
     b = config.baseline
     return {"data": data_fingerprint(dataset), "seed": b.seed, "batch_size": b.batch_size, "augment": b.augment,
-            "train_precision": resolve_train_precision(b.train_precision), "model": b.model, "width": b.width, **library_versions(), "torch_pruning": torch_pruning.__version__,
+            "train_precision": resolve_train_precision(b.train_precision),
+            "model": b.model, "width": b.width, **library_versions(), "torch_pruning": torch_pruning.__version__,
             "code": code_digest(PASS_CODE, b.model)}  # edited pass or training code is never served stale weights
 
 

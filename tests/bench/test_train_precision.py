@@ -6,7 +6,7 @@ import torch
 import bench.train as bench_train
 from bench.config import BaselineConfig
 from bench.data import load_fashion_mnist
-from bench.train import baseline_model, resolve_train_precision, run_fit
+from bench.train import baseline_model, resolve_train_precision, resume_precision_error, run_fit
 from bench.zoo import tinycnn
 from compress.train import FitSettings
 
@@ -54,3 +54,15 @@ def test_the_baseline_cache_is_keyed_by_the_precision_trained_in_not_the_setting
     assert keys[("auto", "bf16")] == keys[("bf16", "bf16")]  # 'auto' on an AMX CPU reuses bf16 weights
     assert keys[("auto", "fp32")] == keys[("fp32", "fp32")]
     assert keys[("auto", "bf16")] != keys[("auto", "fp32")]
+
+
+def test_a_run_is_resumed_only_in_the_precision_it_trained_in(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert resume_precision_error({"train_precision": "bf16"}, "auto") is None
+    assert resume_precision_error({"train_precision": "fp32"}, "fp32") is None
+    # a run from before the setting trained in fp32: 'auto' on an AMX CPU would mix precisions
+    why = resume_precision_error({"cache_key": "abc"}, "auto")
+    assert why and "trained in fp32" in why and "it picks bf16 only on a CPU with AMX" in why
+    assert "trains in fp32" in resume_precision_error({"train_precision": "bf16"}, "fp32")
+    with pytest.raises(ValueError, match="'fp16'"):
+        resolve_train_precision("fp16")
