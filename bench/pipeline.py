@@ -133,8 +133,9 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
         raise UserError(f"cannot resume {run_dir}: {why}")
     stage = time.perf_counter()
     trained = baseline_model(config.baseline, dataset, config.output.cache_dir, checkpoint=options.checkpoint, quiet=options.quiet)
-    bf16 = trained.info["train_precision"] == "bf16"  # bf16 changes the weights: say so (auto picks it on AMX CPUs)
-    mixed = (" (passes train in bf16 autocast)" if trained.info["source"] == "checkpoint" else " (bf16 autocast)") if bf16 else ""
+    mixed = ""
+    if trained.info["train_precision"] == "bf16":  # it changes the weights: say so (auto picks it on AMX CPUs)
+        mixed = " (passes train in bf16 autocast)" if trained.info["source"] == "checkpoint" else " (bf16 autocast)"
     _say(options, f"baseline {config.baseline.model}: {trained.info['source']}{mixed}, val top-1 {trained.info['val_top1']:.4f}")
     stages["baseline_s"] = round(time.perf_counter() - stage, 1)
     previous = (recorded or {}).get("cache_key")

@@ -58,6 +58,10 @@ def training_memory_format(model: nn.Module) -> torch.memory_format:
     return torch.contiguous_format if narrow else torch.channels_last
 
 
+# what each resolved train_precision runs the forward passes under (None: no autocast)
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+
+
 def resolve_train_precision(setting: str) -> str:
     """'fp32' or 'bf16' for a `[baseline] train_precision` setting: 'auto' is bf16 where the CPU has
     AMX tiles, which oneDNN uses for bf16 convolutions (a training step of edgecnn at batch 256:
@@ -65,7 +69,7 @@ def resolve_train_precision(setting: str) -> str:
     runs on AVX-512 BF16 at best (not measured here) or is emulated, so 'auto' keeps fp32."""
     if setting != "auto":
         if setting not in AUTOCAST_DTYPES:
-            raise ValueError(f"train_precision {setting!r}: expected 'auto', 'fp32' or 'bf16'")
+            raise ValueError(f"train_precision {setting!r}: expected 'auto' or one of {list(AUTOCAST_DTYPES)}")
         return setting
     import torch.cpu
 
@@ -74,9 +78,6 @@ def resolve_train_precision(setting: str) -> str:
         return "bf16" if has_amx is not None and has_amx() else "fp32"
     except RuntimeError:
         return "fp32"
-
-
-AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def resume_precision_error(recorded: dict[str, Any], setting: str) -> str | None:

@@ -63,7 +63,7 @@ def fit(model: nn.Module, batches: EpochBatches, steps_per_epoch: int, settings:
     if teacher is not None:
         teacher.eval()
     # the forward passes (student and, when it runs, teacher) in the requested arithmetic
-    forward_precision = functools.partial(torch.autocast, "cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None)
+    forward_precision = functools.partial(torch.autocast, "cpu", dtype=autocast, enabled=autocast is not None)
     losses: list[float] = []
     step = 0
     for epoch in range(settings.epochs):

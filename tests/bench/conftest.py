@@ -10,7 +10,7 @@ import pytest
 
 from bench.cells import RunContext
 from bench.config import config_from_dict
-from bench.data import Dataset, Split
+from bench.data import Dataset, Split, load_fashion_mnist
 from bench.measure import Timing
 
 
@@ -27,3 +27,9 @@ def run_context(tmp_path: Path) -> Callable[..., RunContext]:
         return RunContext(config, dataset, tmp_path, tmp_path / "images.npy", Timing(0, 0.0, 1, 0.0, 1.0, 0.0), ["cpu"])
 
     return make
+
+
+@pytest.fixture
+def small(fake_idx_dir: Path) -> Dataset:
+    """Fashion-MNIST-shaped fake data: 160 train, 40 validation, 50 test images."""
+    return load_fashion_mnist(str(fake_idx_dir), val_size=40, seed=1)

@@ -4,16 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.data import load_fashion_mnist
 import bench.train as bench_train
 from bench.train import epoch_batches, predict_logits, run_fit, training_memory_format
 from bench.zoo import edgecnn, tinycnn
 from compress.train import FitSettings
-
-
-@pytest.fixture
-def small(fake_idx_dir):
-    return load_fashion_mnist(str(fake_idx_dir), val_size=40, seed=1)  # 160 train images
 
 
 def test_batches_carry_the_teacher_logits_of_their_own_images(small):

@@ -5,15 +5,9 @@ import torch
 
 import bench.train as bench_train
 from bench.config import BaselineConfig
-from bench.data import load_fashion_mnist
 from bench.train import baseline_model, resolve_train_precision, resume_precision_error, run_fit
 from bench.zoo import tinycnn
 from compress.train import FitSettings
-
-
-@pytest.fixture
-def small(fake_idx_dir):
-    return load_fashion_mnist(str(fake_idx_dir), val_size=40, seed=1)  # 160 train images
 
 
 @pytest.mark.parametrize("has_amx, expected", [(True, "bf16"), (False, "fp32"), (None, "fp32")])

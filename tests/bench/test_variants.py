@@ -10,16 +10,10 @@ import torch
 from torch import nn
 
 from bench.config import config_from_dict
-from bench.data import load_fashion_mnist
 from bench.variants import build_variants
 from bench.zoo import tinycnn
 
 PASSES = ["prune.structured(ratio=0.5)", "finetune(epochs=1)"]
-
-
-@pytest.fixture
-def small(fake_idx_dir):
-    return load_fashion_mnist(str(fake_idx_dir), val_size=40, seed=1)  # 160 train, 50 test images
 
 
 def _build(small, tmp_path, passes=PASSES, baseline_key="checkpoint-digest", **baseline):
