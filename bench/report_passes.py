@@ -9,6 +9,7 @@ and `compression` blocks); a missing field renders as "-", never an error.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from html import escape
 from typing import Any, Callable
@@ -80,16 +81,37 @@ def _finetune(info: dict[str, Any]) -> str:
     return text
 
 
-def _distill(info: dict[str, Any]) -> str:
+def gap_within_noise(teacher: Any, scratch: Any, images: int | None) -> str:
+    """A caution when the teacher-student gap is within 2 standard errors of the two top-1s on
+    `images` evaluation images: a share of a gap that small (say a teacher at chance level after a
+    short run) says nothing about KD. Empty when the gap is clear or a number is missing.
+
+    >>> gap_within_noise(0.094, 0.088, 500)
+    'a gap of 0.60 pt is within the noise of 500 test images, ±3.6 pt, so this share means little'
+    """
+    if not (isinstance(teacher, (int, float)) and isinstance(scratch, (int, float)) and images):
+        return ""
+    two_se = 2 * ((teacher * (1 - teacher) + scratch * (1 - scratch)) / images) ** 0.5
+    if teacher - scratch >= two_se:
+        return ""
+    return (f"a gap of {100 * (teacher - scratch):.2f} pt is within the noise of {images:,} test images, "
+            f"±{100 * two_se:.1f} pt, so this share means little")
+
+
+def _distill(info: dict[str, Any], eval_images: int | None = None) -> str:
     width = info.get("student_width")
     model = info.get("student_model")  # None: the baseline's architecture
     student = f"width-{_num(width)} {f'{model} ' if model else ''}student" if width else "the current model"
+    epochs = info.get("epochs")
     settings = ", ".join(f"{label}{info[key]:g}{unit}" for key, label, unit in
-                         (("temperature", "T=", ""), ("alpha", "α=", ""), ("epochs", "", " epochs"))
+                         (("temperature", "T=", ""), ("alpha", "α=", ""),
+                          ("epochs", "", " epoch" if epochs == 1 else " epochs"))
                          if isinstance(info.get(key), (int, float)))
     gap = info.get("gap_recovered")
     if isinstance(gap, (int, float)):
         recovered = f"recovers {100 * gap:.0f}% of the gap"
+        if caution := gap_within_noise(info.get("teacher_top1"), info.get("student_scratch_top1"), eval_images):
+            recovered += f" ({caution})"
     else:  # distill records None when the student without a teacher is as good as the teacher
         recovered = "no gap to recover" if "gap_recovered" in info else "gap share not recorded"
     teacher_init = info.get("init") == "teacher"
@@ -104,8 +126,9 @@ def _distill(info: dict[str, Any]) -> str:
                  f"{_pct(info.get('init_top1'))} before training")
         by_loss, kd, init_only = (info.get(k) for k in ("gap_recovered_by_kd_loss", "student_kd_top1", "student_init_only_top1"))
         if isinstance(by_loss, (int, float)) and isinstance(kd, (int, float)) and isinstance(init_only, (int, float)):
+            caution = gap_within_noise(info.get("teacher_top1"), init_only, eval_images)
             text += (f"; the KD loss adds {100 * (kd - init_only):+.2f} pt to those weights "
-                     f"({100 * by_loss:.0f}% of the gap they leave)")
+                     f"({100 * by_loss:.0f}% of the gap they leave{f'; {caution}' if caution else ''})")
         elif "gap_recovered_by_kd_loss" in info and by_loss is None:  # recorded as None: no gap left to close
             text += "; those weights alone leave no gap to the teacher"
     if "teacher_train_top1" in info:  # runs before this field existed, and weights cached by them, lack it
@@ -136,9 +159,11 @@ MODEL_PASS_SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
-def describe_steps(lineage: list[str], compression: dict[str, Any]) -> list[str]:
+def describe_steps(lineage: list[str], compression: dict[str, Any], eval_images: int | None = None) -> list[str]:
     """One sentence per lineage entry. Model passes record their outcome in compression.passes (in
-    order); the ONNX quantization passes in compression.quantization. Unknown passes show as written."""
+    order); the ONNX quantization passes in compression.quantization. Unknown passes show as written.
+    `eval_images`: how many test images the passes' top-1s were measured on (KD's gap-share caution)."""
+    summaries = {**MODEL_PASS_SUMMARIES, "distill": functools.partial(_distill, eval_images=eval_images)}
     infos = iter(_as_list(compression.get("passes")))
     steps = []
     for entry in lineage:
@@ -149,7 +174,7 @@ def describe_steps(lineage: list[str], compression: dict[str, Any]) -> list[str]
             steps.append(_quantization(quantization) if isinstance(quantization, dict) else entry)
             continue
         info = next(infos, None)
-        summarise = MODEL_PASS_SUMMARIES.get(name)
+        summarise = summaries.get(name)
         matches = isinstance(info, dict) and info.get("pass", entry) == entry  # outcomes recorded for this very pass
         steps.append(summarise(info) if summarise and matches else entry)
     return steps
@@ -182,6 +207,8 @@ def variant_passes(document: dict[str, Any]) -> list[VariantPasses]:
     baseline = str(document.get("baseline", "baseline"))
     base_onnx = _headline_row(by_variant.get(baseline, []), "onnxruntime")
     controls = kd_finetune_controls(by_variant)
+    test_size = _as_dict(document.get("dataset")).get("test_size")
+    test_images = test_size if isinstance(test_size, int) and test_size > 0 else None
     out = []
     for name, rows in by_variant.items():
         if name == baseline:
@@ -199,7 +226,7 @@ def variant_passes(document: dict[str, Any]) -> list[VariantPasses]:
             paired[runtime] = float(speedup) if isinstance(speedup, (int, float)) else None
         ratio = compression.get("macs_ratio_to_baseline")
         onnx = _headline_row(rows, "onnxruntime")
-        steps = describe_steps(_as_list(source.get("lineage")), compression)
+        steps = describe_steps(_as_list(source.get("lineage")), compression, test_images)
         if name in controls and controls[name].step < len(steps):  # what the KD fine-tune bought over none
             steps[controls[name].step] += controls[name].sentence()
         out.append(VariantPasses(name, steps,

@@ -107,6 +107,34 @@ def test_distill_with_teacher_init_names_both_controls() -> None:
     assert no_gap.endswith("; those weights alone leave no gap to the teacher")
 
 
+def test_a_gap_share_within_the_noise_of_the_test_set_says_so() -> None:
+    # a short run whose teacher is at chance level: the share is arithmetic on noise
+    chance = {"student_width": 0.5, "epochs": 1, "teacher_top1": 0.094, "student_kd_top1": 0.088,
+              "student_scratch_top1": 0.066, "gap_recovered": 0.79}
+    text = describe_steps([DISTILL], {"passes": [chance]}, eval_images=500)[0]
+    assert "(T=" not in text and "(1 epoch)" in text  # one epoch, not "1 epochs"
+    assert text.endswith("recovers 79% of the gap (a gap of 2.80 pt is within the noise of 500 test images, "
+                         "±3.4 pt, so this share means little)")
+    # the default run's gap (2.96 pt on 10,000 images, ±0.8 pt) is clear of it; without a count, no caution
+    clear = {**chance, "teacher_top1": 0.9303, "student_kd_top1": 0.9004, "student_scratch_top1": 0.9007, "gap_recovered": -0.01}
+    assert describe_steps([DISTILL], {"passes": [clear]}, eval_images=10_000)[0].endswith("recovers -1% of the gap")
+    assert "noise" not in describe_steps([DISTILL], {"passes": [chance]})[0]
+    # the teacher-initialised student's second share gets the same caution
+    tinit = {**chance, "init": "teacher", "init_top1": 0.1, "student_init_only_top1": 0.09, "gap_recovered_by_kd_loss": -0.5}
+    assert "(-50% of the gap they leave; a gap of 0.40 pt is within the noise of 500 test images" in \
+        describe_steps([DISTILL], {"passes": [tinit]}, eval_images=500)[0]
+
+
+def test_the_gap_caution_counts_the_runs_test_images() -> None:
+    document = _document()
+    document["dataset"] = {"test_size": 200}
+    info = {"student_width": 0.25, "teacher_top1": 0.5, "student_kd_top1": 0.49, "student_scratch_top1": 0.48,
+            "gap_recovered": 0.5}
+    document["rows"].append(_row("kd-tiny", [DISTILL], "onnxruntime", "fp32", compression={"passes": [info]}))
+    steps = next(v.steps for v in variant_passes(document) if v.variant == "kd-tiny")
+    assert "within the noise of 200 test images" in steps[0]
+
+
 def test_a_failed_fp32_row_is_not_replaced_by_another_precision() -> None:
     document = _document()
     student_fp32 = document["rows"][2]
