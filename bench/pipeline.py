@@ -27,6 +27,7 @@ from bench.errors import UserError, first_line
 from bench.measure import Paired, Timing
 from bench.preflight import check_baseline_inputs, check_cuda_request, load_dataset
 from bench.progress import progress_bar
+from bench.report_notes import untrained_baseline_note
 from bench.results import Row, read_run_document, row_key, row_name, validate_results
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, new_run_id
@@ -137,6 +138,8 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
     if trained.info["train_precision"] == "bf16":  # it changes the weights: say so (auto picks it on AMX CPUs)
         mixed = " (passes train in bf16 autocast)" if trained.info["source"] == "checkpoint" else " (bf16 autocast)"
     _say(options, f"baseline {config.baseline.model}: {trained.info['source']}{mixed}, val top-1 {trained.info['val_top1']:.4f}")
+    if untrained := untrained_baseline_note(trained.info["val_top1"], len(dataset.classes)):
+        _say(options, f"note: {untrained}")
     stages["baseline_s"] = round(time.perf_counter() - stage, 1)
     previous = (recorded or {}).get("cache_key")
     if previous and previous != trained.info["cache_key"]:

@@ -1,5 +1,5 @@
 """The notes a report shows above its table: what about the run, the machine or a row a reader must know
-before trusting its numbers (a --quick run, a CPU without int8 dot products, unaligned pruned widths,
+before trusting its numbers (a baseline that has not learned, a --quick run, a CPU without int8 dot products, unaligned pruned widths,
 TFLite layout tax, reduced precision slower than its fp32, paired timings taken on a busy machine)."""
 
 from __future__ import annotations
@@ -17,9 +17,23 @@ CHANNEL_BLOCK = 8  # ONNX Runtime's NCHWc block with AVX2: pruned widths that ar
 QUICK_NOTE = "--quick run: short timings for a smoke test, not publishable latencies"
 
 
+def untrained_baseline_note(val_top1: Any, classes: int) -> str | None:
+    """A note when the baseline scores at most twice chance on the validation split: it has not
+    learned (a short run, too high a learning rate), so its variants' numbers compare noise."""
+    if not isinstance(val_top1, (int, float)) or classes < 2 or val_top1 > 2 / classes:
+        return None
+    return (f"the baseline's validation top-1 ({val_top1:.1%}) is near chance ({1 / classes:.0%} for {classes} classes): "
+            "it has not learned, so every accuracy and KD number compares noise; train it for more epochs, "
+            "at a lower lr or on more data")
+
+
 def run_notes(document: dict[str, Any]) -> list[str]:
     """Every note the report shows above its table, in order."""
     notes = []
+    classes = (document.get("dataset") or {}).get("classes")
+    if untrained := untrained_baseline_note((document.get("baseline_info") or {}).get("val_top1"),
+                                            len(classes) if isinstance(classes, list) else 0):
+        notes.append(untrained)
     if document.get("status") not in (None, "complete"):
         notes.append(f"run status is '{document.get('status')}': the table shows the rows finished so far")
     if document.get("quick"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.report_notes import _alignment_notes, _slower_than_fp32_notes, _transpose_notes
+from bench.report_notes import _alignment_notes, _slower_than_fp32_notes, _transpose_notes, run_notes
 
 
 def _pruned_doc(after: list[int], flags: list[str]) -> dict:
@@ -86,3 +86,13 @@ def test_slower_than_fp32_note_compares_like_with_like() -> None:
     assert note(base, row("v", "fp32", [(1, 0.0)]), row("v", "int8-static", [(1, 0.050)])) == ""
     assert note(base, row("v", "fp32", [(1, 0.010)], device="cuda"), row("v", "int8-static", [(1, 0.050)])) == ""
     assert "0.20×" in note(base, row("v", "fp32", [(1, 0.010)], device=None), row("v", "int8-static", [(1, 0.050)]))
+
+
+def test_report_notes_a_baseline_that_has_not_learned() -> None:
+    classes = [str(i) for i in range(10)]
+    chance = {"dataset": {"classes": classes}, "baseline_info": {"val_top1": 0.098}, "rows": []}
+    (note,) = run_notes(chance)
+    assert note.startswith("the baseline's validation top-1 (9.8%) is near chance (10% for 10 classes)")
+    assert run_notes({**chance, "baseline_info": {"val_top1": 0.21}}) == []  # above twice chance
+    assert run_notes({**chance, "baseline_info": {"val_top1": 0.2}}) == [note.replace("9.8%", "20.0%")]
+    assert run_notes({"rows": [], "baseline_info": {"val_top1": None}, "dataset": {"classes": "?"}}) == []  # malformed: no note
