@@ -1,6 +1,7 @@
 """The notes a report shows above its table: what about the run, the machine or a row a reader must know
-before trusting its numbers (a baseline that has not learned, a --quick run, a CPU without int8 dot products, unaligned pruned widths,
-TFLite layout tax, reduced precision slower than its fp32, paired timings taken on a busy machine)."""
+before trusting its numbers (a baseline that has not learned, a --quick run, a CPU without int8 dot
+products, unaligned pruned widths, TFLite layout tax, reduced precision slower than its fp32, paired
+timings taken on a busy machine)."""
 
 from __future__ import annotations
 
