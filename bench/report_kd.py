@@ -1,11 +1,14 @@
-"""What a KD fine-tune added: each variant whose chain has finetune(distill=true) against the variant
-the config makes by the same passes without KD, when there is one, on a runtime both have an ok
-fp32 row on. Read from results.json rows only; used by the report's "What each pass did"."""
+"""What KD added, for the report's "What each pass did": each variant whose chain has
+finetune(distill=true) against the variant the config makes by the same passes without KD, when
+there is one, on a runtime both have an ok fp32 row on (read from results.json rows only); and the
+cautions for KD figures too small to tell from the noise of the run's test images."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from bench.stats import two_standard_errors
 
 
 @dataclass
@@ -16,9 +19,47 @@ class KdControl:
     kd_top1: float
     step: int         # position of the KD fine-tune in the variant's lineage
 
-    def sentence(self) -> str:
+    def sentence(self, eval_images: int | None = None) -> str:
+        noise = difference_within_noise(self.kd_top1, self.control_top1, eval_images)
         return (f"; the same passes fine-tuned without KD ({self.control}): fp32 top-1 {100 * self.control_top1:.2f}%, "
-                f"with KD {100 * self.kd_top1:.2f}% (on {self.where})")
+                f"with KD {100 * self.kd_top1:.2f}% (on {self.where}{f'; {noise}' if noise else ''})")
+
+
+def _top1s(*values: Any) -> bool:
+    return all(isinstance(v, (int, float)) for v in values)
+
+
+def gap_within_noise(teacher: Any, scratch: Any, images: int | None) -> str:
+    """A caution when the teacher-student gap is within 2 standard errors of the two top-1s on
+    `images` evaluation images: a share of a gap that small (say a teacher at chance level after a
+    short run) says nothing about KD. Empty when the gap is clear or a number is missing.
+
+    >>> gap_within_noise(0.094, 0.088, 500)
+    'a gap of 0.60 pt is within the noise of 500 test images, ±3.6 pt, so this share means little'
+    """
+    if not (_top1s(teacher, scratch) and images):
+        return ""
+    two_se = two_standard_errors(teacher, scratch, images)
+    if teacher - scratch >= two_se:
+        return ""
+    return (f"a gap of {100 * (teacher - scratch):.2f} pt is within the noise of {images:,} test images, "
+            f"±{100 * two_se:.1f} pt, so this share means little")
+
+
+def difference_within_noise(with_kd: Any, without: Any, images: int | None) -> str:
+    """A caution when what KD changed (its student's top-1 against the same student trained without
+    it) is within 2 standard errors of the two top-1s: then it cannot be told from no change, and
+    neither can a share of the gap built on it. (Unpaired errors: two models scored on the same
+    images are correlated, so this errs towards calling a difference noise.) Empty when the difference is clear or a number is missing.
+
+    >>> difference_within_noise(0.9141, 0.9134, 10_000)
+    'within the noise of 10,000 test images, ±0.8 pt (two standard errors)'
+    """
+    if not (_top1s(with_kd, without) and images):
+        return ""
+    if abs(with_kd - without) >= (two_se := two_standard_errors(with_kd, without, images)):
+        return ""
+    return f"within the noise of {images:,} test images, ±{100 * two_se:.1f} pt (two standard errors)"
 
 
 def _fp32_top1s(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], float]:

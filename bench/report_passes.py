@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any, Callable
 
-from bench.report_kd import kd_finetune_controls
+from bench.report_kd import difference_within_noise, gap_within_noise, kd_finetune_controls
 from bench.report_table import fmt_times
 
 # The runtimes whose paired speed-up the section shows, in column order, with their headings.
@@ -81,23 +81,6 @@ def _finetune(info: dict[str, Any]) -> str:
     return text
 
 
-def gap_within_noise(teacher: Any, scratch: Any, images: int | None) -> str:
-    """A caution when the teacher-student gap is within 2 standard errors of the two top-1s on
-    `images` evaluation images: a share of a gap that small (say a teacher at chance level after a
-    short run) says nothing about KD. Empty when the gap is clear or a number is missing.
-
-    >>> gap_within_noise(0.094, 0.088, 500)
-    'a gap of 0.60 pt is within the noise of 500 test images, ±3.6 pt, so this share means little'
-    """
-    if not (isinstance(teacher, (int, float)) and isinstance(scratch, (int, float)) and images):
-        return ""
-    two_se = 2 * ((teacher * (1 - teacher) + scratch * (1 - scratch)) / images) ** 0.5
-    if teacher - scratch >= two_se:
-        return ""
-    return (f"a gap of {100 * (teacher - scratch):.2f} pt is within the noise of {images:,} test images, "
-            f"±{100 * two_se:.1f} pt, so this share means little")
-
-
 def _distill(info: dict[str, Any], eval_images: int | None = None) -> str:
     width = info.get("student_width")
     model = info.get("student_model")  # None: the baseline's architecture
@@ -110,8 +93,11 @@ def _distill(info: dict[str, Any], eval_images: int | None = None) -> str:
     gap = info.get("gap_recovered")
     if isinstance(gap, (int, float)):
         recovered = f"recovers {100 * gap:.0f}% of the gap"
-        if caution := gap_within_noise(info.get("teacher_top1"), info.get("student_scratch_top1"), eval_images):
+        teacher, kd, scratch = (info.get(k) for k in ("teacher_top1", "student_kd_top1", "student_scratch_top1"))
+        if caution := gap_within_noise(teacher, scratch, eval_images):
             recovered += f" ({caution})"
+        elif caution := difference_within_noise(kd, scratch, eval_images):  # a share of a gap KD did not measurably close
+            recovered += f" (KD's {100 * (kd - scratch):+.2f} pt over that student is {caution})"
     else:  # distill records None when the student without a teacher is as good as the teacher
         recovered = "no gap to recover" if "gap_recovered" in info else "gap share not recorded"
     teacher_init = info.get("init") == "teacher"
@@ -126,7 +112,8 @@ def _distill(info: dict[str, Any], eval_images: int | None = None) -> str:
                  f"{_pct(info.get('init_top1'))} before training")
         by_loss, kd, init_only = (info.get(k) for k in ("gap_recovered_by_kd_loss", "student_kd_top1", "student_init_only_top1"))
         if isinstance(by_loss, (int, float)) and isinstance(kd, (int, float)) and isinstance(init_only, (int, float)):
-            caution = gap_within_noise(info.get("teacher_top1"), init_only, eval_images)
+            caution = gap_within_noise(info.get("teacher_top1"), init_only, eval_images) or (
+                f"that is {noise}" if (noise := difference_within_noise(kd, init_only, eval_images)) else "")
             text += (f"; the KD loss adds {100 * (kd - init_only):+.2f} pt to those weights "
                      f"({100 * by_loss:.0f}% of the gap they leave{f'; {caution}' if caution else ''})")
         elif "gap_recovered_by_kd_loss" in info and by_loss is None:  # recorded as None: no gap left to close
@@ -228,7 +215,7 @@ def variant_passes(document: dict[str, Any]) -> list[VariantPasses]:
         onnx = _headline_row(rows, "onnxruntime")
         steps = describe_steps(_as_list(source.get("lineage")), compression, test_images)
         if name in controls and controls[name].step < len(steps):  # what the KD fine-tune bought over none
-            steps[controls[name].step] += controls[name].sentence()
+            steps[controls[name].step] += controls[name].sentence(test_images)
         out.append(VariantPasses(name, steps,
                                  float(ratio) if isinstance(ratio, (int, float)) else None, paired,
                                  _size_ratio(onnx, base_onnx, "size_bytes"), _size_ratio(onnx, base_onnx, "size_gzip_bytes")))

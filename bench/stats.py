@@ -63,6 +63,12 @@ def paired_disturbed(paired: Any) -> bool:
     return ratio_spread(spread) > DISTURBED_SPREAD
 
 
+def two_standard_errors(a: float, b: float, n: int) -> float:
+    """Two standard errors of the difference of two proportions, each measured on n items (as if
+    independent: conservative for two models scored on the same images)."""
+    return 2 * math.sqrt((a * (1 - a) + b * (1 - b)) / n)
+
+
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     """95% Wilson score interval of a proportion (well-behaved near 0 and 1, unlike the normal one)."""
     if n == 0:

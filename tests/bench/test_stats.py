@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bench.stats import (bootstrap_quantiles, bootstrap_ratio, classification_metrics, confusion_matrix, latency_stats,
-                         paired_disturbed, ratio_spread, wilson_interval)
+                         paired_disturbed, ratio_spread, two_standard_errors, wilson_interval)
 
 
 def test_latency_stats_exact_on_known_samples():
@@ -82,3 +82,10 @@ def test_fast_bootstrap_matches_resampling(q: float) -> None:
     assert fast.mean() == pytest.approx(naive.mean(), rel=0.01)
     assert fast.std() == pytest.approx(naive.std(), rel=0.1)
     np.testing.assert_allclose(np.percentile(fast, [2.5, 97.5]), np.percentile(naive, [2.5, 97.5]), rtol=0.03)
+
+
+def test_two_standard_errors_of_a_difference_of_top1s():
+    # 2 * sqrt((0.9 * 0.1 + 0.9 * 0.1) / 10,000) = 2 * sqrt(1.8e-5)
+    assert two_standard_errors(0.9, 0.9, 10_000) == pytest.approx(2 * math.sqrt(1.8e-5))
+    assert two_standard_errors(0.9, 0.9, 2_500) == pytest.approx(2 * two_standard_errors(0.9, 0.9, 10_000))
+    assert two_standard_errors(1.0, 0.0, 100) == 0.0  # certain outcomes carry no sampling error
