@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.errors import ModelFileError, UserError, first_line
 from bench.results import row_name
 from bench.worker import time_calls
 
@@ -99,6 +99,46 @@ def row_predictor(run_dir: Path, row: dict[str, Any], threads: int, batch_size: 
     channels, height, width = (shape[2], shape[0], shape[1]) if spec["layout"] == "NHWC" else shape
     raw = np.random.default_rng(0).integers(0, 256, size=(batch_size, channels, height, width), dtype=np.uint8)
     x = prepare_input(raw, spec)
-    with without_xnnpack_notice():
-        predict = load(row["runtime"], path, threads, "cpu")
+    if row["runtime"] == "torch":
+        import torch.export  # noqa: F401 - torch installs its log handlers on import; the capture below swaps them out
+    logged = _TorchLogCapture()
+    try:  # an artifact can pass the byte checks and still not load or run (a damaged weight, another input shape)
+        with without_xnnpack_notice(), logged:
+            predict = load(row["runtime"], path, threads, "cpu")
+            predict(x)
+    except Exception as exc:  # noqa: BLE001 - the runtime's own error, named on one line
+        raise ModelFileError(f"ab: {row_name(row)}: {path.name} cannot be loaded or run on {row['runtime']} "
+                             f"with the run's input ({spec['layout']} {spec['shape']}): {logged.cause() or first_line(exc)}") from None
     return lambda: predict(x)
+
+
+class _TorchLogCapture:
+    """Hold back torch's log records while a .pt2 loads. A damaged archive makes torch.export log the
+    real cause (a warning with its traceback) and then raise "check the warnings above"; the one-line
+    error names that cause instead (`cause`)."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self._records: list[logging.LogRecord] = []
+        self._handler = logging.Handler()
+        self._handler.emit = self._records.append  # type: ignore[method-assign]
+        # torch hangs a stderr handler on "torch" and on some of its children ("torch.export"): all swapped out
+        self._loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+                         if name == "torch" or name.startswith("torch.")]
+
+    def __enter__(self) -> None:
+        self._saved = [(logger.handlers[:], logger.propagate) for logger in self._loggers]
+        for logger in self._loggers:
+            logger.handlers[:] = [self._handler] if logger.handlers else []
+
+    def __exit__(self, *exc: object) -> None:
+        for logger, (handlers, propagate) in zip(self._loggers, self._saved):
+            logger.handlers[:], logger.propagate = handlers, propagate
+
+    def cause(self) -> str | None:
+        """The first line of the last exception torch logged, if any."""
+        for record in reversed(self._records):
+            if record.exc_info and record.exc_info[1] is not None:
+                return f"{record.exc_info[1].__class__.__name__}: {first_line(record.exc_info[1])}"
+        return None

@@ -199,9 +199,52 @@ def _read_pt2(path: Path) -> dict[str, Any]:
             programs = [n for n in archive.namelist() if "/models/" in n and n.endswith(".json")]
             if not programs:
                 raise ModelFileError(f"{path}: zip archive without a serialized program (models/*.json); not a torch.export .pt2 file")
-            return json.loads(archive.read(programs[0]))
+            program = json.loads(archive.read(programs[0]))
+            _check_pt2_weights(path, archive, programs[0].split("/models/")[0], program)
+            return program
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         raise ModelFileError(f"{path}: not a valid .pt2 archive (not a zip, or corrupt: {first_line(exc)})") from None
+
+
+# bytes per element of torch's serialized scalar types (torch._export.serde.schema.ScalarType values)
+_PT2_ITEMSIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 2, 7: 4, 8: 8, 9: 4, 10: 8, 11: 16, 12: 1, 13: 2, 28: 2,
+                 29: 1, 30: 1, 31: 1, 32: 1, 33: 1, 34: 4, 35: 8}
+
+
+def _check_pt2_weights(path: Path, archive: zipfile.ZipFile, root: str, program: dict[str, Any]) -> None:
+    """Every parameter and persistent buffer the program takes is in the archive's weights table, stored in a file large
+    enough for its shape: a weight cut short or missing passes the zip's CRC check, yet torch.export
+    fails to load it."""
+    specs = ((program.get("graph_module") or {}).get("signature") or {}).get("input_specs") or []
+    parameters = ([spec["parameter"].get("parameter_name") for spec in specs if isinstance(spec, dict) and "parameter" in spec]
+                  + [spec["buffer"].get("buffer_name") for spec in specs  # persistent buffers: BN statistics
+                     if isinstance(spec, dict) and "buffer" in spec and spec["buffer"].get("persistent")])
+    if not parameters:
+        return
+    weights = f"{root}/data/weights/"
+    try:
+        table = json.loads(archive.read(f"{weights}model_weights_config.json"))["config"]
+    except KeyError:
+        raise ModelFileError(f"{path}: .pt2 archive without its weights table (data/weights/model_weights_config.json)") from None
+    sizes = {info.filename: info.file_size for info in archive.infolist()}
+    for name in parameters:
+        entry = table.get(name) if isinstance(table, dict) else None
+        if not isinstance(entry, dict) or f"{weights}{entry.get('path_name')}" not in sizes:
+            raise ModelFileError(f"{path}: .pt2 archive lacks the weights of {name!r}")
+        meta = entry.get("tensor_meta") or {}
+        shape = [s.get("as_int") for s in meta.get("sizes", [])]
+        strides = [s.get("as_int") for s in meta.get("strides", [])]
+        itemsize = _PT2_ITEMSIZE.get(meta.get("dtype"))
+        offset = (meta.get("storage_offset") or {}).get("as_int", 0)
+        if entry.get("use_pickle") or itemsize is None or not all(isinstance(v, int) for v in shape + strides + [offset]):
+            continue  # a layout this check does not know: torch.export.load judges it
+        if 0 in shape:
+            continue
+        needed = (offset + sum((n - 1) * st for n, st in zip(shape, strides)) + 1) * itemsize
+        stored = sizes[f"{weights}{entry['path_name']}"]
+        if stored < needed:
+            raise ModelFileError(f"{path}: .pt2 weights of {name!r} are cut short ({stored} bytes, "
+                                 f"its shape {shape} needs {needed})")
 
 
 # torch's serialized scalar types are C names (FLOAT, LONG); numpy's, as ONNX and TFLite tensors show them

@@ -277,6 +277,8 @@ def _validate(row: Row, reference: np.ndarray, labels: np.ndarray, cfg: Config) 
         if not parity["max_abs_diff"] <= cfg.export.parity_tolerance:  # NaN (a NaN reference) fails too
             row.fail("validation_failed", f"max abs logit difference {parity['max_abs_diff']:.3g} vs torch exceeds "
                                           f"{cfg.export.parity_tolerance:g} (on {parity.get('n', '?')} parity images)")
+    elif not np.isfinite(reference).all():  # argmax of NaN logits is class 0: any constant output would "agree"
+        row.fail("validation_failed", "its fp32 parent's outputs hold NaN/inf, so there is nothing to validate it against")
     else:  # reduced precision: judged by agreement with the fp32 parent and by accuracy lost
         parent_top1 = float((reference.argmax(1) == labels).mean())
         drop = parent_top1 - row.accuracy["top1"]

@@ -109,4 +109,6 @@ def load_state_dict_file(path: str | Path, model: nn.Module) -> dict[str, torch.
     for key, tensor in obj.items():
         if tensor.shape != expected[key].shape:
             raise ModelFileError(f"{path}: {key} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[key].shape)}")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):  # a diverged training's weights
+            raise ModelFileError(f"{path}: {key} holds NaN or inf values; a model with them has no outputs to measure")
     return obj

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+MAX_BATCH = 4096  # latency at larger batches says nothing new, and the activations of both artifacts must fit in memory
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `ab` sub-command to the edgebench parser."""
@@ -21,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ab.add_argument("--rounds", type=int, default=40, help="alternating rounds (default 40)")
     ab.add_argument("--calls", type=int, default=100, help="calls per block (default 100)")
     ab.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
-    ab.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    ab.add_argument("--batch", type=int, default=1, help=f"batch size (default 1, at most {MAX_BATCH})")
     ab.add_argument("--json", action="store_true", help="print the result as JSON")
     ab.set_defaults(func=_cmd_ab)
 
@@ -35,6 +37,8 @@ def _cmd_ab(args: argparse.Namespace) -> int:
                              ("--batch", args.batch, 1)):
         if value < low:  # checked before any artifact is loaded
             raise UserError(f"ab: {name} must be >= {low}, got {value}")
+    if args.batch > MAX_BATCH:  # two artifacts' inputs and activations at a huge batch exhaust memory
+        raise UserError(f"ab: --batch must be <= {MAX_BATCH}, got {args.batch}")
     run_dir = Path(args.run_dir)
     document = read_run_document(run_dir)
     row_a, row_b = find_row(document, args.row_a), find_row(document, args.row_b)

@@ -67,7 +67,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if args.max_evals is not None:
         settings["max_evals"] = args.max_evals
     with RunLock(run_dir):
-        explain_run(run_dir, document, variant=args.variant, quiet=args.quiet, **settings, **extra)
+        explain_run(run_dir, document, variant=args.variant, quiet=args.quiet, check_artifacts=True, **settings, **extra)
         html, _ = write_report(run_dir)  # the report shows the explanations: rebuilt with them
     if not args.quiet:
         print_summary(document)

@@ -52,6 +52,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     thresholds = [parse_threshold(expr) for expr in args.fail_on]  # validate before any work
     if args.resamples < 100:
         raise UserError(f"--resamples {args.resamples} is too few for a 95% interval (use at least 100)")
+    if args.seed < 0:  # numpy's generators take non-negative seeds only
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
     comparison = compare_runs(Path(args.run_a), Path(args.run_b), thresholds, strict=args.strict,
                               resamples=args.resamples, seed=args.seed)
     print(render(comparison, args.format))

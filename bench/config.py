@@ -38,6 +38,8 @@ def _unit_interval_open(v: float) -> str | None:
 
 def _subset_of(allowed: tuple[str, ...]) -> Callable[[Any], str | None]:
     def check(values: list[str]) -> str | None:
+        if not values:  # an empty list makes no rows (of that format), and a run without rows is no result
+            return f"must name at least one of {list(allowed)}"
         bad = [v for v in values if v not in allowed]
         if bad:
             return f"unknown value {bad[0]!r}{suggest(bad[0], allowed)}; expected any of {list(allowed)}"

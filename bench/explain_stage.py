@@ -23,11 +23,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.artifacts import check_artifact
+from bench.errors import ModelFileError, UserError
 from bench.explain_worker import run_jobs
 from bench.explain_record import OUT, Recorder, off_clean_difference, slug_of
 from bench.progress import progress_bar
-from bench.results import atomic_write_json
+from bench.results import atomic_write_json, row_name
 from explain.drift import DEFAULT_THRESHOLD, choose_flips
 from explain.shap_explain import DEFAULT_BATCH_SIZE, DEFAULT_MASKER, choose_explanation_set
 
@@ -142,13 +143,15 @@ def _set_block(settings: dict[str, Any], indices: np.ndarray, labels: np.ndarray
 
 
 def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_evals: int, seed: int,
-                variant: str | None = None, quiet: bool = False, **extra: Any) -> None:
+                variant: str | None = None, quiet: bool = False, check_artifacts: bool = False, **extra: Any) -> None:
     """Explain every ok row of a run (or of one variant), fill each row's "explanation" block and
     the top-level "explanation_set", write plots, and persist results.json after every row.
 
     extra: any key of DEFAULTS (masker, batch_size, flip_gallery, drift_threshold, deletion_steps,
     share_fp32, threads, workers, job_timeout_s); `enabled` is accepted and ignored.
-    Raises UserError on a bad run folder or a --variant recomputation with other settings.
+    Raises UserError on a bad run folder or a --variant recomputation with other settings, and with
+    `check_artifacts` (`edgebench explain` on a finished run) on a missing or damaged artifact of a
+    row it would explain, before anything is written: in a run, such a row gets a failed explanation.
     """
     extra.pop("enabled", None)
     unknown = sorted(set(extra) - set(DEFAULTS))
@@ -176,6 +179,8 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
         return _within_parity(rows[i], off_clean[i])
 
     reference, jobs, shared = plan_rows(rows, document["baseline"], variant, settings["share_fp32"], agree)
+    if check_artifacts:
+        _check_artifacts(run_dir, [rows[i] for i in jobs])
     new_set = _set_block(settings, indices, labels, per_class, max_evals, seed,
                          slug_of(rows[reference]) if reference is not None else None)
     previous = document.get("explanation_set")
@@ -208,6 +213,20 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
                  workers=settings["workers"], job_timeout_s=settings["job_timeout_s"])
     recorder.finish(started)
     atomic_write_json(run_dir / "results.json", document)
+
+
+def _check_artifacts(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """UserError naming the first row whose artifact is gone or fails the byte checks: explaining
+    it would only replace its good explanation with a failed one."""
+    for row in rows:
+        path = run_dir / str(row["artifact"])
+        if not path.is_file():
+            raise ModelFileError(f"{row_name(row)}: its artifact {path} is missing; nothing was changed "
+                                 "(explain needs the run's artifacts/ folder)")
+        try:
+            check_artifact(path, row["format"])
+        except ModelFileError as exc:
+            raise ModelFileError(f"{row_name(row)}: {exc}; nothing was changed") from None
 
 
 def _reference_flips(run_dir: Path, previous: dict[str, Any] | None) -> dict[int, np.ndarray]:

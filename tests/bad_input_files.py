@@ -69,6 +69,10 @@ def checkpoint(tmp: Path, kind: str) -> Path:
         torch.save({"features.0.0.weight": _Evil(tmp / "PWNED")}, path)
     elif kind == "evil-raw":
         path.write_bytes(pickle.dumps(_Evil(tmp / "PWNED")))
+    elif kind == "nan":  # the weights of a training that diverged
+        state = tinycnn().state_dict()
+        state["features.0.0.weight"][0, 0, 0, 0] = float("nan")
+        torch.save(state, path)
     elif kind == "text":  # its first bytes once sent torch's unpickler into a KeyError
         path.write_text("hello not weights\n")
     return path  # "missing": never written
@@ -175,6 +179,26 @@ def zip_without_program(path: Path) -> Path:
 
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("m/readme.txt", "no program here")
+    return path
+
+
+def damaged_pt2(path: Path, damage: str) -> Path:
+    """A real tinycnn .pt2 re-zipped with one weight cut to 100 bytes ("short-weight") or without its
+    weights table ("no-weights-table"): both pass the zip's CRC check, yet torch.export cannot load them."""
+    import zipfile
+
+    from bench.export import export_torch
+    from bench.zoo import tinycnn
+
+    good = export_torch(tinycnn().eval(), path.with_name("good.pt2"), (1, 28, 28))
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(path, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if damage == "no-weights-table" and info.filename.endswith("data/weights/model_weights_config.json"):
+                continue
+            if damage == "short-weight" and info.filename.endswith("data/weights/weight_0"):
+                data = data[:100]
+            target.writestr(info.filename, data)
     return path
 
 

@@ -31,6 +31,7 @@ from tests.bad_input_files import (
     mkdir_p,
     write_file,
     zip_without_program,
+    damaged_pt2,
 )
 
 GOOD_CONFIG = """
@@ -109,6 +110,8 @@ CASES = [
     Case("config-threads-zero", _config("[benchmark]\nthreads = [0]\n"), ("[benchmark].threads", ">= 1")),
     Case("config-unknown-precision", _config('[export]\ntflite_precisions = ["int4"]\n'), ("tflite_precisions", "'int4'", "expected any of")),
     Case("config-unknown-format", _config('[export]\nformats = ["onx"]\n'), ("[export].formats", "'onx'", "did you mean 'onnx'")),
+    Case("config-no-format", _config('[export]\nformats = []\n'), ("[export].formats", "must name at least one of")),
+    Case("config-no-tflite-precision", _config('[export]\ntflite_precisions = []\n'), ("[export].tflite_precisions", "must name at least one of")),
     Case("config-unknown-runtime", _config('[benchmark]\nruntimes = ["onnxruntim"]\n'), ("unknown runtime 'onnxruntim'", "did you mean 'onnxruntime'")),
     Case("config-unknown-model", _config('[baseline]\nmodel = "tinycn"\n'), ("[baseline].model", "unknown model", "did you mean 'tinycnn'")),
     Case("config-unknown-pass", _config(_variant('"prune.unstructred()"')), ("unknown pass 'prune.unstructred'", "did you mean 'prune.unstructured'")),
@@ -136,6 +139,7 @@ CASES = [
     Case("checkpoint-not-state-dict", _ckpt("list"), ("expected a state_dict", "list")),
     Case("checkpoint-text-file", _ckpt("text"), ("w.pt", "not a PyTorch weight file")),
     Case("checkpoint-wrong-shapes", _ckpt("wrong-shapes"), ("has shape", "the model expects")),
+    Case("checkpoint-nan-weights", _ckpt("nan"), ("w.pt", "features.0.0.weight holds NaN or inf values")),
     Case("checkpoint-pickle-with-code", _ckpt("evil"), ("refused", "never unpickles code"), after=_no_marker),
     Case("checkpoint-raw-pickle-with-code", _ckpt("evil-raw"), ("w.pt",), after=_no_marker),
     Case("model-factory-not-importable", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG.replace('"tinycnn"', '"no_such_mod_xyz:build"'))),
@@ -161,6 +165,10 @@ CASES = [
     Case("tflite-bad-tensor-index", lambda tmp: ["inspect", str(bad_tflite(tmp, "bad-index"))], ("refers to tensor 7",)),
     Case("pt2-not-zip", lambda tmp: ["inspect", str(write_file(tmp / "m.pt2", b"PK\x03\x04 truncated zip"))], ("m.pt2", "not a valid .pt2 archive")),
     Case("pt2-zip-without-program", lambda tmp: ["inspect", str(zip_without_program(tmp / "m.pt2"))], ("without a serialized program",)),
+    Case("pt2-weight-cut-short", lambda tmp: ["inspect", str(damaged_pt2(tmp / "m.pt2", "short-weight"))],
+         ("m.pt2", "weights of 'features.0.0.weight' are cut short (100 bytes")),
+    Case("pt2-without-weights-table", lambda tmp: ["inspect", str(damaged_pt2(tmp / "m.pt2", "no-weights-table"))],
+         ("m.pt2", "without its weights table")),
     # results.json read by report / compare (hand-edited or foreign files)
     Case("report-malformed-row", lambda tmp: ["report", str(results_json(tmp, minimal_document([{**_ROW, "latency": "fast"}])))],
          ("results.json does not meet the results schema", "rows/0/latency", "'fast'")),
@@ -168,6 +176,10 @@ CASES = [
          ("results.json does not meet the results schema", "rows/0", "'variant' is a required property")),
     Case("report-top-level-schema-error", lambda tmp: ["report", str(results_json(tmp, {"rows": []}))],
          ("does not meet the results schema: top level: 'schema_version' is a required property",)),
+    Case("compare-too-few-resamples", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW])))] * 2, "--resamples", "10"],
+         ("--resamples 10 is too few",)),
+    Case("compare-negative-seed", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW])))] * 2, "--seed", "-1"],
+         ("--seed must be >= 0, got -1",)),
     Case("compare-results-json-path", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW])) / "results.json")] * 2],
          ("results.json is a file; pass the run folder that holds it",)),
     # --resume

@@ -103,9 +103,27 @@ def test_ab_on_a_corrupt_artifact_is_one_line_exit_2(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("edgebench: error:")
 
 
-@pytest.mark.parametrize("option, value", [("--rounds", "1"), ("--calls", "0"), ("--threads", "0"), ("--batch", "-3")])
-def test_ab_rejects_bad_options_before_loading(tmp_path, capsys, option, value):
+@pytest.mark.parametrize("option, value, message", [
+    ("--rounds", "1", "--rounds must be >= 2"), ("--calls", "0", "--calls must be >= 1"),
+    ("--threads", "0", "--threads must be >= 1"), ("--batch", "-3", "--batch must be >= 1"),
+    ("--batch", "100000", "--batch must be <= 4096"),  # would exhaust memory, not fail cleanly
+])
+def test_ab_rejects_bad_options_before_loading(tmp_path, capsys, option, value, message):
     run = _run(tmp_path)
     (run / "narrow.onnx").write_bytes(b"garbage")  # loading it would fail: the option error must come first
     assert main(["ab", str(run), "wide/onnx/fp32/onnxruntime", "narrow/onnx/fp32/onnxruntime", option, value]) == 2
-    assert f"{option} must be >=" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+
+
+def test_ab_on_a_valid_model_that_does_not_take_the_runs_input_is_one_line_exit_2(tmp_path, capsys):
+    import torch
+
+    run = _run(tmp_path)
+    rgb = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    rgb(torch.zeros(1, 3, 32, 32))
+    export_onnx(rgb.eval(), run / "narrow.onnx", (3, 32, 32))  # passes every byte check: a real ONNX model
+    assert main(["ab", str(run), "wide/onnx/fp32/onnxruntime", "narrow/onnx/fp32/onnxruntime"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("edgebench: error: ab: narrow/onnx/fp32/onnxruntime: narrow.onnx cannot be loaded or run "
+                             "on onnxruntime with the run's input (NCHW ['N', 1, 28, 28]): ")

@@ -123,6 +123,17 @@ def test_a_nan_parity_fails_rather_than_passing_every_comparison() -> None:
     assert row.status == "validation_failed" and "nan" in row.reason
 
 
+def test_a_reduced_precision_row_is_not_validated_against_a_nan_parent() -> None:
+    reference = np.random.default_rng(0).normal(size=(100, 10)).astype(np.float32)
+    nan_parent = np.full_like(reference, np.nan)  # argmax is class 0 everywhere
+    constant = np.zeros_like(reference)
+    constant[:, 0] = 1.0  # an int8 row that always says class 0 "agrees" with it on every image
+    row = _verdict("int8", constant, nan_parent)
+    assert row.status == "validation_failed" and row.reason == \
+        "its fp32 parent's outputs hold NaN/inf, so there is nothing to validate it against"
+    assert _verdict("int8", reference, reference).status == "ok"
+
+
 @pytest.mark.parametrize("absent", ["onnx2tf", "ai_edge_litert"])
 def test_without_the_tflite_extra_tflite_rows_are_skipped_with_the_install_hint(
         absent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_context: Callable[..., RunContext]) -> None:
