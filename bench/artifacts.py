@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ModelFileError, first_line
+from bench.errors import ModelFileError, first_line, joined_lines
 
 SUFFIX_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "torch"}
 
@@ -103,7 +103,7 @@ def _load_onnx(path: Path) -> Any:
     try:  # on the path, so the checker resolves external data relative to the model's folder
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, DecodeError) as exc:
-        raise ModelFileError(f"{path}: ONNX checker rejected the model: {first_line(exc)}") from None
+        raise ModelFileError(f"{path}: ONNX checker rejected the model: {joined_lines(exc)}") from None
     return model
 
 

@@ -92,6 +92,8 @@ def _refusal(exc: pickle.UnpicklingError) -> str:
 def load_state_dict_file(path: str | Path, model: nn.Module) -> dict[str, torch.Tensor]:
     """Load a state_dict file and check it fits `model` (names and shapes); ModelFileError otherwise."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"checkpoint {path} is a folder; pass the weight file (a state_dict .pt/.pth or .safetensors)")
     if not path.is_file():
         raise ModelFileError(f"checkpoint not found: {path}")
     obj = _read(path)

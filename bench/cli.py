@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from bench.errors import UserError, first_line
 
@@ -87,6 +87,15 @@ class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        """As argparse's, but an unknown option points at the help of the command it was given to."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            self.exit(2, f"{self.prog}: error: unrecognized arguments: {' '.join(extras)} "
+                         f"(see {self.prog}{f' {command}' if command else ''} --help)\n")
+        return parsed
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="edgebench", description=DESCRIPTION, epilog=EPILOG,
@@ -110,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary: print only the path of the run's results.json")
     run.set_defaults(func=_cmd_run)
 
-    lst = sub.add_parser("list", help="list datasets, models, passes, formats and runtimes")
+    lst = sub.add_parser("list", help="list datasets, models, passes, formats and runtimes",
+                         description="Print what a config can name: the datasets, the model zoo, every compression pass "
+                                     "with its parameters, defaults and the formats it supports, the export formats and "
+                                     "precisions, and the runtimes installed here.")
     lst.set_defaults(func=_cmd_list)
 
     for register in _EXTRA_COMMANDS:
@@ -151,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"edgebench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("edgebench: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if not getattr(exc, "announced", False):  # a run says how to resume instead
+            print("edgebench: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError as exc:
         if _stdout_is_closed():  # the reader went away (`edgebench compare A B | head`): stop quietly, as on SIGPIPE

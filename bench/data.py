@@ -138,7 +138,8 @@ def load_fashion_mnist(data_dir: str = "", *, download: bool = True, val_size: i
     if data_dir:
         directory = Path(data_dir)
         if not directory.is_dir():
-            raise DataError(f"data directory not found: {directory}")
+            raise DataError(f"data directory {directory} is a file; pass the folder that holds the IDX files"
+                            if directory.is_file() else f"data directory not found: {directory}")
         arrays = _load_idx_dir(directory)
         if arrays is None:
             raise DataError(f"data directory {directory} holds no Fashion-MNIST IDX files ({', '.join(FASHION_MNIST_FILES.values())})")

@@ -25,3 +25,10 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0] if text else exc.__class__.__name__
     return line if len(line) <= limit else line[: limit - 1] + "…"  # says it was cut (and why a bracket may be open)
+
+
+def joined_lines(exc: BaseException, limit: int = 300) -> str:
+    """An exception's whole message on one line (its lines joined, runs of spaces collapsed), cut to
+    `limit` characters: for messages, like the ONNX checker's, whose first line stops mid-sentence."""
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -69,7 +69,6 @@ def run(config: Config, options: RunOptions) -> Path:
     torch.set_num_threads(config.baseline.threads or torch.get_num_threads())
     if _explain_enabled(config, options):
         from bench.explain_stage import missing_dependencies
-
         if missing := missing_dependencies():
             raise UserError(f"explanations need {', '.join(missing)} (pip install 'edgebench[explain]'), or pass --no-explain")
     check_cuda_request(config)
@@ -91,10 +90,11 @@ def run(config: Config, options: RunOptions) -> Path:
         writer.update(status="running")
         try:
             _run_stages(config, dataset, run_dir, writer, options)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             writer.update(status="incomplete")
             print(f"\nedgebench: interrupted; {len(writer.rows)} finished rows are saved. Resume with:\n"
                   f"  edgebench run --resume {run_dir}", file=sys.stderr)
+            exc.announced = True  # type: ignore[attr-defined]  # the CLI adds no second "interrupted"
             raise
         except Exception as exc:  # the CLI prints the error; the folder says the run stopped on it, not "running"
             writer.update(status="failed", error=f"{exc.__class__.__name__}: {first_line(exc, 500)}")

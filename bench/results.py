@@ -207,6 +207,8 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
         raise UserError(f"{run_dir} is a file; pass the run folder that holds it ({run_dir.parent})")
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a file: not an edgebench run folder")
     if not path.is_file():
         raise UserError(f"{run_dir} is not an edgebench run folder: it has no results.json")
     try:
@@ -218,4 +220,17 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
     if check_schema and (errors := validate_results(document)):
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise UserError(f"{path} does not meet the results schema: {errors[0][:200]}{more}")
+    if check_schema and (twice := _repeated_row(document["rows"])):  # a run writes each row once: a hand edit
+        raise UserError(f"{path} lists row {twice} twice; reports and comparisons need each row once")
     return document
+
+
+def _repeated_row(rows: list[dict[str, Any]]) -> str | None:
+    """The name of the first row that appears twice (same variant, format, precision, runtime, device)."""
+    seen: set[tuple[Any, ...]] = set()
+    for row in rows:
+        key = tuple(row.get(k) for k in ("variant", "format", "precision", "runtime", "device"))
+        if key in seen:
+            return row_name(row)
+        seen.add(key)
+    return None

@@ -182,6 +182,18 @@ def zip_without_program(path: Path) -> Path:
     return path
 
 
+def onnx_reading_an_undefined_tensor(path: Path) -> Path:
+    """A well-formed ONNX file whose Relu reads a tensor nothing produces: the checker's message runs over lines."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["nonexistent"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
 def damaged_pt2(path: Path, damage: str) -> Path:
     """A real tinycnn .pt2 re-zipped with one weight cut to 100 bytes ("short-weight") or without its
     weights table ("no-weights-table"): both pass the zip's CRC check, yet torch.export cannot load them."""

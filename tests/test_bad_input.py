@@ -32,6 +32,7 @@ from tests.bad_input_files import (
     write_file,
     zip_without_program,
     damaged_pt2,
+    onnx_reading_an_undefined_tensor,
 )
 
 GOOD_CONFIG = """
@@ -123,6 +124,7 @@ CASES = [
     Case("config-label-smoothing-one", _config("[baseline]\nlabel_smoothing = 1.0\n"), ("label_smoothing", "[0, 1)")),
     # --data-dir
     Case("data-dir-missing", _run("--data-dir", "{tmp}/nope"), ("data directory not found", "nope")),
+    Case("data-dir-is-a-file", lambda tmp: _run("--data-dir", str(write_file(tmp / "idx.txt", b"x")))(tmp), ("idx.txt is a file",)),
     Case("data-dir-empty", lambda tmp: _run("--data-dir", str(mkdir_p(tmp / "empty")))(tmp), ("holds no Fashion-MNIST IDX files",)),
     Case("data-missing-one-file", _data(drop="t10k-labels-idx1-ubyte.gz"), ("lacks", "t10k-labels-idx1-ubyte")),
     Case("data-truncated-idx", _data(truncate="train-images-idx3-ubyte"), ("train-images-idx3-ubyte", "truncated")),
@@ -135,6 +137,8 @@ CASES = [
                                                 "--data-dir", str(fake_data(tmp / "data"))], ("val_size = 500", "leaves no training images")),
     # --checkpoint (checked before the run folder is created)
     Case("checkpoint-missing", _ckpt("missing"), ("checkpoint not found", "w.pt")),
+    Case("checkpoint-is-a-folder", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data")),
+                                                "--checkpoint", str(mkdir_p(tmp / "weights"))], ("checkpoint", "weights is a folder")),
     Case("checkpoint-truncated", _ckpt("truncated"), ("corrupt or truncated", "w.pt")),
     Case("checkpoint-not-state-dict", _ckpt("list"), ("expected a state_dict", "list")),
     Case("checkpoint-text-file", _ckpt("text"), ("w.pt", "not a PyTorch weight file")),
@@ -152,6 +156,8 @@ CASES = [
     Case("inspect-unknown-suffix", lambda tmp: ["inspect", str(write_file(tmp / "m.bin", b"x"))], ("unknown artifact type '.bin'",)),
     Case("onnx-garbage", lambda tmp: ["inspect", str(write_file(tmp / "m.onnx", b"not an onnx model" * 20))], ("m.onnx", "not a valid ONNX model")),
     Case("onnx-truncated", lambda tmp: ["inspect", str(external_onnx(tmp / "model", truncate=True))], ("m.onnx", "corrupt or truncated")),
+    Case("onnx-undefined-input", lambda tmp: ["inspect", str(onnx_reading_an_undefined_tensor(tmp / "m.onnx"))],
+         ("ONNX checker rejected the model", "input 'nonexistent' of node: name: OpType: Relu is not output of any previous nodes.")),
     Case("onnx-empty-file", lambda tmp: ["inspect", str(write_file(tmp / "m.onnx", b""))], ("m.onnx", "not a valid ONNX model")),
     Case("onnx-external-escape", lambda tmp: ["inspect", str(external_onnx(tmp / "model", location="../secret.bin"))], ("'../secret.bin'", "outside the model's folder")),
     Case("onnx-external-absolute", lambda tmp: ["inspect", str(external_onnx(tmp / "model", location="/etc/passwd"))], ("'/etc/passwd'", "absolute path")),
@@ -180,6 +186,9 @@ CASES = [
          ("--resamples 10 is too few",)),
     Case("compare-negative-seed", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW])))] * 2, "--seed", "-1"],
          ("--seed must be >= 0, got -1",)),
+    Case("report-row-twice", lambda tmp: ["report", str(results_json(tmp, minimal_document([_ROW, _ROW])))], ("lists row", "twice")),
+    Case("report-results-json-is-a-folder", lambda tmp: ["report", str(mkdir_p(tmp / "run" / "results.json").parent)],
+         ("results.json is a folder, not a file",)),
     Case("compare-results-json-path", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW])) / "results.json")] * 2],
          ("results.json is a file; pass the run folder that holds it",)),
     # --resume

@@ -138,6 +138,7 @@ def test_ctrl_c_then_resume_matches_an_uninterrupted_run(work: Path, reference: 
     assert interrupted["status"] == "incomplete"
     assert 1 <= len(interrupted["rows"]) < len(reference["rows"]), "interrupted too late to test resuming"
     assert f"edgebench run --resume {run_dir}" in run.stderr
+    assert run.stderr.count("edgebench: interrupted") == 1  # the run's own line, not the CLI's too
     # A resumed variant is exported again, and a finished row stays only if its artifact comes out
     # as the file it measured. Make that false for one row: stop the run inside the row's variant
     # (the state a kill between two rows leaves) and change the file the row measured.

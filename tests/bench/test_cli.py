@@ -18,7 +18,9 @@ def _entry_point(*argv: str, **popen: object) -> subprocess.Popen:
 
 
 @pytest.mark.parametrize("argv, start", [(["explain", "x", "--samples", "0"], "edgebench explain: error: argument --samples"),
-                                          (["frobnicate"], "edgebench: error: argument COMMAND: invalid choice")])
+                                          (["frobnicate"], "edgebench: error: argument COMMAND: invalid choice"),
+                                          (["compare", "a", "b", "--bogus"],  # points at the help that lists compare's options
+                                           "edgebench: error: unrecognized arguments: --bogus (see edgebench compare --help)")])
 def test_usage_errors_are_one_line_too(argv: list[str], start: str) -> None:
     proc = _entry_point(*argv, stdout=subprocess.PIPE)
     out, err = proc.communicate(timeout=120)

@@ -96,3 +96,10 @@ def test_report_notes_a_baseline_that_has_not_learned() -> None:
     assert run_notes({**chance, "baseline_info": {"val_top1": 0.21}}) == []  # above twice chance
     assert run_notes({**chance, "baseline_info": {"val_top1": 0.2}}) == [note.replace("9.8%", "20.0%")]
     assert run_notes({"rows": [], "baseline_info": {"val_top1": None}, "dataset": {"classes": "?"}}) == []  # malformed: no note
+
+
+def test_report_notes_interrupted_explanations() -> None:
+    (note,) = run_notes({"rows": [], "explanation_set": {"status": "running", "indices": [1, 2]}})
+    assert note.startswith("the explanations were interrupted") and note.endswith("edgebench explain RUN_DIR")
+    assert run_notes({"rows": [], "explanation_set": {"status": "complete"}}) == []
+    assert run_notes({"rows": [], "explanation_set": None}) == []
