@@ -103,6 +103,9 @@ def load_state_dict_file(path: str | Path, model: nn.Module) -> dict[str, torch.
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise ModelFileError(f"{path}: expected a state_dict (a mapping of parameter names to tensors), got {type(obj).__name__}")
     expected = model.state_dict()
+    # BatchNorm's step counter only matters for momentum=None; torch's own strict load accepts a
+    # state_dict without it (saved by older code or stripped by tools), so edgebench does too
+    obj = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **obj}
     missing = [k for k in expected if k not in obj]
     unexpected = [k for k in obj if k not in expected]
     if missing or unexpected:

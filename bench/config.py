@@ -237,8 +237,9 @@ def validate_semantics(config: Config, source: str) -> None:
     names: set[str] = set()
     for i, variant in enumerate(config.variants):
         where = f"{source} [[variants]] #{i + 1} ({variant.name!r})"
-        if not variant.name or not all(c.isalnum() or c in "-_." for c in variant.name):
-            raise ConfigError(f"{where}: name must be non-empty and use only letters, digits, '-', '_' and '.'")
+        # it names files and folders: '..' would write beside artifacts/, a leading '.' would hide them
+        if not variant.name or not variant.name[0].isalnum() or not all(c.isalnum() or c in "-_." for c in variant.name):
+            raise ConfigError(f"{where}: name must start with a letter or digit and use only letters, digits, '-', '_' and '.'")
         if variant.name == "baseline":
             raise ConfigError(f"{where}: the name 'baseline' is reserved for the unchanged model; pick another")
         if variant.name in names:

@@ -181,6 +181,21 @@ def normalisation(train_images: np.ndarray, source: str) -> tuple[tuple[float], 
     return (mean,), (std,)
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def _grayscale_8bit(img: "Image.Image") -> "Image.Image":
+    """The image as 8-bit grayscale. 16- and 32-bit grayscale (PNG mode I;16, I) is scaled down by
+    its bit depth: Pillow's convert("L") would clip every value above 255 to white."""
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(img, dtype=np.int64)
+        shift = 8 if img.mode.startswith("I;16") or wide.max(initial=0) <= 0xFFFF else 24
+        return Image.fromarray(np.clip(wide >> shift, 0, 255).astype(np.uint8), mode="L")
+    return img.convert("L")
+
+
 def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, test_share: float = 0.2,
                       train_limit: int = 0, test_limit: int = 0) -> Dataset:
     """Load a folder of class sub-folders (grayscale, resized to size x size) and split it.
@@ -193,18 +208,22 @@ def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, te
     directory = Path(root)
     if not directory.is_dir():
         raise DataError(f"image folder not found: {directory}")
-    classes = sorted(d.name for d in directory.iterdir() if d.is_dir())
+    # hidden folders (.ipynb_checkpoints, .git) are tools' litter, not classes
+    classes = sorted(d.name for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))
     images, labels = [], []
     for label, name in enumerate(classes):
+        before = len(images)
         for file in sorted((directory / name).iterdir()):
-            if file.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}:
+            if file.suffix.lower() not in IMAGE_SUFFIXES or file.name.startswith("."):
                 continue
             try:
                 with Image.open(file) as img:
-                    images.append(np.asarray(img.convert("L").resize((size, size))))
+                    images.append(np.asarray(_grayscale_8bit(img).resize((size, size))))
             except OSError as exc:
                 raise DataError(f"cannot read image {file}: {exc}") from None
             labels.append(label)
+        if len(images) == before:  # a class with no images would be a model output nothing ever trains
+            raise DataError(f"class folder {directory / name} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     if len(classes) < 2 or len(images) < 10:
         raise DataError(f"image folder {directory} needs >= 2 class sub-folders and >= 10 images, found {len(classes)} and {len(images)}")
     x, y = np.stack(images)[:, None], np.asarray(labels, dtype=np.int64)

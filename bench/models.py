@@ -50,7 +50,7 @@ def check_model_name(name: str, where: str) -> None:
     raise ConfigError(f"{where} = {name!r}: unknown model{hint}; expected one of {list(MODELS)} or 'module:factory'")
 
 
-def _import_factory(spec: str, where: str) -> Callable[..., Any]:
+def import_factory(spec: str, where: str) -> Callable[..., Any]:
     module_name, _, func_name = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -71,7 +71,7 @@ def build_model(name: str, *, in_channels: int = 1, num_classes: int = 10, width
 
     check_model_name(name, "[baseline].model")
     spec = MODELS[name].factory if name in MODELS else name
-    factory = _import_factory(spec, f"model {name!r}")
+    factory = import_factory(spec, f"model {name!r}")
     offered = {"in_channels": in_channels, "num_classes": num_classes, "width": width}
     accepted = inspect.signature(factory).parameters
     takes_all = any(p.kind is p.VAR_KEYWORD for p in accepted.values())

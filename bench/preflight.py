@@ -35,6 +35,19 @@ def check_cuda_request(config: Config) -> None:
                           "use device = 'cpu', or 'auto' for CUDA cells where a GPU is present")
 
 
+def _import_students(config: Config) -> None:
+    """Import every 'module:factory' KD student now, like the baseline's: a typo must not surface
+    only after the baseline has trained, leaving a run folder without rows."""
+    from bench.models import MODELS, import_factory
+    from compress.chain import parse_chain
+    from compress.registry import student_model
+
+    for variant in config.variants:
+        for call in parse_chain(variant.passes):
+            if call.spec.name == "distill" and (name := student_model(call.params)) and name not in MODELS:
+                import_factory(name, f"[[variants]] {variant.name!r} distill(student={name!r})")
+
+
 def check_baseline_inputs(config: Config, dataset: Dataset, checkpoint: str = "") -> None:
     """Import the model factory and check the checkpoint up front: their errors come before any folder."""
     from bench.checkpoints import load_state_dict_file
@@ -42,6 +55,7 @@ def check_baseline_inputs(config: Config, dataset: Dataset, checkpoint: str = ""
 
     model = build_model(config.baseline.model, in_channels=dataset.input_shape[0],
                         num_classes=len(dataset.classes), width=config.baseline.width)
+    _import_students(config)
     if checkpoint := checkpoint or config.baseline.checkpoint:
         load_state_dict_file(checkpoint, model)
     # one forward pass now: a model that does not fit the data fails here in one line, not mid-training

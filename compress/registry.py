@@ -87,6 +87,8 @@ def _check_distill(params: dict[str, Any]) -> str | None:
         return "init='teacher' needs a student width > 0 (width=0 distils into the current model, which keeps its weights)"
     if student_model(params) and not params["width"]:
         return f"student={params['student']!r} needs a width > 0 (width=0 distils into the current model)"
+    if params["init"] == "teacher" and params["width"] > 1:
+        return "init='teacher' needs a width <= 1: the student starts from the teacher's channels, and it has no more"
     if params["init"] == "teacher" and student_model(params):
         return "init='teacher' starts from the teacher's own channels: leave student at 'baseline' (the teacher's architecture)"
     return None

@@ -21,6 +21,19 @@ def test_round_trip(tmp_path):
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 
 
+def test_a_state_dict_without_batchnorm_step_counters_loads_as_torch_loads_it(tmp_path):
+    model = tinycnn()
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "w.pt")
+    loaded = load_state_dict_file(tmp_path / "w.pt", tinycnn())
+    assert set(loaded) == set(model.state_dict())
+    tinycnn().load_state_dict(loaded)  # strict: every key there
+    del state["features.0.0.weight"]  # a real weight missing is still refused
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.raises(ModelFileError, match="missing \\['features.0.0.weight'\\]"):
+        load_state_dict_file(tmp_path / "w.pt", tinycnn())
+
+
 def test_pickle_with_code_is_refused_and_never_runs(tmp_path):
     marker = "/tmp/edgebench-pwned"
     if os.path.exists(marker):

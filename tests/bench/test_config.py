@@ -42,6 +42,10 @@ def test_print_config_comments_every_key():
     ({"variants": [{"name": "a", "passes": ["finetune()"]}, {"name": "a", "passes": ["finetune()"]}]}, "duplicate"),
     ({"variants": [{"name": "a b", "passes": ["finetune()"]}]}, "name must"),
     ({"variants": [{"name": "baseline", "passes": ["finetune()"]}]}, "'baseline' is reserved"),
+    # variant names name folders: '..' would write beside artifacts/, '.x' would be hidden
+    ({"variants": [{"name": "..", "passes": ["finetune()"]}]}, "name must start with a letter or digit"),
+    ({"variants": [{"name": ".hidden", "passes": ["finetune()"]}]}, "name must start with a letter or digit"),
+    ({"variants": [{"name": "a", "passes": ["distill(width=1.5, init='teacher')"]}]}, "init='teacher' needs a width <= 1"),
     # TOML has inf and nan: no setting means them (an infinite warm-up never ends)
     ({"benchmark": {"warmup_seconds": float("inf")}}, "warmup_seconds = inf: must be a finite number"),
     ({"baseline": {"lr": float("nan")}}, "lr = nan: must be a finite number"),

@@ -102,3 +102,27 @@ def test_image_folder_errors_name_the_problem(tmp_path):
     (broken / "dog" / "bad.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="cannot read image .*bad.png"):
         load_image_folder(str(broken), val_size=5, seed=0)
+    empty = _image_folder(tmp_path / "empty")
+    (empty / "zebra").mkdir()
+    (empty / "zebra" / "readme.txt").write_text("no images yet")
+    with pytest.raises(DataError, match="class folder .*zebra holds no images"):
+        load_image_folder(str(empty), val_size=5, seed=0)
+
+
+def test_image_folder_skips_hidden_folders_and_scales_16_bit_images(tmp_path):
+    from PIL import Image
+
+    from bench.data import load_image_folder
+
+    root = _image_folder(tmp_path / "imgs")
+    (root / ".ipynb_checkpoints").mkdir()  # a tool's litter, not a class
+    deep = np.full((40, 30), 40000, dtype=np.uint16)  # 40000 / 65535 of white: 156 in 8 bits
+    for i in range(20):
+        Image.fromarray(deep).save(root / "owl" / f"deep{i}.png")
+    assert Image.open(root / "owl" / "deep0.png").mode.startswith("I")
+    data = load_image_folder(str(root), val_size=5, seed=0)
+    assert data.classes == ("cat", "dog", "owl")
+    images = np.concatenate([data.train.images, data.val.images, data.test.images])
+    labels = np.concatenate([data.train.labels, data.val.labels, data.test.labels])
+    flat = images[labels == 2].reshape((labels == 2).sum(), -1)
+    assert (flat == 40000 >> 8).all(axis=1).sum() == 20  # scaled, not clipped to 255
