@@ -6,7 +6,6 @@ of ../shared/DESIGN.md and keeps results.json current after every finished row.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 import time
@@ -27,6 +26,7 @@ from bench.errors import UserError, first_line
 from bench.measure import Paired, Timing
 from bench.preflight import check_baseline_inputs, check_cuda_request, load_dataset
 from bench.progress import progress_bar
+from bench.resume import file_digest, files_present, still_valid
 from bench.report_notes import untrained_baseline_note
 from bench.results import Row, read_run_document, row_key, row_name, validate_results
 from bench.robustness_stage import build_sets
@@ -172,6 +172,11 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
 def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWriter, options: RunOptions) -> None:
     calibration_raw = ctx.dataset.train.images  # each quantizer takes the first N it is configured for
     done_variants = set(writer.document.setdefault("variants_done", []))
+    for row in writer.rows:  # a finished variant whose files were deleted since is exported and measured again
+        if row["variant"] in done_variants and not files_present(row, ctx.run_dir):
+            log.warning("resume: %s lost its artifact or logits: variant %s is exported again", row_name(row), row["variant"])
+            done_variants.discard(row["variant"])
+            writer.document["variants_done"].remove(row["variant"])
     baseline_logits = reference_logits(variants[0], ctx.dataset)
     ctx.baseline_predictions = baseline_logits.argmax(1)
     for done in writer.rows:  # a resumed run times its remaining rows against the finished baseline rows
@@ -188,14 +193,14 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
                 # A resumed variant is exported again; a finished row stays only if its cell is still made
                 # from the same file, byte for byte (else its numbers would describe another file).
                 finished = {row_key(r): r for r in writer.rows if r["variant"] == variant.name}
-                digests = {key: _file_digest(ctx.run_dir / r["artifact"]) if r.get("artifact") else None
+                digests = {key: file_digest(ctx.run_dir / r["artifact"]) if r.get("artifact") else None
                            for key, r in finished.items()}
                 started = time.perf_counter()
                 rows = [row for artifact in export_artifacts(variant, ctx, calibration_raw)
                         for row in rows_for_artifact(variant, artifact, ctx)]
                 log.info("%s: exported in %.1f s", variant.name, time.perf_counter() - started)
                 kept = {row.key for row in rows
-                        if row.key in finished and _still_valid(finished[row.key], digests[row.key], row, ctx.run_dir)}
+                        if row.key in finished and still_valid(finished[row.key], digests[row.key], row, ctx.run_dir)}
                 made = {row.key for row in rows}
                 for stale in writer.drop_rows(variant.name, keep=kept):
                     # a row without an artifact is rewritten silently (nothing to measure); a run resumed by a
@@ -222,22 +227,6 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
                     writer.document["variants_done"].append(variant.name)
                 writer.flush()
             bar.update(1)
-
-
-def _still_valid(finished: dict[str, Any], digest: str | None, new: Row, run_dir: Path) -> bool:
-    """A finished row of a resumed variant still describes the cell exported again as `new`: the same
-    artifact file, unchanged (sha256), or, for a row without an artifact, the same status and reason."""
-    if not finished.get("artifact") and not new.artifact:
-        return finished.get("status") == new.status and finished.get("reason") == new.reason
-    return (finished.get("artifact") == new.artifact and digest is not None
-            and _file_digest(run_dir / new.artifact) == digest)
-
-
-def _file_digest(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def post_run_hooks(config: Config, options: RunOptions) -> list[Callable[[Path, RunWriter, RunOptions], None]]:

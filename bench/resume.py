@@ -1,0 +1,44 @@
+"""What a resumed run (`edgebench run --resume`) keeps of the rows it finds.
+
+A finished row stays only while the files behind it are still there and unchanged: its artifact
+(byte for byte what it measured) and the logits its accuracy and robustness figures, the report
+and the explanations are computed from. Anything else is measured again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from bench.results import Row
+
+
+def file_digest(path: Path) -> str | None:
+    """sha256 of a file, None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def files_present(row: dict[str, Any], run_dir: Path) -> bool:
+    """Whether the files a finished row was measured from are still in the run folder: its artifact
+    and, for an ok row, its saved logits (a deleted file makes the row describe nothing on disk)."""
+    if row.get("artifact") and not (run_dir / str(row["artifact"])).is_file():
+        return False
+    if row.get("status") != "ok":
+        return True
+    slug = Row(**{k: v for k, v in row.items() if k in Row.__dataclass_fields__}).slug
+    needed = [f"{slug}.npy"] + ([f"{slug}__robustness.npy"] if row.get("robustness") else [])
+    return all((run_dir / "logits" / name).is_file() for name in needed)
+
+
+def still_valid(finished: dict[str, Any], digest: str | None, new: Row, run_dir: Path) -> bool:
+    """A finished row of a resumed variant still describes the cell exported again as `new`: the same
+    artifact file, unchanged (sha256), or, for a row without an artifact, the same status and reason;
+    and its logits are still there."""
+    if not finished.get("artifact") and not new.artifact:
+        return finished.get("status") == new.status and finished.get("reason") == new.reason
+    return (finished.get("artifact") == new.artifact and digest is not None
+            and file_digest(run_dir / new.artifact) == digest and files_present(finished, run_dir))

@@ -1,0 +1,57 @@
+"""bench.resume: which finished rows a resumed run keeps."""
+
+from pathlib import Path
+
+from bench.resume import file_digest, files_present, still_valid
+from bench.results import Row
+
+
+def _row(artifact: str | None, status: str = "ok", reason: str | None = None) -> Row:
+    row = Row("v", [], "tflite", "int8", "litert", "cpu", artifact=artifact)
+    if status != "ok":
+        row.fail(status, reason or "")
+    return row
+
+
+def _measured(run_dir: Path, row: Row) -> dict:
+    """A finished ok row with the logits its measurement saved."""
+    (run_dir / "logits").mkdir(exist_ok=True)
+    (run_dir / "logits" / f"{row.slug}.npy").write_bytes(b"logits")
+    return row.to_dict()
+
+
+def test_a_finished_row_stays_only_for_the_same_unchanged_file(tmp_path: Path) -> None:
+    (tmp_path / "a.tflite").write_bytes(b"model")
+    finished = _measured(tmp_path, _row("a.tflite"))
+    digest = file_digest(tmp_path / "a.tflite")
+    assert still_valid(finished, digest, _row("a.tflite"), tmp_path)
+    (tmp_path / "a.tflite").write_bytes(b"another model")  # exported again, different bytes
+    assert not still_valid(finished, digest, _row("a.tflite"), tmp_path)
+    # the export now fails (no artifact) or writes elsewhere: the old ok row no longer describes the cell
+    assert not still_valid(finished, digest, _row(None, "export_failed", "converter said no"), tmp_path)
+    assert not still_valid(finished, digest, _row("b.tflite"), tmp_path)
+    # the file the row measured was gone before the export: nothing proves it was the same
+    assert not still_valid(finished, None, _row("a.tflite"), tmp_path)
+
+
+def test_a_row_whose_logits_were_deleted_is_measured_again(tmp_path: Path) -> None:
+    (tmp_path / "a.tflite").write_bytes(b"model")
+    finished = _measured(tmp_path, _row("a.tflite"))
+    assert files_present(finished, tmp_path)
+    (tmp_path / "logits" / f"{_row('a.tflite').slug}.npy").unlink()
+    assert not files_present(finished, tmp_path)
+    assert not still_valid(finished, file_digest(tmp_path / "a.tflite"), _row("a.tflite"), tmp_path)
+    # robustness figures come from their own logits file
+    finished = {**_measured(tmp_path, _row("a.tflite")), "robustness": {"corruption_top1": 0.8}}
+    assert not files_present(finished, tmp_path)
+    (tmp_path / "a.tflite").unlink()
+    assert not files_present(_measured(tmp_path, _row("a.tflite")), tmp_path)  # the artifact itself is gone
+
+
+def test_rows_without_artifacts_stay_when_they_say_the_same(tmp_path: Path) -> None:
+    failed = _row(None, "export_failed", "converter said no").to_dict()
+    assert files_present(failed, tmp_path)  # nothing on disk to lose
+    assert still_valid(failed, None, _row(None, "export_failed", "converter said no"), tmp_path)
+    assert not still_valid(failed, None, _row(None, "export_failed", "another reason"), tmp_path)
+    (tmp_path / "a.tflite").write_bytes(b"model")
+    assert not still_valid(failed, None, _row("a.tflite"), tmp_path)  # the export works now: measure it
