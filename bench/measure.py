@@ -85,8 +85,9 @@ def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig,
     samples_dir = run_dir / "samples"
     for d in (work, samples_dir, run_dir / "logits"):
         d.mkdir(parents=True, exist_ok=True)
+    # sorted: the first setting (load, memory, throughput) is the fewest threads, whatever the config's order
     settings = [{"batch_size": b, "threads": t, "samples_out": str(samples_dir / f"{row.slug}__b{b}_t{t}.npy")}
-                for t in cfg.threads for b in cfg.batch_sizes]
+                for t in sorted(cfg.threads) for b in sorted(cfg.batch_sizes)]
     job = {"runtime": row.runtime, "device": row.device, "artifact": str(run_dir / str(row.artifact)),
            "input_spec": row.input_spec, "images": str(images_file), "eval_batch": cfg.eval_batch,
            "eval_threads": cfg.eval_threads or usable_cores(),

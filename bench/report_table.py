@@ -199,7 +199,7 @@ COLUMNS: list[Column] = [
     ("F1", "macro F1 over the classes", lambda l: _f(l.f1, ".3f")),
     ("p50 ms", "median latency at batch 1 (fewest threads measured)", lambda l: _f(l.p50, ".3f")),
     ("p99 ms", "99th-percentile latency at batch 1", lambda l: _f(l.p99, ".3f")),
-    ("img/s", "throughput at the throughput batch size", lambda l: _f(l.ips, ".0f")),
+    ("img/s", "throughput at the throughput batch size and the fewest threads measured", lambda l: _f(l.ips, ".0f")),
     ("speed-up ×rt", "baseline p50 / this p50 on the same runtime and device (>1: faster)", lambda l: fmt_times(l.speedup_rt)),
     ("speed-up ×ref", "reference baseline p50 / this p50", lambda l: fmt_times(l.speedup_ref)),
     ("paired ×rt [p10-p90]", "speed-up vs the baseline on the same runtime, both timed in one process in alternating "
