@@ -73,6 +73,13 @@ def file_sizes(path: Path) -> tuple[int, int]:
     return len(data), len(gzip.compress(data, compresslevel=6, mtime=0))
 
 
+def latency_settings(cfg: BenchmarkConfig, slug: str, samples_dir: Path) -> list[dict[str, Any]]:
+    """The worker's (batch size, threads) settings, fewest threads and smallest batch first: the first
+    one is also where the worker measures memory and throughput, whatever the config's order."""
+    return [{"batch_size": b, "threads": t, "samples_out": str(samples_dir / f"{slug}__b{b}_t{t}.npy")}
+            for t in sorted(cfg.threads) for b in sorted(cfg.batch_sizes)]
+
+
 def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig, timing: Timing,
                throughput_batch: int, extra_images: Path | None = None, timeout_s: float = 900,
                paired: Paired | None = None, reference: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -85,9 +92,7 @@ def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig,
     samples_dir = run_dir / "samples"
     for d in (work, samples_dir, run_dir / "logits"):
         d.mkdir(parents=True, exist_ok=True)
-    # sorted: the first setting (load, memory, throughput) is the fewest threads, whatever the config's order
-    settings = [{"batch_size": b, "threads": t, "samples_out": str(samples_dir / f"{row.slug}__b{b}_t{t}.npy")}
-                for t in sorted(cfg.threads) for b in sorted(cfg.batch_sizes)]
+    settings = latency_settings(cfg, row.slug, samples_dir)
     job = {"runtime": row.runtime, "device": row.device, "artifact": str(run_dir / str(row.artifact)),
            "input_spec": row.input_spec, "images": str(images_file), "eval_batch": cfg.eval_batch,
            "eval_threads": cfg.eval_threads or usable_cores(),

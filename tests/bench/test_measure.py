@@ -1,6 +1,9 @@
 """bench.measure: how a row's measurement worker is judged from the parent's side."""
 
-from bench.measure import worker_failure
+from pathlib import Path
+
+from bench.config import config_from_dict
+from bench.measure import latency_settings, worker_failure
 
 
 def test_a_dead_worker_is_described_by_its_last_words_not_by_litert_notice() -> None:
@@ -24,3 +27,10 @@ def test_nan_outputs_are_wrong_in_every_accuracy_metric_not_class_0() -> None:
     assert block["top1_ci95"][0] < 0.5 < block["top1_ci95"][1]
     assert block["per_class_top1"] == [0.0, 1.0] and block["confusion_matrix"] == [[0, 0], [0, 5]]
     assert block["agreement_with_baseline"] == 0.0
+
+
+def test_the_first_latency_setting_is_the_fewest_threads_whatever_the_config_order(tmp_path: Path) -> None:
+    cfg = config_from_dict({"benchmark": {"threads": [2, 1], "batch_sizes": [8, 1]}}).benchmark
+    settings = latency_settings(cfg, "row", tmp_path)
+    assert [(s["threads"], s["batch_size"]) for s in settings] == [(1, 1), (1, 8), (2, 1), (2, 8)]
+    assert settings[0]["samples_out"] == str(tmp_path / "row__b1_t1.npy")
