@@ -245,6 +245,9 @@ def compare_runs(run_a: Path, run_b: Path, thresholds: list[Threshold], *, stric
     keys = list(rows_a) + [k for k in rows_b if k not in rows_a]
     metrics = {"p50"} | {t.metric for t in thresholds if t.metric in QUANTILES}
     pairs, notes = [], environment_differences(doc_a, doc_b)
+    for name, doc in (("A", doc_a), ("B", doc_b)):  # an interrupted run lacks rows: say so before any gate does
+        if doc.get("status") not in (None, "complete"):
+            notes.append(f"run {name} is {doc.get('status')!r}, not complete: it may lack rows (edgebench run --resume finishes it)")
     for key in keys:
         pair = Pair(key, rows_a.get(key), rows_b.get(key))
         for metric in sorted(metrics):

@@ -169,6 +169,15 @@ def test_config_differences_are_noted(tmp_path: Path) -> None:
     assert not [n for n in compare_runs(FIXTURE, FIXTURE, []).notes if n.startswith("config differs")]
 
 
+def test_an_incomplete_run_is_noted(tmp_path: Path) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        doc["status"] = "incomplete"
+
+    notes = compare_runs(copy_run(tmp_path / "a", edit=edit), FIXTURE, []).notes
+    assert "run A is 'incomplete', not complete: it may lack rows (edgebench run --resume finishes it)" in notes
+    assert not [n for n in compare_runs(FIXTURE, FIXTURE, []).notes if "not complete" in n]
+
+
 def test_only_rows_ok_in_both_runs_are_gated(tmp_path: Path) -> None:
     """A validation_failed row's numbers are not a result: its top-1 drop fails no gate (--strict reports B's failures)."""
     def failed(doc: dict[str, Any]) -> None:
