@@ -111,7 +111,7 @@ class ExportConfig:
 @dataclass
 class BenchmarkConfig:
     runtimes: list[str] = _key("runtimes to measure (see `edgebench list`)", default_factory=lambda: ["torch", "onnxruntime", "litert"])
-    device: str = _key(f"one of {list(DEVICES)}; 'auto' adds CUDA cells where a GPU is present", default="cpu", check=lambda v: None if v in DEVICES else f"expected one of {list(DEVICES)}")
+    device: str = _key(f"one of {list(DEVICES)}; 'auto' adds CUDA cells, measured where a GPU is present and skipped rows saying why where none is", default="cpu", check=lambda v: None if v in DEVICES else f"expected one of {list(DEVICES)}")
     threads: list[int] = _key("thread counts to measure latency at", default_factory=lambda: [1], check=_positive_ints)
     batch_sizes: list[int] = _key("batch sizes to measure latency at", default_factory=lambda: [1], check=_positive_ints)
     throughput_batch: int = _key("batch size of the throughput measurement", default=32, check=_at_least(1))
