@@ -103,7 +103,7 @@ class ExportConfig:
     tflite_precisions: list[str] = _key(f"TFLite precisions, any of {list(TFLITE_PRECISIONS)}", default_factory=lambda: list(TFLITE_PRECISIONS), check=_subset_of(TFLITE_PRECISIONS))
     calibration_images: int = _key("training-split images in TFLite's representative dataset for full-int8 (ONNX quantize.static takes its own images=N)", default=256, check=_at_least(1))
     parity_images: int = _key("test images used for the fp32 parity check against torch", default=1000, check=_at_least(1))
-    parity_tolerance: float = _key("max abs logit difference allowed for an fp32 artifact vs its torch source", default=1e-4, check=lambda v: None if v > 0 else "must be > 0")
+    parity_tolerance: float = _key("max abs logit difference allowed for an fp32 artifact vs its torch source (scaled by the largest |logit| / 100 beyond 100)", default=1e-4, check=lambda v: None if v > 0 else "must be > 0")
     quantized_min_agreement: float = _key("min top-1 agreement of a reduced-precision artifact with its fp32 parent", default=0.97, check=lambda v: None if 0 < v <= 1 else "must be in (0, 1]")
     quantized_max_top1_drop: float = _key("max top-1 loss of a reduced-precision artifact vs its fp32 parent (0.01 = 1 pt)", default=0.01, check=_unit_interval_open)
 

@@ -123,6 +123,21 @@ def test_a_nan_parity_fails_rather_than_passing_every_comparison() -> None:
     assert row.status == "validation_failed" and "nan" in row.reason
 
 
+def test_the_parity_tolerance_grows_with_logits_beyond_100() -> None:
+    normal = np.random.default_rng(0).normal(size=(100, 10)).astype(np.float32)
+    assert cells.parity_tolerance(1e-4, normal) == 1e-4  # trained models' logits: as configured
+    diverged = normal * 1000  # |logits| in the thousands: float32 rounding alone moves them by ~1e-3
+    assert cells.parity_tolerance(1e-4, diverged) == pytest.approx(1e-4 * np.abs(diverged).max() / 100)
+    row = Row("v", [], "onnx", "fp32", "onnxruntime", "cpu")
+    row.accuracy = accuracy_block(diverged + 1e-3, diverged.argmax(1), 10, None)
+    row.parity = {**parity_block(diverged + 1e-3, diverged, "torch eager (v, fp32)", 100),
+                  "tolerance": cells.parity_tolerance(1e-4, diverged)}
+    cells._validate(row, diverged, diverged.argmax(1), config_from_dict({}))
+    assert row.status == "ok"
+    nan_parent = np.full_like(normal, np.nan)
+    assert cells.parity_tolerance(1e-4, nan_parent) == 1e-4
+
+
 def test_a_reduced_precision_row_is_not_validated_against_a_nan_parent() -> None:
     reference = np.random.default_rng(0).normal(size=(100, 10)).astype(np.float32)
     nan_parent = np.full_like(reference, np.nan)  # argmax is class 0 everywhere
