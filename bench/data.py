@@ -10,10 +10,14 @@ import gzip
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.errors import DataError
+
+if TYPE_CHECKING:  # pillow is imported where images are read
+    from PIL import Image
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
@@ -184,7 +188,7 @@ def normalisation(train_images: np.ndarray, source: str) -> tuple[tuple[float], 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
-def _grayscale_8bit(img: "Image.Image") -> "Image.Image":
+def _grayscale_8bit(img: Image.Image) -> Image.Image:
     """The image as 8-bit grayscale. 16- and 32-bit grayscale (PNG mode I;16, I) is scaled down by
     its bit depth: Pillow's convert("L") would clip every value above 255 to white."""
     from PIL import Image

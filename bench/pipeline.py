@@ -26,9 +26,9 @@ from bench.errors import UserError, first_line
 from bench.measure import Paired, Timing
 from bench.preflight import check_baseline_inputs, check_cuda_request, load_dataset
 from bench.progress import progress_bar
-from bench.resume import file_digest, files_present, still_valid
 from bench.report_notes import untrained_baseline_note
-from bench.results import Row, read_run_document, row_key, row_name, validate_results
+from bench.results import read_run_document, row_key, row_name, validate_results
+from bench.resume import file_digest, files_present, still_valid
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, new_run_id
 from bench.summary import print_summary
