@@ -30,7 +30,7 @@ from bench.report_notes import untrained_baseline_note
 from bench.results import read_run_document, row_key, row_name, validate_results
 from bench.resume import file_digest, files_present, still_valid
 from bench.robustness_stage import build_sets
-from bench.rundir import RunLock, RunWriter, new_run_id
+from bench.rundir import RunLock, RunWriter, create_run_dir
 from bench.summary import print_summary
 from bench.train import baseline_model, resume_precision_error, to_tensor
 from bench.variants import Variant, build_variants
@@ -77,11 +77,7 @@ def run(config: Config, options: RunOptions) -> Path:
     if options.resume:
         run_dir = Path(options.resume)
     else:  # the folder is created only once config, data, model and checkpoint are known to be good
-        run_dir = Path(options.out_dir or config.output.dir) / new_run_id(config.digest())
-        try:
-            run_dir.mkdir(parents=True, exist_ok=False)
-        except OSError as exc:
-            raise UserError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}") from None
+        run_dir = create_run_dir(Path(options.out_dir or config.output.dir), config.digest())
     (run_dir / "logs").mkdir(exist_ok=True)
     _log_to_file(run_dir / "logs" / "run.log")
     with RunLock(run_dir):

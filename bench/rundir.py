@@ -16,6 +16,22 @@ def new_run_id(config_digest: str) -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{config_digest}"
 
 
+def create_run_dir(parent: Path, config_digest: str) -> Path:
+    """A new, empty run folder under `parent`, named by the time and the config digest. Two runs of one
+    config started in the same second get -2, -3, ... rather than the second one failing."""
+    run_id = new_run_id(config_digest)
+    for attempt in range(1, 100):
+        run_dir = parent / (run_id if attempt == 1 else f"{run_id}-{attempt}")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+            return run_dir
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise UserError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}") from None
+    raise UserError(f"cannot create a run folder {run_id} under {parent}: 99 of that name exist already")
+
+
 class RunLock:
     """An exclusive lock on a run folder, so two processes never write the same run."""
 

@@ -1,0 +1,25 @@
+"""bench.rundir: the run folder a new run gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import rundir
+from bench.errors import UserError
+
+
+def test_runs_of_one_config_started_in_the_same_second_get_their_own_folders(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rundir, "new_run_id", lambda digest: f"20261206T093107Z-{digest}")
+    first, second, third = (rundir.create_run_dir(tmp_path / "results", "abc") for _ in range(3))
+    assert [p.name for p in (first, second, third)] == ["20261206T093107Z-abc", "20261206T093107Z-abc-2",
+                                                        "20261206T093107Z-abc-3"]
+    assert all(p.is_dir() and not any(p.iterdir()) for p in (first, second, third))
+
+
+def test_a_parent_that_is_a_file_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "results").write_text("not a folder")
+    with pytest.raises(UserError, match="cannot create the run folder .*results/"):
+        rundir.create_run_dir(tmp_path / "results", "abc")
