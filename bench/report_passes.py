@@ -65,6 +65,8 @@ def _structured(info: dict[str, Any]) -> str:
         text += f", multiples of {round_to}"
     if isinstance(steps, int) and steps > 1:
         text += f", {steps} steps"
+    if before and before == after:  # ratio 0, or channel counts that round back to themselves
+        text += "; no channel was removed: this model is the one before the pass"
     return text + ")"
 
 
@@ -100,6 +102,9 @@ def _distill(info: dict[str, Any], eval_images: int | None = None) -> str:
             recovered += f" (KD's {100 * (kd - scratch):+.2f} pt over that student is {caution})"
     else:  # distill records None when the student without a teacher is as good as the teacher
         recovered = "no gap to recover" if "gap_recovered" in info else "gap share not recorded"
+        kd, scratch = info.get("student_kd_top1"), info.get("student_scratch_top1")
+        if isinstance(kd, (int, float)) and isinstance(scratch, (int, float)) and kd < scratch:
+            recovered += f", and KD cost {100 * (scratch - kd):.2f} pt against that student"
     teacher_init = info.get("init") == "teacher"
     if teacher_init:
         student += " initialised from the teacher's strongest channels"

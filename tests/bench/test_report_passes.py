@@ -184,6 +184,16 @@ def test_theory_next_to_the_measurement() -> None:
 def test_structured_pruning_options_and_malformed_fields() -> None:
     info = {"channels_before": [8, 16], "channels_after": [4, 8], "importance": "taylor", "steps": 3, "round_to": "x"}
     assert describe_steps([STRUCT], {"passes": [info]}) == ["channels 8-16 → 4-8 (taylor importance, 3 steps)"]
+    kept = {"channels_before": [8, 8, 16], "channels_after": [8, 8, 16], "importance": "l2", "round_to": 16}
+    assert describe_steps([STRUCT], {"passes": [kept]}) == [
+        "channels 8-8-16 → 8-8-16 (l2 importance, multiples of 16; no channel was removed: this model is the one before the pass)"]
+
+
+def test_a_kd_loss_is_named_when_there_was_no_gap() -> None:
+    info = {"student_width": 0.5, "teacher_top1": 0.90, "student_kd_top1": 0.70, "student_scratch_top1": 0.95,
+            "gap_recovered": None}
+    assert describe_steps([DISTILL], {"passes": [info]})[0].endswith(
+        "(teacher 90.00%): no gap to recover, and KD cost 25.00 pt against that student")
 
 
 def test_unknown_pass_or_missing_outcome_shows_the_lineage_entry() -> None:
