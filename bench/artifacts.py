@@ -200,7 +200,7 @@ def _read_pt2(path: Path) -> dict[str, Any]:
             if not programs:
                 raise ModelFileError(f"{path}: zip archive without a serialized program (models/*.json); not a torch.export .pt2 file")
             program = json.loads(archive.read(programs[0]))
-            _check_pt2_weights(path, archive, programs[0].split("/models/")[0], program)
+            _check_pt2_weights(path, archive, programs[0], program)
             return program
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         raise ModelFileError(f"{path}: not a valid .pt2 archive (not a zip, or corrupt: {first_line(exc)})") from None
@@ -211,7 +211,7 @@ _PT2_ITEMSIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 2, 7: 4, 8: 8, 9: 4, 10: 8, 11
                  29: 1, 30: 1, 31: 1, 32: 1, 33: 1, 34: 4, 35: 8}
 
 
-def _check_pt2_weights(path: Path, archive: zipfile.ZipFile, root: str, program: dict[str, Any]) -> None:
+def _check_pt2_weights(path: Path, archive: zipfile.ZipFile, program_file: str, program: dict[str, Any]) -> None:
     """Every parameter and persistent buffer the program takes is in the archive's weights table, stored in a file large
     enough for its shape: a weight cut short or missing passes the zip's CRC check, yet torch.export
     fails to load it."""
@@ -221,12 +221,15 @@ def _check_pt2_weights(path: Path, archive: zipfile.ZipFile, root: str, program:
                      if isinstance(spec, dict) and "buffer" in spec and spec["buffer"].get("persistent")])
     if not parameters:
         return
-    weights = f"{root}/data/weights/"
-    try:
-        table = json.loads(archive.read(f"{weights}model_weights_config.json"))["config"]
-    except KeyError:
-        raise ModelFileError(f"{path}: .pt2 archive without its weights table (data/weights/model_weights_config.json)") from None
+    root, _, name = program_file.rpartition("/models/")
+    weights, model = f"{root}/data/weights/", name.removesuffix(".json")
     sizes = {info.filename: info.file_size for info in archive.infolist()}
+    if f"{weights}{model}.pt" in sizes:  # the older layout (one pickled file), which torch still loads: not checked here
+        return
+    try:
+        table = json.loads(archive.read(f"{weights}{model}_weights_config.json"))["config"]
+    except KeyError:
+        raise ModelFileError(f"{path}: .pt2 archive without its weights table (data/weights/{model}_weights_config.json)") from None
     for name in parameters:
         entry = table.get(name) if isinstance(table, dict) else None
         if not isinstance(entry, dict) or f"{weights}{entry.get('path_name')}" not in sizes:

@@ -36,9 +36,9 @@ def _unit_interval_open(v: float) -> str | None:
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
-def _subset_of(allowed: tuple[str, ...]) -> Callable[[Any], str | None]:
+def _subset_of(allowed: tuple[str, ...], *, empty_ok: bool = False) -> Callable[[Any], str | None]:
     def check(values: list[str]) -> str | None:
-        if not values:  # an empty list makes no rows (of that format), and a run without rows is no result
+        if not values and not empty_ok:  # an empty list would make no rows, and a run without rows is no result
             return f"must name at least one of {list(allowed)}"
         bad = [v for v in values if v not in allowed]
         if bad:
@@ -100,7 +100,7 @@ class VariantConfig:
 class ExportConfig:
     formats: list[str] = _key(f"artifact formats to produce, any of {list(FORMATS)}", default_factory=lambda: ["torch", "onnx", "tflite"], check=_subset_of(FORMATS))
     onnx_opset: int = _key("ONNX opset of the exported graphs", default=17, check=_at_least(13))
-    tflite_precisions: list[str] = _key(f"TFLite precisions, any of {list(TFLITE_PRECISIONS)}", default_factory=lambda: list(TFLITE_PRECISIONS), check=_subset_of(TFLITE_PRECISIONS))
+    tflite_precisions: list[str] = _key(f"TFLite precisions, any of {list(TFLITE_PRECISIONS)}", default_factory=lambda: list(TFLITE_PRECISIONS), check=_subset_of(TFLITE_PRECISIONS, empty_ok=True))
     calibration_images: int = _key("training-split images in TFLite's representative dataset for full-int8 (ONNX quantize.static takes its own images=N)", default=256, check=_at_least(1))
     parity_images: int = _key("test images used for the fp32 parity check against torch", default=1000, check=_at_least(1))
     parity_tolerance: float = _key("max abs logit difference allowed for an fp32 artifact vs its torch source (scaled by the largest |logit| / 100 beyond 100)", default=1e-4, check=lambda v: None if v > 0 else "must be > 0")
@@ -229,6 +229,9 @@ def validate_semantics(config: Config, source: str) -> None:
         raise ConfigError(f"{source} [benchmark].runtimes: unknown runtime {bad_rt[0]!r}{suggest(bad_rt[0], runtimes.RUNTIMES)}; expected any of {list(runtimes.RUNTIMES)}")
     if twice := _repeated(config.benchmark.runtimes):
         raise ConfigError(f"{source} [benchmark].runtimes {twice}")
+    if "tflite" in config.export.formats and not config.export.tflite_precisions:  # empty is fine without TFLite
+        raise ConfigError(f"{source} [export].tflite_precisions: must name at least one of {list(TFLITE_PRECISIONS)} "
+                          "while [export].formats has 'tflite'")
     for fmt in config.export.formats:  # an artifact nothing runs would get no row at all, not even a failed one
         if not runtimes.runtime_for_format(fmt, config.benchmark.runtimes):
             needed = [name for name, spec in runtimes.RUNTIMES.items() if fmt in spec.formats]

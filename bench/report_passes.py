@@ -66,7 +66,8 @@ def _structured(info: dict[str, Any]) -> str:
     if isinstance(steps, int) and steps > 1:
         text += f", {steps} steps"
     if before and before == after:  # ratio 0, or channel counts that round back to themselves
-        text += "; no channel was removed: this model is the one before the pass"
+        text += ("; no channel was removed: this model is the one before the pass" if not (isinstance(steps, int) and steps > 1)
+                 else "; no channel was removed, though the recovery fine-tunes between steps changed the weights")
     return text + ")"
 
 
@@ -105,6 +106,8 @@ def _distill(info: dict[str, Any], eval_images: int | None = None) -> str:
         kd, scratch = info.get("student_kd_top1"), info.get("student_scratch_top1")
         if isinstance(kd, (int, float)) and isinstance(scratch, (int, float)) and kd < scratch:
             recovered += f", and KD cost {100 * (scratch - kd):.2f} pt against that student"
+            if noise := difference_within_noise(kd, scratch, eval_images):
+                recovered += f" ({noise})"
     teacher_init = info.get("init") == "teacher"
     if teacher_init:
         student += " initialised from the teacher's strongest channels"

@@ -26,7 +26,10 @@ def create_run_dir(parent: Path, config_digest: str) -> Path:
             run_dir.mkdir(parents=True, exist_ok=False)
             return run_dir
         except FileExistsError:
-            continue
+            if run_dir.exists():  # another run of this config in this second: take the next name
+                continue
+            raise UserError(f"cannot create the run folder {run_dir}: a part of {parent} exists but is not a folder "
+                            "(a file or a broken link)") from None
         except OSError as exc:
             raise UserError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}") from None
     raise UserError(f"cannot create a run folder {run_id} under {parent}: 99 of that name exist already")

@@ -37,3 +37,19 @@ def test_inspect_pt2_reads_the_program_without_unpickling(tmp_path: Path, capsys
     assert info["inputs"][0]["shape"] == ["N", 1, 28, 28] and info["inputs"][0]["dtype"] == "float32"  # as ONNX and TFLite name it
     assert info["operators"]["aten.conv2d.default"] == 5
     assert np.prod(info["outputs"][0]["shape"][1:]) == 10
+
+
+def test_an_older_pt2_layout_with_one_weights_file_is_not_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import zipfile
+
+    from bench.export import export_torch
+    from bench.zoo import tinycnn
+
+    good = export_torch(tinycnn().eval(), tmp_path / "m.pt2", (1, 28, 28))
+    older = tmp_path / "older.pt2"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(older, "w") as target:
+        for info in source.infolist():
+            if "/data/weights/" not in info.filename:
+                target.writestr(info.filename, source.read(info))
+        target.writestr("m/data/weights/model.pt", b"weights in torch's older single-file layout")
+    assert main(["inspect", str(older)]) == 0  # torch still loads this layout: only it can judge the weights

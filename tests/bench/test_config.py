@@ -70,6 +70,12 @@ def test_invalid_configs_name_the_problem(raw, message):
     assert "\n" not in str(err.value)
 
 
+def test_no_tflite_precisions_is_fine_without_tflite():
+    config = config_from_dict({"export": {"formats": ["onnx"], "tflite_precisions": []},
+                               "benchmark": {"runtimes": ["onnxruntime"]}})
+    assert config.export.tflite_precisions == []
+
+
 def test_missing_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "none.toml")

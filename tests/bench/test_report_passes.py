@@ -187,6 +187,8 @@ def test_structured_pruning_options_and_malformed_fields() -> None:
     kept = {"channels_before": [8, 8, 16], "channels_after": [8, 8, 16], "importance": "l2", "round_to": 16}
     assert describe_steps([STRUCT], {"passes": [kept]}) == [
         "channels 8-8-16 → 8-8-16 (l2 importance, multiples of 16; no channel was removed: this model is the one before the pass)"]
+    assert describe_steps([STRUCT], {"passes": [{**kept, "steps": 2}]})[0].endswith(
+        "no channel was removed, though the recovery fine-tunes between steps changed the weights)")
 
 
 def test_a_kd_loss_is_named_when_there_was_no_gap() -> None:
@@ -194,6 +196,9 @@ def test_a_kd_loss_is_named_when_there_was_no_gap() -> None:
             "gap_recovered": None}
     assert describe_steps([DISTILL], {"passes": [info]})[0].endswith(
         "(teacher 90.00%): no gap to recover, and KD cost 25.00 pt against that student")
+    close = {**info, "student_kd_top1": 0.8997, "student_scratch_top1": 0.9000}
+    assert describe_steps([DISTILL], {"passes": [close]}, eval_images=10_000)[0].endswith(
+        "and KD cost 0.03 pt against that student (within the noise of 10,000 test images, ±0.8 pt (two standard errors))")
 
 
 def test_unknown_pass_or_missing_outcome_shows_the_lineage_entry() -> None:

@@ -48,6 +48,14 @@ def test_a_row_whose_logits_were_deleted_is_measured_again(tmp_path: Path) -> No
     assert not files_present(_measured(tmp_path, _row("a.tflite")), tmp_path)  # the artifact itself is gone
 
 
+def test_a_hand_edited_row_without_every_field_is_judged_not_crashed_on(tmp_path: Path) -> None:
+    row = _row("a.tflite")
+    (tmp_path / "a.tflite").write_bytes(b"model")
+    finished = _measured(tmp_path, row)
+    del finished["lineage"], finished["device"]  # a device-less row was measured on the CPU
+    assert files_present(finished, tmp_path)
+
+
 def test_rows_without_artifacts_stay_when_they_say_the_same(tmp_path: Path) -> None:
     failed = _row(None, "export_failed", "converter said no").to_dict()
     assert files_present(failed, tmp_path)  # nothing on disk to lose

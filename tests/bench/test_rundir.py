@@ -23,3 +23,9 @@ def test_a_parent_that_is_a_file_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "results").write_text("not a folder")
     with pytest.raises(UserError, match="cannot create the run folder .*results/"):
         rundir.create_run_dir(tmp_path / "results", "abc")
+
+
+def test_a_broken_link_as_the_results_folder_is_named_not_retried(tmp_path: Path) -> None:
+    (tmp_path / "results").symlink_to(tmp_path / "gone")
+    with pytest.raises(UserError, match="exists but is not a folder \\(a file or a broken link\\)"):
+        rundir.create_run_dir(tmp_path / "results", "abc")
