@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.results import Row, atomic_write_json
+from bench.results import atomic_write_json, key_slug, row_key
 
 OUT = "explanations"
 
 
 def slug_of(row: dict[str, Any]) -> str:
-    return Row(**{k: v for k, v in row.items() if k in Row.__dataclass_fields__}).slug
+    return key_slug(row_key(row))
 
 
 def off_clean_difference(run_dir: Path, a: dict[str, Any], b: dict[str, Any]) -> tuple[float, int] | None:

@@ -25,7 +25,8 @@ class KdControl:
                 f"with KD {100 * self.kd_top1:.2f}% (on {self.where}{f'; {noise}' if noise else ''})")
 
 
-def _top1s(*values: Any) -> bool:
+def all_numbers(*values: Any) -> bool:
+    """Whether every value is a number (a hand-edited results.json may hold anything)."""
     return all(isinstance(v, (int, float)) for v in values)
 
 
@@ -37,7 +38,7 @@ def gap_within_noise(teacher: Any, scratch: Any, images: int | None) -> str:
     >>> gap_within_noise(0.094, 0.088, 500)
     'a gap of 0.60 pt is within the noise of 500 test images, ±3.6 pt, so this share means little'
     """
-    if not (_top1s(teacher, scratch) and images):
+    if not (all_numbers(teacher, scratch) and images):
         return ""
     two_se = two_standard_errors(teacher, scratch, images)
     if teacher - scratch >= two_se:
@@ -55,7 +56,7 @@ def difference_within_noise(with_kd: Any, without: Any, images: int | None) -> s
     >>> difference_within_noise(0.9141, 0.9134, 10_000)
     'within the noise of 10,000 test images, ±0.8 pt (two standard errors)'
     """
-    if not (_top1s(with_kd, without) and images):
+    if not (all_numbers(with_kd, without) and images):
         return ""
     if abs(with_kd - without) >= (two_se := two_standard_errors(with_kd, without, images)):
         return ""

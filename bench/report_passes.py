@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any, Callable
 
-from bench.report_kd import difference_within_noise, gap_within_noise, kd_finetune_controls
+from bench.report_kd import all_numbers, difference_within_noise, gap_within_noise, kd_finetune_controls
 from bench.report_table import fmt_times
 
 # The runtimes whose paired speed-up the section shows, in column order, with their headings.
@@ -104,7 +104,7 @@ def _distill(info: dict[str, Any], eval_images: int | None = None) -> str:
     else:  # distill records None when the student without a teacher is as good as the teacher
         recovered = "no gap to recover" if "gap_recovered" in info else "gap share not recorded"
         kd, scratch = info.get("student_kd_top1"), info.get("student_scratch_top1")
-        if isinstance(kd, (int, float)) and isinstance(scratch, (int, float)) and kd < scratch:
+        if all_numbers(kd, scratch) and kd < scratch:
             recovered += f", and KD cost {100 * (scratch - kd):.2f} pt against that student"
             if noise := difference_within_noise(kd, scratch, eval_images):
                 recovered += f" ({noise})"
@@ -119,7 +119,7 @@ def _distill(info: dict[str, Any], eval_images: int | None = None) -> str:
         text += (f"; the teacher's weights alone (no KD loss) give {_pct(info.get('student_init_only_top1'))}, "
                  f"{_pct(info.get('init_top1'))} before training")
         by_loss, kd, init_only = (info.get(k) for k in ("gap_recovered_by_kd_loss", "student_kd_top1", "student_init_only_top1"))
-        if isinstance(by_loss, (int, float)) and isinstance(kd, (int, float)) and isinstance(init_only, (int, float)):
+        if all_numbers(by_loss, kd, init_only):
             caution = gap_within_noise(info.get("teacher_top1"), init_only, eval_images) or (
                 f"that is {noise}" if (noise := difference_within_noise(kd, init_only, eval_images)) else "")
             text += (f"; the KD loss adds {100 * (kd - init_only):+.2f} pt to those weights "

@@ -31,6 +31,11 @@ def row_key(row: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(row.get(k, "cpu" if k == "device" else "")) for k in KEY_FIELDS)
 
 
+def key_slug(key: tuple[str, ...]) -> str:
+    """A file-name-safe id of a row from its key: how its logits, samples and plots are named."""
+    return "__".join(part.replace(":", "") for part in key)
+
+
 @dataclass
 class Row:
     """One (variant, format, precision, runtime) cell. A failure is a row with a status and reason."""
@@ -70,7 +75,7 @@ class Row:
     @property
     def slug(self) -> str:
         """A file-name-safe id of the row."""
-        return "__".join(part.replace(":", "") for part in self.key)
+        return key_slug(self.key)
 
     def fail(self, status: str, reason: str) -> "Row":
         assert status in STATUSES and status != "ok"
@@ -227,9 +232,9 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
 
 def _repeated_row(rows: list[dict[str, Any]]) -> str | None:
     """The name of the first row that appears twice (same variant, format, precision, runtime, device)."""
-    seen: set[tuple[Any, ...]] = set()
+    seen: set[tuple[str, ...]] = set()
     for row in rows:
-        key = tuple(row.get(k) for k in ("variant", "format", "precision", "runtime", "device"))
+        key = row_key(row)
         if key in seen:
             return row_name(row)
         seen.add(key)

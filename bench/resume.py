@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from bench.results import Row, row_key
+from bench.results import Row, key_slug, row_key
 
 
 def file_digest(path: Path) -> str | None:
@@ -29,7 +29,7 @@ def files_present(row: dict[str, Any], run_dir: Path) -> bool:
         return False
     if row.get("status") != "ok":
         return True
-    slug = "__".join(str(part).replace(":", "") for part in row_key(row))  # Row.slug, from a dict that may lack fields
+    slug = key_slug(row_key(row))
     needed = [f"{slug}.npy"] + ([f"{slug}__robustness.npy"] if row.get("robustness") else [])
     return all((run_dir / "logits" / name).is_file() for name in needed)
 
