@@ -19,7 +19,7 @@ from bench.config import Config
 from bench.data import Dataset
 from bench.export import ExportError, export_onnx, export_torch
 from bench.inputs import make_input_spec, prepare_input
-from bench.measure import Paired, Timing, WorkerFailed, accuracy_block, apply_worker_result, file_sizes, parity_block, run_worker
+from bench.measure import Paired, Timing, WorkerFailed, accuracy_block, apply_worker_result, file_facts, parity_block, run_worker
 from bench.results import Row, row_name
 from bench.robustness_stage import RobustnessSets, calibration_block, robustness_block, whitebox_block
 from bench.variants import Variant
@@ -205,7 +205,7 @@ def rows_for_artifact(variant: Variant, artifact: Artifact, ctx: RunContext) -> 
                       params=variant.info.get("params"), macs=variant.info.get("macs"))
             row.compression = _compression_block(variant, artifact)
             if artifact.path:
-                row.size_bytes, row.size_gzip_bytes = file_sizes(ctx.run_dir / artifact.path)
+                row.size_bytes, row.size_gzip_bytes, row.artifact_sha256 = file_facts(ctx.run_dir / artifact.path)
             if artifact.skip:
                 row.fail("skipped", artifact.skip)
             elif artifact.error:

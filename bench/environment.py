@@ -144,5 +144,15 @@ def _config_differences(config_a: dict[str, Any], config_b: dict[str, Any]) -> l
     return out
 
 
+# lists whose order changes nothing measured: bench.measure.latency_settings sorts them
+_ORDER_FREE = {"threads", "batch_sizes"}
+
+
 def _changed_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [k for k in sorted(set(a) | set(b)) if _comparable(k, a.get(k)) != _comparable(k, b.get(k))]
+
+
+def _comparable(key: str, value: Any) -> Any:
+    if key in _ORDER_FREE and isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return sorted(value)
+    return value

@@ -29,6 +29,7 @@ from bench.explain_worker import run_jobs
 from bench.explain_record import OUT, Recorder, off_clean_difference, slug_of
 from bench.progress import progress_bar
 from bench.results import atomic_write_json, row_name
+from bench.resume import file_digest
 from explain.drift import DEFAULT_THRESHOLD, choose_flips
 from explain.shap_explain import DEFAULT_BATCH_SIZE, DEFAULT_MASKER, choose_explanation_set
 
@@ -216,8 +217,9 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
 
 
 def _check_artifacts(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """UserError naming the first row whose artifact is gone or fails the byte checks: explaining
-    it would only replace its good explanation with a failed one."""
+    """UserError naming the first row whose artifact is gone, fails the byte checks or is not the file
+    the row measured: explaining it would replace the row's explanation with one of another file
+    (or a failed one)."""
     for row in rows:
         path = run_dir / str(row["artifact"])
         if not path.is_file():
@@ -227,6 +229,10 @@ def _check_artifacts(run_dir: Path, rows: list[dict[str, Any]]) -> None:
             check_artifact(path, row["format"])
         except ModelFileError as exc:
             raise ModelFileError(f"{row_name(row)}: {exc}; nothing was changed") from None
+        measured = row.get("artifact_sha256")  # rows of runs before the field was recorded have none
+        if measured and file_digest(path) != measured:
+            raise ModelFileError(f"{row_name(row)}: its artifact {path} is not the file the run measured (its sha256 "
+                                 "changed); nothing was changed (`edgebench run --resume` measures it again)")
 
 
 def _reference_flips(run_dir: Path, previous: dict[str, Any] | None) -> dict[int, np.ndarray]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import subprocess
@@ -67,10 +68,11 @@ class WorkerFailed(RuntimeError):
     """The worker process crashed or reported an error; the message says how."""
 
 
-def file_sizes(path: Path) -> tuple[int, int]:
-    """Bytes on disk and gzip-compressed bytes (where unstructured sparsity pays off)."""
+def file_facts(path: Path) -> tuple[int, int, str]:
+    """Bytes on disk, gzip-compressed bytes (where unstructured sparsity pays off) and sha256 (which
+    file a row measured)."""
     data = path.read_bytes()
-    return len(data), len(gzip.compress(data, compresslevel=6, mtime=0))
+    return len(data), len(gzip.compress(data, compresslevel=6, mtime=0)), hashlib.sha256(data).hexdigest()
 
 
 def latency_settings(cfg: BenchmarkConfig, slug: str, samples_dir: Path) -> list[dict[str, Any]]:

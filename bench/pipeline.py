@@ -189,8 +189,8 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
                 # A resumed variant is exported again; a finished row stays only if its cell is still made
                 # from the same file, byte for byte (else its numbers would describe another file).
                 finished = {row_key(r): r for r in writer.rows if r["variant"] == variant.name}
-                digests = {key: file_digest(ctx.run_dir / r["artifact"]) if r.get("artifact") else None
-                           for key, r in finished.items()}
+                digests = {key: r.get("artifact_sha256") or (file_digest(ctx.run_dir / r["artifact"]) if r.get("artifact") else None)
+                           for key, r in finished.items()}  # what it measured; older rows: the file before re-export
                 started = time.perf_counter()
                 rows = [row for artifact in export_artifacts(variant, ctx, calibration_raw)
                         for row in rows_for_artifact(variant, artifact, ctx)]

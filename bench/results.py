@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -49,6 +50,7 @@ class Row:
     status: str = "ok"
     reason: str | None = None
     artifact: str | None = None
+    artifact_sha256: str | None = None  # of the file this row measured: `explain` refuses a changed one
     input_spec: dict[str, Any] | None = None
     size_bytes: int | None = None
     size_gzip_bytes: int | None = None
@@ -194,8 +196,27 @@ def validate_results(document: dict[str, Any], schema_file: Path | None = None) 
     if not schema_file.is_file():
         return []
     schema = json.loads(schema_file.read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _with_nan_out_of_bounds(jsonschema)(schema)
     return [f"{'/'.join(map(str, e.absolute_path)) or 'top level'}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def _with_nan_out_of_bounds(jsonschema: Any) -> Any:
+    """Draft 2020-12, except that NaN fails `minimum`/`maximum`: Python's JSON reads a hand-written NaN,
+    and every comparison with NaN is False, so a top-1 of NaN would pass "between 0 and 1"."""
+    base = jsonschema.Draft202012Validator
+
+    def bounded(keyword: str) -> Any:
+        check = base.VALIDATORS[keyword]
+
+        def validate(validator: Any, bound: Any, instance: Any, schema: dict[str, Any]) -> Any:
+            if isinstance(instance, float) and math.isnan(instance):
+                yield jsonschema.ValidationError(f"NaN is not a number {'>=' if keyword == 'minimum' else '<='} {bound}")
+            else:
+                yield from check(validator, bound, instance, schema)
+
+        return validate
+
+    return jsonschema.validators.extend(base, {k: bounded(k) for k in ("minimum", "maximum")})
 
 
 def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict[str, Any]:

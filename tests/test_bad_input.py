@@ -21,19 +21,8 @@ import pytest
 
 from bench.cli import main
 from tests.results_documents import minimal_document
-from tests.bad_input_files import (
-    toml,
-    fake_data,
-    checkpoint,
-    external_onnx,
-    bad_tflite,
-    results_json,
-    mkdir_p,
-    write_file,
-    zip_without_program,
-    damaged_pt2,
-    onnx_reading_an_undefined_tensor,
-)
+from tests.bad_input_files import (bad_tflite, checkpoint, damaged_pt2, external_onnx, fake_data, mkdir_p,
+                                   onnx_reading_an_undefined_tensor, results_json, toml, write_file, zip_without_program)
 
 GOOD_CONFIG = """
 [data]
@@ -89,6 +78,7 @@ def _no_marker(tmp: Path) -> None:
 
 
 _ROW = {"variant": "baseline", "lineage": [], "format": "onnx", "precision": "fp32", "runtime": "onnxruntime", "status": "ok"}
+_NAN_TOP1 = {**_ROW, "accuracy": {"top1": float("nan"), "n": 1}}  # Python's JSON writes and reads NaN
 
 
 def _variant(passes: str) -> str:
@@ -187,6 +177,8 @@ CASES = [
     Case("compare-negative-seed", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW])))] * 2, "--seed", "-1"],
          ("--seed must be >= 0, got -1",)),
     Case("report-row-twice", lambda tmp: ["report", str(results_json(tmp, minimal_document([_ROW, _ROW])))], ("lists row", "twice")),
+    Case("compare-nan-top1", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_NAN_TOP1])))] * 2],
+         ("rows/0/accuracy/top1: NaN is not a number >= 0",)),
     Case("report-results-json-is-a-folder", lambda tmp: ["report", str(mkdir_p(tmp / "run" / "results.json").parent)],
          ("results.json is a folder, not a file",)),
     Case("compare-results-json-path", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW])) / "results.json")] * 2],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import subprocess
@@ -66,6 +67,8 @@ def test_quick_run_writes_valid_results_with_ok_rows(tiny_run):
             samples = np.load(tiny_run / entry["samples_file"], allow_pickle=False)
             assert samples.size == entry["n"] and np.median(samples) == pytest.approx(entry["p50"])
             assert row["calibration"]["ece"] >= 0 and row["robustness"]["mean_corruption_top1"] is not None
+            measured = (tiny_run / row["artifact"]).read_bytes()  # which file the row measured, for explain/resume
+            assert row["artifact_sha256"] == hashlib.sha256(measured).hexdigest()
         else:
             assert row["reason"]
     assert (tiny_run / "results.csv").read_text().count("\n") == len(document["rows"]) + 1

@@ -9,6 +9,7 @@ accuracies as the reference run. All runs share one cache folder, so the baselin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -140,13 +141,15 @@ def test_ctrl_c_then_resume_matches_an_uninterrupted_run(work: Path, reference: 
     assert f"edgebench run --resume {run_dir}" in run.stderr
     assert run.stderr.count("edgebench: interrupted") == 1  # the run's own line, not the CLI's too
     # A resumed variant is exported again, and a finished row stays only if its artifact comes out
-    # as the file it measured. Make that false for one row: stop the run inside the row's variant
-    # (the state a kill between two rows leaves) and change the file the row measured.
+    # as the file it measured (its artifact_sha256). Make that false for one row: stop the run inside
+    # the row's variant (the state a kill between two rows leaves) and let the row have measured
+    # another file than the export makes.
     changed = next(r for r in interrupted["rows"] if r.get("artifact"))
     interrupted["variants_done"] = [v for v in interrupted["variants_done"] if v != changed["variant"]]
-    (run_dir / "results.json").write_text(json.dumps(interrupted))
     with open(run_dir / changed["artifact"], "ab") as artifact:
         artifact.write(b"changed")
+    changed["artifact_sha256"] = hashlib.sha256((run_dir / changed["artifact"]).read_bytes()).hexdigest()
+    (run_dir / "results.json").write_text(json.dumps(interrupted))
     resumed = _resume(work, "sigint-resume", run_dir)
     assert resumed["status"] == "complete"
     assert _summary(resumed) == _summary(reference)

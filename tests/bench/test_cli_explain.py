@@ -1,8 +1,12 @@
-"""`edgebench explain` on a finished run whose artifacts are gone or damaged: one line, exit 2, and
-results.json as it was (a recomputation would only turn good explanations into failed ones)."""
+"""`edgebench explain` on a finished run whose artifacts are gone, damaged or replaced: one line, exit 2,
+and results.json as it was (a recomputation would turn good explanations into failed ones, or into
+explanations of another file than the row measured)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,8 @@ from tests.bench.test_explain_stage import build_run
 @pytest.mark.parametrize("damage, message", [
     ("missing", "q8/onnx/int8-static/onnxruntime: its artifact {run}/artifacts/m.int8s.onnx is missing; nothing was changed"),
     ("garbage", "q8/onnx/int8-static/onnxruntime: {run}/artifacts/m.int8s.onnx: not a valid ONNX model"),
+    ("replaced", "q8/onnx/int8-static/onnxruntime: its artifact {run}/artifacts/m.int8s.onnx is not the file the run "
+                 "measured (its sha256 changed); nothing was changed"),
 ])
 def test_explain_refuses_a_run_whose_artifact_is_missing_or_damaged(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                      damage: str, message: str) -> None:
@@ -22,6 +28,12 @@ def test_explain_refuses_a_run_whose_artifact_is_missing_or_damaged(tmp_path: Pa
     artifact = run / "artifacts" / "m.int8s.onnx"
     if damage == "missing":
         artifact.unlink()
+    elif damage == "replaced":  # a valid model, but another one than the row measured
+        document = json.loads((run / "results.json").read_text())
+        row = next(r for r in document["rows"] if r["variant"] == "q8")
+        row["artifact_sha256"] = hashlib.sha256(artifact.read_bytes()).hexdigest()
+        (run / "results.json").write_text(json.dumps(document))
+        shutil.copy(run / "artifacts" / "m.int8d.onnx", artifact)
     else:
         artifact.write_bytes(b"\x08\x07garbage")
     before = (run / "results.json").read_bytes()

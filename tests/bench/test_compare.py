@@ -169,6 +169,25 @@ def test_config_differences_are_noted(tmp_path: Path) -> None:
     assert not [n for n in compare_runs(FIXTURE, FIXTURE, []).notes if n.startswith("config differs")]
 
 
+def test_the_order_of_thread_counts_and_batch_sizes_is_no_difference(tmp_path: Path) -> None:
+    def edit(doc: dict[str, Any]) -> None:  # both lists are measured sorted, whatever the config's order
+        bench = doc["config"]["benchmark"]
+        bench["threads"], bench["batch_sizes"] = [2, 1], [32, 1]
+
+    def base(doc: dict[str, Any]) -> None:
+        bench = doc["config"]["benchmark"]
+        bench["threads"], bench["batch_sizes"] = [1, 2], [1, 32]
+
+    notes = " | ".join(compare_runs(copy_run(tmp_path / "a", edit=base), copy_run(tmp_path / "b", edit=edit), []).notes)
+    assert "benchmark settings differ" not in notes, notes
+
+    def fewer_threads(doc: dict[str, Any]) -> None:
+        doc["config"]["benchmark"]["threads"] = [2]
+
+    notes = " | ".join(compare_runs(copy_run(tmp_path / "a2", edit=base), copy_run(tmp_path / "b2", edit=fewer_threads), []).notes)
+    assert "threads [1, 2] -> [2]" in notes, notes
+
+
 def test_an_incomplete_run_is_noted(tmp_path: Path) -> None:
     def edit(doc: dict[str, Any]) -> None:
         doc["status"] = "incomplete"
