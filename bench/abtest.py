@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench.errors import ModelFileError, UserError, first_line
+from bench.errors import ModelFileError, UserError, exception_line, first_line
 from bench.results import row_name
 from bench.worker import time_calls
 
@@ -140,5 +140,5 @@ class _TorchLogCapture:
         """The first line of the last exception torch logged, if any."""
         for record in reversed(self._records):
             if record.exc_info and record.exc_info[1] is not None:
-                return f"{record.exc_info[1].__class__.__name__}: {first_line(record.exc_info[1])}"
+                return exception_line(record.exc_info[1])
         return None

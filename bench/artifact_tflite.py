@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.artifacts import ArtifactInfo, TensorInfo
-from bench.errors import ModelFileError, first_line
+from bench.errors import ModelFileError, exception_line
 
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every TFLite model
 
@@ -36,7 +36,7 @@ def parse_tflite(path: Path) -> Any:
         model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
     except (struct.error, IndexError, ValueError, TypeError, AttributeError, OverflowError, RecursionError, MemoryError) as exc:
         # what garbage offsets raise in the generated reader, before anything native sees the file
-        raise ModelFileError(f"{path}: corrupt or truncated TFLite flatbuffer ({exc.__class__.__name__}: {first_line(exc, 120)})") from None
+        raise ModelFileError(f"{path}: corrupt or truncated TFLite flatbuffer ({exception_line(exc, 160)})") from None
     _check_tflite_indices(path, model, len(data))
     return model
 

@@ -17,6 +17,7 @@ import numpy as np
 from bench import runtimes
 from bench.config import Config
 from bench.data import Dataset
+from bench.errors import exception_line
 from bench.export import ExportError, export_onnx, export_torch
 from bench.inputs import make_input_spec, prepare_input
 from bench.measure import Paired, Timing, WorkerFailed, accuracy_block, apply_worker_result, file_facts, parity_block, run_worker
@@ -145,6 +146,7 @@ def _try(make: Callable[[], Path], fmt: str, precision: str, ctx: RunContext, sp
     try:
         return Artifact(fmt, precision, _rel(ctx, make()), spec)
     except ExportError as exc:
+        log.warning("%s %s export failed", fmt, precision, exc_info=True)  # the converter's stack, in run.log
         return Artifact(fmt, precision, None, spec, error=str(exc))
 
 
@@ -164,7 +166,8 @@ def _quantize_onnx(variant: Variant, source: Artifact | None, folder: Path, ctx:
     try:
         info = resolve(call.spec)(ctx.run_dir / source.path, out, call.params, calibration)
     except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises assorted types; each means "export failed"
-        return Artifact("onnx", precision, None, spec, error=f"{call.spec.name} failed: {exc.__class__.__name__}: {str(exc)[:300]}",
+        log.warning("%s: %s failed", variant.name, call.spec.name, exc_info=True)
+        return Artifact("onnx", precision, None, spec, error=f"{call.spec.name} failed: {exception_line(exc)}",
                         by_artifact_pass=True)
     return Artifact("onnx", precision, _rel(ctx, out), spec, info={"quantization": {**call.params, **(info or {})}},
                     by_artifact_pass=True)

@@ -6,9 +6,9 @@ import argparse
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from bench.errors import UserError, first_line
+from bench.errors import UserError, exception_line
 
 if TYPE_CHECKING:  # the config module is imported by the commands that need it, not by --help
     from bench.config import Config
@@ -125,33 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
                                      "precisions, and the runtimes installed here.")
     lst.set_defaults(func=_cmd_list)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    # the other commands live in their own modules (keeps this file small); each registers its parser
+    from bench import cli_ab, cli_explain, cli_inspect, cli_report
+
+    for module in (cli_report, cli_explain, cli_inspect, cli_ab):
+        module.register(sub)
     for command in sub.choices.values():  # `edgebench run ... --debug` works too; SUPPRESS keeps a leading --debug
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks for errors")
     return parser
 
 
-# Commands contributed by other modules: each registers its sub-parser (keeps this file small).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
-
-
-def _register_optional_commands() -> None:
-    import importlib
-
-    for module in ("bench.cli_report", "bench.cli_explain", "bench.cli_inspect", "bench.cli_ab"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        if mod.register not in _EXTRA_COMMANDS:  # main() may be called more than once in a process
-            _EXTRA_COMMANDS.append(mod.register)
-
-
 def main(argv: list[str] | None = None) -> int:
-    _register_optional_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -178,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 def _unexpected(exc: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exception(exc)
-    print(f"edgebench: error: unexpected {exc.__class__.__name__}: {first_line(exc, 300)} (run again with --debug for the traceback)",
+    print(f"edgebench: error: unexpected {exception_line(exc, 300)} (run again with --debug for the traceback)",
           file=sys.stderr)
     return 1
 

@@ -1,6 +1,6 @@
 """`edgebench explain RUN_DIR`: (re)compute SHAP explanations of an existing run.
 
-Registered by bench.cli._register_optional_commands. Defaults come from the run's own
+Registered by bench.cli.build_parser. Defaults come from the run's own
 [explain] config (results.json "config"), so a recomputation matches the run unless told otherwise.
 """
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from bench.compare import THRESHOLD_HELP, Comparison, Pair, compare_runs, parse_threshold
 from bench.errors import UserError
+from bench.report_table import md_cell
+from bench.results import KEY_FIELDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -109,11 +111,8 @@ def render(comparison: Comparison, fmt: str) -> str:
     rows = [table_cells(p) for p in comparison.pairs]
     head = [f"A: {comparison.run_a}", f"B: {comparison.run_b}"] + [f"note: {n}" for n in comparison.notes]
     if fmt == "md":
-        def cell(text: str) -> str:
-            return text.replace("|", "\\|")
-
         table = ["| " + " | ".join(HEADER) + " |", "|---|---|" + "--:|" * (len(HEADER) - 2)]
-        table += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+        table += ["| " + " | ".join(md_cell(c) for c in r) + " |" for r in rows]
         tail = [f"- {line}" for line in _problems(comparison) + _verdict(comparison)]
         return "\n".join([f"- {line}" for line in head] + [""] + table + [""] + tail)
     widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
@@ -127,7 +126,7 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
     return {
         "run_a": str(comparison.run_a), "run_b": str(comparison.run_b), "notes": comparison.notes,
         "exit_code": comparison.exit_code,
-        "rows": [{"key": dict(zip(("variant", "format", "precision", "runtime", "device"), p.key)), "kind": p.kind,
+        "rows": [{"key": dict(zip(KEY_FIELDS, p.key)), "kind": p.kind,
                   "status": [p.a.get("status") if p.a else None, p.b.get("status") if p.b else None],
                   "top1": p.value("top1"), "size_bytes": p.value("size"),
                   "latency": {m: {"a_ms": c.a_ms, "b_ms": c.b_ms, "ratio": c.ratio, "ci95": c.ci, "verdict": c.verdict}

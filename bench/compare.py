@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.environment import environment_differences
 from bench.errors import UserError
-from bench.results import batch1_latency, read_run_document
+from bench.results import batch1_latency, read_run_document, row_key
 from bench.stats import bootstrap_ratio
 
 # metric -> (unit the threshold must use, what it measures)
@@ -175,10 +175,6 @@ def metric_value(row: dict[str, Any], metric: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _key(row: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(str(row.get(k, "cpu" if k == "device" else "?")) for k in ("variant", "format", "precision", "runtime", "device"))
-
-
 def _samples(run_dir: Path, entry: dict[str, Any]) -> np.ndarray | None:
     name = entry.get("samples_file")
     if not name or not (run_dir / name).is_file():
@@ -240,8 +236,8 @@ def compare_runs(run_a: Path, run_b: Path, thresholds: list[Threshold], *, stric
                  resamples: int = 2000, seed: int = 0) -> Comparison:
     """Match the rows of two runs, measure the changes and apply the thresholds."""
     doc_a, doc_b = read_run_document(run_a), read_run_document(run_b)
-    rows_a = {_key(r): r for r in doc_a["rows"]}
-    rows_b = {_key(r): r for r in doc_b["rows"]}
+    rows_a = {row_key(r): r for r in doc_a["rows"]}
+    rows_b = {row_key(r): r for r in doc_b["rows"]}
     keys = list(rows_a) + [k for k in rows_b if k not in rows_a]
     metrics = {"p50"} | {t.metric for t in thresholds if t.metric in QUANTILES}
     pairs, notes = [], environment_differences(doc_a, doc_b)

@@ -17,7 +17,6 @@ from bench.config_sections import build_section, suggest
 from bench.errors import ConfigError
 
 FORMATS = ("torch", "onnx", "tflite")
-ONNX_PRECISIONS = ("fp32",)  # int8 ONNX artifacts come from quantize.* passes, not from [export]
 TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 DEVICES = ("cpu", "auto", "cuda")
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16")

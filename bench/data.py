@@ -10,7 +10,7 @@ import gzip
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -244,14 +244,14 @@ def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, te
                    *normalisation(tr.images, str(directory)), str(directory))
 
 
-def batch_indices(count: int, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+def batch_indices(count: int, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[np.ndarray]:
     """Yield index arrays of consecutive batches over `count` items, optionally in a seeded random order."""
     order = np.random.default_rng(seed).permutation(count) if shuffle else np.arange(count)
     for start in range(0, len(order), batch_size):
         yield order[start:start + batch_size]
 
 
-def batches(split: Split, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+def batches(split: Split, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (images uint8, labels) numpy batches, optionally in a seeded random order."""
     for idx in batch_indices(len(split), batch_size, shuffle=shuffle, seed=seed):
         yield split.images[idx], split.labels[idx]

@@ -27,6 +27,15 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"  # says it was cut (and why a bracket may be open)
 
 
+def exception_line(exc: BaseException, limit: int = 300, *, last: bool = False) -> str:
+    """'ClassName: line' for a row's reason or a log line: the first (or `last`) non-blank line of the
+    message, cut to `limit` characters; the class name alone when the message is empty (a bare
+    `AssertionError()` from an exporter must still become a reason, not an IndexError)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = f"{exc.__class__.__name__}: {lines[-1] if last else lines[0]}" if lines else exc.__class__.__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def joined_lines(exc: BaseException, limit: int = 300) -> str:
     """An exception's whole message on one line (its lines joined, runs of spaces collapsed), cut to
     `limit` characters: for messages, like the ONNX checker's, whose first line stops mid-sentence."""

@@ -99,13 +99,10 @@ def plan_rows(rows: list[dict[str, Any]], baseline: str, variant: str | None, sh
     return reference, jobs, shared
 
 
-def _agree_off_clean(run_dir: Path, row: dict[str, Any], source: dict[str, Any]) -> bool:
-    """Row and source agree within the row's parity tolerance on the corrupted and adversarial
-    images too (when the run has them; otherwise parity on clean images is all there is)."""
-    return _within_parity(row, off_clean_difference(run_dir, row, source))
-
-
 def _within_parity(row: dict[str, Any], difference: tuple[float, int] | None) -> bool:
+    """Whether a row agrees with its source within its parity tolerance off the clean images (the
+    `off_clean_difference`; None when the run has no corrupted or adversarial images, and then
+    parity on clean images is all there is)."""
     tolerance = (row.get("parity") or {}).get("tolerance")
     return difference is None or tolerance is None or difference[0] <= tolerance
 

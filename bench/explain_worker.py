@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench.errors import exception_line
 from bench.worker import die_with_parent
 
 OnResult = Callable[[int, dict[str, Any]], None]
@@ -104,8 +105,7 @@ def _child(job: dict[str, Any], out_file: str) -> None:
     try:
         result = run_job(job)
     except Exception as exc:  # noqa: BLE001 - any failure of one row's explanation must become that row's status
-        message = str(exc).splitlines()[0][:300] if str(exc) else ""
-        result = {"status": "failed", "reason": f"{exc.__class__.__name__}: {message}"}
+        result = {"status": "failed", "reason": exception_line(exc)}
     Path(out_file).write_text(json.dumps(result))
 
 

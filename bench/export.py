@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench.errors import exception_line
+
 
 class ExportError(RuntimeError):
     """A conversion failed; the message is what the converter said (shortened)."""
@@ -25,7 +27,7 @@ def export_torch(model: nn.Module, path: Path, input_shape: tuple[int, int, int]
         program = torch.export.export(model, (torch.zeros(2, *input_shape),), dynamic_shapes=({0: batch},))
         torch.export.save(program, str(path))
     except Exception as exc:  # noqa: BLE001 - torch.export raises many unrelated types; all mean "failed"
-        raise ExportError(f"torch.export failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}") from exc
+        raise ExportError(f"torch.export failed: {exception_line(exc)}") from exc
     return path
 
 
@@ -47,5 +49,5 @@ def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, int, int],
                               dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, do_constant_folding=True)
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # noqa: BLE001 - exporter and checker errors both mean "export failed"
-        raise ExportError(f"ONNX export failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}") from exc
+        raise ExportError(f"ONNX export failed: {exception_line(exc)}") from exc
     return path

@@ -26,12 +26,14 @@ import logging
 import os
 import sys
 import tempfile
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.errors import exception_line
 from bench.export import ExportError
 
 CONVERTER = "onnx2tf->TFLiteConverter"
@@ -59,7 +61,8 @@ def convert_to_tflite(onnx_path: Path, out_dir: Path, precisions: list[str], cal
         # The converter boundary: onnx2tf and TensorFlow raise many unrelated types (and onnx2tf
         # sometimes calls sys.exit); every one of them means "this model did not convert".
         except (Exception, SystemExit) as exc:  # noqa: BLE001
-            error = ExportError(_one_line("ONNX -> TensorFlow (onnx2tf) failed", exc))
+            traceback.print_exc()  # into the variant's TFLite log (the console is redirected there)
+            error = ExportError(f"ONNX -> TensorFlow (onnx2tf) failed: {exception_line(exc)}")
             return {precision: error for precision in precisions}
         for precision in precisions:
             path = out_dir / f"{stem}.{precision}.tflite"
@@ -69,8 +72,9 @@ def convert_to_tflite(onnx_path: Path, out_dir: Path, precisions: list[str], cal
                 info = {**settings, **_graph_info(path), "onnx_rewrites": rewrites}
             # Same boundary, per precision, so one failing precision leaves the others standing.
             except (Exception, SystemExit) as exc:  # noqa: BLE001
+                traceback.print_exc()
                 path.unlink(missing_ok=True)
-                results[precision] = ExportError(_one_line(f"TFLite {precision} conversion failed", exc))
+                results[precision] = ExportError(f"TFLite {precision} conversion failed: {exception_line(exc)}")
                 continue
             results[precision] = (path, spec, info)
     return results
@@ -214,11 +218,6 @@ def _graph_info(path: Path) -> dict[str, Any]:
     """Operator census of the TFLite graph; TRANSPOSE count = the NCHW->NHWC layout tax."""
     ops = [op["op_name"] for op in _interpreter(path)._get_ops_details()]  # noqa: SLF001 - no public op list
     return {"transposes": ops.count("TRANSPOSE"), "operators": len(ops)}
-
-
-def _one_line(prefix: str, exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{prefix}: {exc.__class__.__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from bench.errors import ConfigError, first_line
+from bench.errors import ConfigError, exception_line
 
 if TYPE_CHECKING:
     from torch import nn
@@ -78,7 +78,7 @@ def build_model(name: str, *, in_channels: int = 1, num_classes: int = 10, width
     try:
         model = factory(**{k: v for k, v in offered.items() if takes_all or k in accepted})
     except Exception as exc:  # noqa: BLE001 - a user factory may raise anything; it is the model's problem, not ours
-        raise ConfigError(f"model factory {spec!r} failed: {exc.__class__.__name__}: {first_line(exc)}") from None
+        raise ConfigError(f"model factory {spec!r} failed: {exception_line(exc)}") from exc  # --debug shows the factory's frame
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory {spec!r} returned {type(model).__name__}, expected a torch.nn.Module")
     return model

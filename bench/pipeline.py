@@ -22,7 +22,7 @@ from bench.cells import RunContext, export_artifacts, measure_row, rows_for_arti
 from bench.config import Config
 from bench.data import Dataset
 from bench.environment import environment
-from bench.errors import UserError, first_line
+from bench.errors import UserError, exception_line
 from bench.measure import Paired, Timing
 from bench.preflight import check_baseline_inputs, check_cuda_request, load_dataset
 from bench.progress import progress_bar
@@ -93,7 +93,7 @@ def run(config: Config, options: RunOptions) -> Path:
             exc.announced = True  # type: ignore[attr-defined]  # the CLI adds no second "interrupted"
             raise
         except Exception as exc:  # the CLI prints the error; the folder says the run stopped on it, not "running"
-            writer.update(status="failed", error=f"{exc.__class__.__name__}: {first_line(exc, 500)}")
+            writer.update(status="failed", error=exception_line(exc, 500))
             raise
         _finish(writer, run_dir, started, options)
     return run_dir
@@ -226,7 +226,8 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
 
 
 def post_run_hooks(config: Config, options: RunOptions) -> list[Callable[[Path, RunWriter, RunOptions], None]]:
-    """Stages that work from results.json alone, run after the measurements (explain, report)."""
+    """Stages that work from results.json alone, run after the measurements: the explanations when
+    enabled (the report is written by the run's end either way)."""
     hooks: list[Callable[[Path, RunWriter, RunOptions], None]] = []
     if _explain_enabled(config, options):
         hooks.append(explain_stage)

@@ -7,7 +7,7 @@ import torch
 
 from bench.config import Config
 from bench.data import Dataset, load_fashion_mnist, load_image_folder
-from bench.errors import ConfigError, first_line
+from bench.errors import ConfigError, exception_line
 
 
 def load_dataset(config: Config, data_dir: str = "") -> Dataset:
@@ -65,7 +65,7 @@ def check_baseline_inputs(config: Config, dataset: Dataset, checkpoint: str = ""
             out = model.eval()(torch.zeros(2, *shape))
     except Exception as exc:  # noqa: BLE001 - whatever the model raises, the cause is the model/data pairing
         raise ConfigError(f"[baseline].model {config.baseline.model!r} does not run on this dataset's {'x'.join(map(str, shape))} "
-                          f"images: {exc.__class__.__name__}: {first_line(exc)}") from None
+                          f"images: {exception_line(exc)}") from exc  # --debug shows where the user's model failed
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ConfigError(f"[baseline].model {config.baseline.model!r} returns {got} for a batch of 2 images; "

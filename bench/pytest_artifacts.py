@@ -18,7 +18,6 @@ collects it; given explicitly without EDGEBENCH_RUN it skips with the reason.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,15 @@ RUN_ENV = "EDGEBENCH_RUN"
 
 
 def ok_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """The rows of a run that have an artifact to time (status ok, artifact and input_spec present)."""
-    document = json.loads((run_dir / "results.json").read_text())
+    """The rows of a run that have an artifact to time (status ok, artifact and input_spec present);
+    a results.json that fails the schema is a collection error naming it."""
+    from bench.errors import UserError
+    from bench.results import read_run_document
+
+    try:
+        document = read_run_document(run_dir)
+    except UserError as exc:
+        pytest.fail(str(exc), pytrace=False)
     return [r for r in document.get("rows") or []
             if r.get("status") == "ok" and r.get("artifact") and r.get("input_spec")]
 
@@ -54,7 +60,9 @@ ROWS = ok_rows(RUN_DIR)
 
 
 def _row_id(row: dict[str, Any]) -> str:
-    return "-".join(str(row.get(k, "cpu")) for k in ("variant", "format", "precision", "runtime", "device"))
+    from bench.results import row_key
+
+    return "-".join(row_key(row))
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +79,7 @@ def raw_image() -> np.ndarray:
 def test_artifact_latency(benchmark: Any, row: dict[str, Any], raw_image: np.ndarray) -> None:
     """Time predict() at batch 1, 1 thread, for one row; checks the output has one logit row."""
     from bench import runtimes
+    from bench.artifacts import check_artifact
     from bench.inputs import prepare_input
     from bench.results import batch1_latency
 
@@ -83,6 +92,9 @@ def test_artifact_latency(benchmark: Any, row: dict[str, Any], raw_image: np.nda
     artifact = RUN_DIR / row["artifact"]
     if not artifact.is_file():
         pytest.skip(f"{artifact} is missing (model files are not kept with copied runs)")
+    if not artifact.resolve().is_relative_to(RUN_DIR.resolve()):
+        pytest.fail(f"artifact {row['artifact']!r} lies outside the run folder", pytrace=False)
+    check_artifact(artifact, row["format"])  # a damaged file fails in one line before a native loader sees it
     predict = runtimes.load(row["runtime"], artifact, threads=1, device=device)
     x = prepare_input(raw_image, row["input_spec"])
     predict(x)  # first call outside the timing: lazy init is not steady-state latency

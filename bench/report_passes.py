@@ -15,7 +15,7 @@ from html import escape
 from typing import Any, Callable
 
 from bench.report_kd import all_numbers, difference_within_noise, gap_within_noise, kd_finetune_controls
-from bench.report_table import fmt_times
+from bench.report_table import fmt_times, md_cell
 
 # The runtimes whose paired speed-up the section shows, in column order, with their headings.
 RUNTIME_COLUMNS = (("torch", "torch"), ("onnxruntime", "ONNX Runtime"), ("litert", "LiteRT"))
@@ -252,14 +252,11 @@ def markdown_section(document: dict[str, Any]) -> list[str]:
     if not items:
         return []
 
-    def cell(text: str) -> str:
-        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
     out = ["## What each pass did", "", INTRO, "", "| " + " | ".join(_headings()) + " |",
            "|---|---|" + "--:|" * (len(_headings()) - 2)]
     for item in items:
-        steps = "<br>".join(f"{i}. {cell(step)}" for i, step in enumerate(item.steps, 1)) or "-"
-        out.append(f"| {cell(item.variant)} | {steps} | " + " | ".join(_numbers(item)) + " |")
+        steps = "<br>".join(f"{i}. {md_cell(step)}" for i, step in enumerate(item.steps, 1)) or "-"
+        out.append(f"| {md_cell(item.variant)} | {steps} | " + " | ".join(_numbers(item)) + " |")
     return out + [""]
 
 

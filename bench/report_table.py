@@ -233,16 +233,18 @@ def explanation_failures(lines: list[Line]) -> list[tuple[Line, str]]:
     return out
 
 
+def md_cell(text: str) -> str:
+    """Text for one GitHub Markdown table cell: | and \\ escaped, line breaks as spaces."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
 def markdown_table(lines: list[Line]) -> list[str]:
     """The summary table as GitHub Markdown lines (| in cells escaped)."""
     columns = columns_for(lines)
-
-    def cell(text: str) -> str:
-        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
     out = ["| status | " + " | ".join(h for h, _, _ in columns) + " |",
            "|---|" + "|".join("---" if h in ("variant", "format", "precision", "runtime") else "--:" for h, _, _ in columns) + "|"]
     for line in lines:
         label, symbol = STATUS_LABELS.get(line.status, (line.status, "?"))
-        out.append(f"| {symbol} {cell(label)} | " + " | ".join(cell(fn(line)) for _, _, fn in columns) + " |")
+        out.append(f"| {symbol} {md_cell(label)} | " + " | ".join(md_cell(fn(line)) for _, _, fn in columns) + " |")
     return out

@@ -39,7 +39,7 @@ def key_slug(key: tuple[str, ...]) -> str:
 
 @dataclass
 class Row:
-    """One (variant, format, precision, runtime) cell. A failure is a row with a status and reason."""
+    """One (variant, format, precision, runtime, device) cell. A failure is a row with a status and reason."""
 
     variant: str
     lineage: list[str]
@@ -125,12 +125,12 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
-def save_samples(run_dir: Path, relative: str, samples_ms: np.ndarray) -> str:
-    """Raw per-call latencies as .npy (float64 ms), readable with np.load(allow_pickle=False)."""
+def save_array(path: str | Path, array: np.ndarray) -> None:
+    """An array as .npy, readable with np.load(allow_pickle=False) (raw latencies, logits); written
+    atomically, so a worker killed mid-write leaves no half file beside a row."""
     buffer = io.BytesIO()
-    np.save(buffer, np.asarray(samples_ms, dtype=np.float64), allow_pickle=False)
-    atomic_write_bytes(run_dir / relative, buffer.getvalue())
-    return relative
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 CSV_COLUMNS = ("variant", "format", "precision", "runtime", "device", "status", "reason", "size_bytes", "size_gzip_bytes",

@@ -40,8 +40,8 @@ def build_sets(cfg: BenchmarkConfig, dataset: Dataset, baseline: nn.Module, run_
             sets[name], set_labels[name] = corrupted, labels[:n_corr]
     if cfg.adversarial:
         eps = cfg.adversarial_epsilon
-        for name, steps in (("fgsm", 1), ("pgd", cfg.pgd_steps)):
-            key = f"{name}-eps{eps:g}"
+        for name, steps in _attacks(cfg):
+            key = _attack_key(name, eps)
             sets[key] = attack(baseline, images[:n_adv], labels[:n_adv], dataset.mean, dataset.std, epsilon=eps, steps=steps, seed=seed)
             set_labels[key] = labels[:n_adv]
     spans, start = {}, 0
@@ -67,19 +67,30 @@ def robustness_block(extra_logits: np.ndarray, clean_top1: float, sets: Robustne
     return summarise(set_accuracy(extra_logits, sets), clean_top1, baseline_block)
 
 
-def whitebox_block(model: nn.Module, dataset: Dataset, cfg: BenchmarkConfig, sets: RobustnessSets, seed: int = 0) -> dict[str, float]:
-    """Attacks crafted on this very model (torch rows only: int8 artifacts have no gradients)."""
+def whitebox_block(model: nn.Module, dataset: Dataset, cfg: BenchmarkConfig, sets: RobustnessSets) -> dict[str, float]:
+    """Attacks crafted on this very model (torch rows only: int8 artifacts have no gradients), seeded
+    and named as the transfer attacks of `sets` are, so the two are read side by side."""
     n = sets.settings["adversarial_images"]
     if not n:
         return {}
     images, labels = dataset.test.images[:n], dataset.test.labels[:n]
     out = {}
-    for name, steps in (("fgsm", 1), ("pgd", cfg.pgd_steps)):
-        adv = attack(model, images, labels, dataset.mean, dataset.std, epsilon=cfg.adversarial_epsilon, steps=steps, seed=seed)
+    for name, steps in _attacks(cfg):
+        adv = attack(model, images, labels, dataset.mean, dataset.std, epsilon=cfg.adversarial_epsilon, steps=steps,
+                     seed=sets.settings["seed"])
         with torch.no_grad():
             pred = model(to_tensor(adv, dataset.mean, dataset.std)).argmax(1).numpy()
-        out[f"{name}-eps{cfg.adversarial_epsilon:g}"] = float((pred == labels).mean())
+        out[_attack_key(name, cfg.adversarial_epsilon)] = float((pred == labels).mean())
     return out
+
+
+def _attacks(cfg: BenchmarkConfig) -> tuple[tuple[str, int], ...]:
+    """(name, gradient steps) of each adversarial set: FGSM is one step of PGD."""
+    return (("fgsm", 1), ("pgd", cfg.pgd_steps))
+
+
+def _attack_key(name: str, epsilon: float) -> str:
+    return f"{name}-eps{epsilon:g}"
 
 
 def calibration_block(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -22,7 +22,7 @@ from bench.config import BaselineConfig
 from bench.data import Dataset, Split, batch_indices, batches
 from bench.models import build_model
 from bench.progress import progress_bar
-from compress.train import FitSettings, fit
+from compress.train import EpochBatches, FitSettings, fit
 
 
 def to_tensor(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -94,7 +94,7 @@ def resume_precision_error(recorded: dict[str, Any], setting: str) -> str | None
 
 def epoch_batches(split: Split, dataset: Dataset, batch_size: int, *, augment: bool, seed: int,
                   teacher_logits: torch.Tensor | None = None,
-                  memory_format: torch.memory_format = torch.contiguous_format):
+                  memory_format: torch.memory_format = torch.contiguous_format) -> EpochBatches:
     """An `epoch -> iterator of (x, y) tensors` callable for `compress.train.fit`.
 
     With `teacher_logits` (one row per image of the split, see `predict_logits`) each batch is

@@ -24,7 +24,7 @@ from bench.cache import PASS_CODE, cache_key, cache_path, code_digest, library_v
 from bench.checkpoints import save_state_dict
 from bench.config import Config
 from bench.data import Dataset
-from bench.errors import ConfigError, UserError
+from bench.errors import ConfigError, UserError, exception_line
 from bench.models import build_model, count_macs, count_params
 from bench.train import accuracy, data_fingerprint, predict_logits, resolve_train_precision, run_fit, split_digest, to_tensor
 from compress.chain import PassCall, parse_chain
@@ -127,7 +127,7 @@ def _apply_cached(call: PassCall, model: nn.Module, ctx: PassContext, key: str, 
     try:  # cache only what can be rebuilt from a state_dict (compress.reshape resizes conv, BN and linear layers)
         fit_to_state_dict(start, new_model.state_dict())
     except RuntimeError as exc:
-        log.warning("pass %s: result not cached, it cannot be rebuilt from its weights: %s", call, _last_line(exc))
+        log.warning("pass %s: result not cached, it cannot be rebuilt from its weights: %s", call, exception_line(exc, 200, last=True))
         return new_model.eval(), {**info, "cached": False}
     save_state_dict(new_model, weights)
     info_file.write_text(json.dumps(info, default=str))
@@ -146,13 +146,8 @@ def _load_cached(start: nn.Module, weights: Path, info_file: Path, evaluation_se
         state = torch.load(weights, map_location="cpu", weights_only=True)
         return fit_to_state_dict(start, state), {**info, "cached": True}
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign cache entry is recomputed, never trusted
-        log.warning("cached %s is unusable (%s): recomputing it", weights.name, _last_line(exc))
+        log.warning("cached %s is unusable (%s): recomputing it", weights.name, exception_line(exc, 200, last=True))
         return None
-
-
-def _last_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{exc.__class__.__name__}: {lines[-1][:200] if lines else ''}"
 
 
 def _student_code(call: PassCall, digests: dict[str, str]) -> dict[str, str]:
@@ -210,8 +205,8 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
                 except Exception as exc:  # noqa: BLE001 - e.g. Torch-Pruning on a layer it cannot handle
                     # One variant's broken pass must not cost the others their rows: this one gets
                     # export_failed rows that say why, and the run goes on.
-                    error = failures[key] = f"pass {call} failed: {_last_line(exc)}"
-                    log.warning("%s: %s", vcfg.name, error)
+                    error = failures[key] = f"pass {call} failed: {exception_line(exc, 200, last=True)}"
+                    log.warning("%s: %s", vcfg.name, error, exc_info=True)  # the stack, for a bug in a pass
                     on_step(f"{vcfg.name}: {error} (its rows are export_failed; the other variants go on)")
                     break
             model, info = memo[key]

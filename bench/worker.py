@@ -20,7 +20,9 @@ from typing import Any, Callable
 import numpy as np
 import psutil
 
+from bench.errors import exception_line
 from bench.inputs import prepare_input
+from bench.results import save_array
 from bench.runtimes import load
 from bench.stats import DISTURBED_SPREAD, PAIRED_MIN_ROUNDS, latency_stats, ratio_spread
 
@@ -160,7 +162,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             bad_inputs += int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
         logits.append(evaluate(x))
     all_logits = np.concatenate(logits).astype(np.float32)
-    np.save(job["logits_out"], all_logits, allow_pickle=False)
+    save_array(job["logits_out"], all_logits)
     result["nonfinite_inputs"] = bad_inputs
     result["nonfinite_outputs"] = int((~np.isfinite(all_logits)).any(axis=1).sum())
 
@@ -168,7 +170,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("extra_images"):
         extra = np.load(job["extra_images"], mmap_mode="r", allow_pickle=False)
         out = [evaluate(prepare_input(np.array(extra[i:i + job["eval_batch"]]), spec)) for i in range(0, len(extra), job["eval_batch"])]
-        np.save(job["extra_logits_out"], np.concatenate(out).astype(np.float32), allow_pickle=False)
+        save_array(job["extra_logits_out"], np.concatenate(out).astype(np.float32))
     del evaluate
     result["eval_threads"] = job["eval_threads"]
     phase_done("predictions")
@@ -188,7 +190,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         x = prepare_input(first_images(raw, setting["batch_size"]), spec)
         made: dict[str, Any] = {}
         samples = time_calls(lambda: predict(x), **timing, record=made)
-        np.save(setting["samples_out"], samples, allow_pickle=False)
+        save_array(setting["samples_out"], samples)
         result["latency"].append({**setting, "samples": setting["samples_out"], "stats": latency_stats(samples),
                                   "warmup": made["warmup"]})
     phase_done("latency")
@@ -200,7 +202,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         try:
             result["paired"] = _paired_speedup(job, predictor(headline["threads"]), raw, headline, timing["max_seconds"])
         except Exception as exc:  # noqa: BLE001 - the row's own measurements stand; a note says why
-            result["paired_error"] = f"{exc.__class__.__name__}: {str(exc)[:200]}"
+            result["paired_error"] = exception_line(exc, 200)
         phase_done("paired")
 
     # 4. throughput at a larger batch (threads of the first setting)

@@ -30,7 +30,7 @@ class PassContext:
     # build_student(width, model) -> a fresh, untrained zoo model at that width: the baseline's
     # architecture when model is "", else the named zoo model (or module:factory)
     build_student: Callable[[float, str], nn.Module]
-    # a small batch of real, normalised inputs (N, C, H, W): tracing, Taylor importance, calibration
+    # a small batch of real, normalised inputs (N, C, H, W): tracing and Taylor importance in pruning
     example_inputs: torch.Tensor
     example_labels: torch.Tensor
     # evaluate(model) -> top-1 on the evaluation set, for reporting (never used to pick weights)

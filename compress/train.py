@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-EpochBatches = Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+# epoch -> (images, labels) batches, or (images, labels, teacher logits) for a KD fit
+EpochBatches = Callable[[int], Iterable[tuple[torch.Tensor, ...]]]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 METRICS = ("spearman", "iou_top10", "cosine")
-DEFAULT_TOP_FRACTION = 0.10
+TOP_FRACTION = 0.10  # of pixels, for "iou_top10" (the metric's name says 10%: not a setting)
 DEFAULT_THRESHOLD = 0.5  # mean Spearman below this flags a drifted variant
 
 
@@ -48,7 +48,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip((rx * ry).sum() / denom, -1.0, 1.0)) if denom > 0 else 0.0
 
 
-def top_fraction_iou(a: np.ndarray, b: np.ndarray, fraction: float = DEFAULT_TOP_FRACTION) -> float:
+def top_fraction_iou(a: np.ndarray, b: np.ndarray, fraction: float = TOP_FRACTION) -> float:
     """IoU of the top `fraction` of pixels by |attribution| in a and in b (ties broken by position)."""
     x, y = np.abs(_pixels(a)), np.abs(_pixels(b))
     k = max(1, int(round(fraction * x.size)))
@@ -69,13 +69,13 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip(np.dot(x, y) / (nx * ny), -1.0, 1.0))
 
 
-def image_metrics(a: np.ndarray, b: np.ndarray, fraction: float = DEFAULT_TOP_FRACTION) -> dict[str, float]:
+def image_metrics(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """All three similarities of one image's attributions."""
-    return {"spearman": spearman(a, b), "iou_top10": top_fraction_iou(a, b, fraction), "cosine": cosine(a, b)}
+    return {"spearman": spearman(a, b), "iou_top10": top_fraction_iou(a, b, TOP_FRACTION), "cosine": cosine(a, b)}
 
 
 def drift_metrics(reference: np.ndarray, values: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
-                  fraction: float = DEFAULT_TOP_FRACTION, image_ids: list[int] | None = None) -> dict[str, Any]:
+                  image_ids: list[int] | None = None) -> dict[str, Any]:
     """Per-image and aggregated similarity of `values` to `reference`, both (N, H, W[, C]).
 
     `drifted` is True when the mean Spearman correlation is below `threshold`.
@@ -86,14 +86,14 @@ def drift_metrics(reference: np.ndarray, values: np.ndarray, *, threshold: float
     if len(values) == 0:
         raise ValueError("no attributions to compare")
     ids = list(range(len(values))) if image_ids is None else [int(i) for i in image_ids]
-    per_image = [{"index": i, **image_metrics(r, v, fraction)} for i, r, v in zip(ids, reference, values)]
+    per_image = [{"index": i, **image_metrics(r, v)} for i, r, v in zip(ids, reference, values)]
     block: dict[str, Any] = {}
     for name in METRICS:
         scores = np.array([p[name] for p in per_image])
         block[f"{name}_mean"], block[f"{name}_min"] = float(scores.mean()), float(scores.min())
     block.update({"threshold": {"metric": "spearman_mean", "below": threshold},
                   "drifted": bool(block["spearman_mean"] < threshold),
-                  "top_fraction": fraction, "per_image": per_image})
+                  "top_fraction": TOP_FRACTION, "per_image": per_image})
     return block
 
 

@@ -148,10 +148,6 @@ def save_array(path: Any, array: np.ndarray) -> None:
     np.save(path, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def load_array(path: Any) -> np.ndarray:
-    return np.load(path, allow_pickle=False)
-
-
 def choose_explanation_set(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """`per_class` seeded image indices of every class, grouped by class (ascending class, then index).
 

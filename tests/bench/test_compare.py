@@ -34,7 +34,6 @@ def copy_run(dst: Path, factor: float = 1.0, only: Callable[[dict[str, Any]], bo
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
-    monkeypatch.setattr(cli, "_EXTRA_COMMANDS", [])  # main() appends the commands on every call
     return cli.main(argv)
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from bench.errors import UserError
-from bench.explain_stage import explain_run, plan_rows, slug_of
+from bench.explain_record import off_clean_difference
+from bench.explain_stage import _within_parity, explain_run, plan_rows, slug_of
 from bench.explain_worker import run_jobs
 from bench.results import validate_results
 from explain.shap_explain import choose_explanation_set
@@ -220,7 +221,8 @@ def test_plan_shares_fp32_rows_and_puts_the_reference_first():
 
 
 def test_fp32_rows_share_only_when_they_agree_on_the_corrupted_images(tmp_path):
-    from bench.explain_stage import _agree_off_clean
+    def _agree_off_clean(run_dir, row, source):  # what explain_run's `agree` computes (memoised there)
+        return _within_parity(row, off_clean_difference(run_dir, row, source))
 
     rows = [{"variant": "baseline", "lineage": [], "format": f, "precision": "fp32", "runtime": r, "device": "cpu", "status": "ok",
              "artifact": "a", "parity": {"tolerance": 1e-4}} for f, r in [("onnx", "onnxruntime"), ("tflite", "litert")]]

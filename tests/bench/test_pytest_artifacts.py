@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from bench.inputs import make_input_spec
+from tests.results_documents import minimal_document
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRY = REPO / "bench" / "pytest_artifacts.py"
@@ -50,7 +51,7 @@ def tiny_run(tmp_path: Path) -> Path:
         {"variant": "baseline", "lineage": [], "format": "tflite", "precision": "int8", "runtime": "litert",
          "device": "cpu", "status": "export_failed", "reason": "no converter", "artifact": None, "latency": []},
     ]
-    (run / "results.json").write_text(json.dumps({"run_id": "tiny", "baseline": "baseline", "rows": rows}))
+    (run / "results.json").write_text(json.dumps(minimal_document(rows, run_id="tiny")))
     return run
 
 
@@ -93,3 +94,13 @@ def test_plain_pytest_does_not_collect_it() -> None:
     assert not any(relative.is_relative_to(p) for p in options["testpaths"])
     patterns = options.get("python_files", ["test_*.py", "*_test.py"])
     assert not any(fnmatch.fnmatch(ENTRY.name, p) for p in patterns)
+
+
+def test_a_damaged_artifact_or_results_file_fails_in_one_line(tiny_run: Path, tmp_path: Path) -> None:
+    """Checked in Python before ONNX Runtime sees the file, and results.json against the schema."""
+    (tiny_run / "artifacts" / "baseline.fp32.onnx").write_bytes(b"\x08\x07garbage")
+    result = _pytest(tmp_path, tiny_run)
+    assert result.returncode == 1 and "not a valid ONNX model" in result.stdout, result.stdout
+    (tiny_run / "results.json").write_text(json.dumps({"rows": []}))
+    result = _pytest(tmp_path, tiny_run)
+    assert result.returncode != 0 and "does not meet the results schema" in result.stdout, result.stdout

@@ -204,9 +204,6 @@ def test_pareto_front() -> None:
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
-    # bench.cli.main() appends the optional commands to a module list on every call, so a second
-    # call in one process would register `report` twice; give each call a fresh list.
-    monkeypatch.setattr(cli, "_EXTRA_COMMANDS", [])
     return cli.main(argv)
 
 

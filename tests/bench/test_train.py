@@ -152,3 +152,17 @@ def test_models_with_narrow_batchnorm_train_in_contiguous_format_the_rest_channe
         run_fit(model, small, FitSettings(epochs=1), 32, augment=False, description="t", quiet=True)
         assert not conv_is_channels_last(model)  # back to the default format after training
     assert during == [True, False]
+
+
+def test_training_sees_the_inputs_every_deployed_artifact_sees() -> None:
+    """to_tensor (training, the parity reference, the attacks) and prepare_input (every runtime) are
+    two copies of one recipe: bit for bit equal, or every fp32 row would drift from its reference."""
+    import numpy as np
+
+    from bench.inputs import make_input_spec, prepare_input
+    from bench.train import to_tensor
+
+    images = np.random.default_rng(0).integers(0, 256, size=(8, 3, 5, 7), dtype=np.uint8)
+    mean, std = (0.2, 0.5, 0.7), (0.3, 0.25, 0.9)
+    deployed = prepare_input(images, make_input_spec((3, 5, 7), mean, std))
+    assert np.array_equal(to_tensor(images, mean, std).numpy(), deployed)
