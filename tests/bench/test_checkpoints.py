@@ -10,8 +10,13 @@ from bench.zoo import tinycnn
 
 
 class _Evil:
+    """Unpickling runs `touch marker`: the test's own file, so parallel runs never share it."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, ("touch /tmp/edgebench-pwned",))
+        return (os.system, (f"touch {self.marker}",))
 
 
 def test_round_trip(tmp_path):
@@ -35,16 +40,14 @@ def test_a_state_dict_without_batchnorm_step_counters_loads_as_torch_loads_it(tm
 
 
 def test_pickle_with_code_is_refused_and_never_runs(tmp_path):
-    marker = "/tmp/edgebench-pwned"
-    if os.path.exists(marker):
-        os.unlink(marker)
+    marker = tmp_path / "PWNED"
     path = tmp_path / "evil.pt"
-    torch.save({"weight": _Evil()}, path)
+    torch.save({"weight": _Evil(marker)}, path)
     with pytest.raises(ModelFileError, match="refused"):
         load_state_dict_file(path, tinycnn())
     assert not os.path.exists(marker)
     raw = tmp_path / "evil.pkl"
-    raw.write_bytes(pickle.dumps(_Evil()))
+    raw.write_bytes(pickle.dumps(_Evil(marker)))
     with pytest.raises(ModelFileError):
         load_state_dict_file(raw, tinycnn())
     assert not os.path.exists(marker)

@@ -116,3 +116,19 @@ def test_the_variant_records_the_sparsity_of_the_model_its_chain_ends_with(small
     assert abs(variant.info["weight_sparsity"] - variant.info["passes"][0]["sparsity_reached"]) > 0.005
     plain, _ = _build(small, tmp_path, ["finetune(epochs=0)"])
     assert plain.info["weight_sparsity"] == 0.0
+
+
+def test_each_pass_of_a_chain_starts_from_the_one_before(small, tmp_path):
+    from bench.models import count_params
+
+    # structured pruning runs on the unstructured pass's output: the zeros it kept are still there
+    chained, _ = _build(small, tmp_path, ["prune.unstructured(sparsity=0.6)", "prune.structured(ratio=0.5)"])
+    assert chained.info["weight_sparsity"] > 0.3
+    # a fine-tune trains the pruned model, not the baseline: it keeps the pruned shape and the zeros,
+    # through bench.train.run_fit (the run's own training path, with the pruning masks)
+    pruned, _ = _build(small, tmp_path, ["prune.structured(ratio=0.5)"])
+    tuned, _ = _build(small, tmp_path, ["prune.structured(ratio=0.5)", "finetune(epochs=1)"])
+    assert count_params(tuned.model) == count_params(pruned.model) < count_params(tinycnn())
+    assert not _same_weights(tuned.model, pruned.model)
+    sparse, _ = _build(small, tmp_path, ["prune.unstructured(sparsity=0.6)", "finetune(epochs=1)"])
+    assert sparse.info["weight_sparsity"] >= 0.6 - 0.01

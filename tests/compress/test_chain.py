@@ -53,3 +53,31 @@ def test_chain_rules():
         parse_chain([])
     with pytest.raises(PassSyntaxError, match="only one artifact"):
         parse_chain(["quantize.static()", "quantize.dynamic()"])
+
+
+# Values each parameter's own check should refuse, tried in order: the table, not this list,
+# decides which apply, so a pass added to the registry is covered without editing this file.
+_CANDIDATES = {float: (-1.0, 0.0, 1.0, 1.5, 1e9), int: (-3, 0, 10**9)}
+
+
+def _refused_by_check(param) -> object | None:
+    return next((v for v in _CANDIDATES.get(param.type, ()) if param.check(v) is not None), None)
+
+
+@pytest.mark.parametrize("name, key", [(n, k) for n in sorted(PASSES) for k, p in PASSES[n].params.items()
+                                       if p.check is not None or p.choices is not None])
+def test_every_checked_parameter_refuses_a_bad_value_by_name(name, key):
+    param = PASSES[name].params[key]
+    assert param.validate(param.default) is None, "the default must pass its own check"
+    bad = f"'not-{param.default}'" if param.choices is not None else repr(_refused_by_check(param))
+    assert bad != "None", f"{name}({key}=...): its check accepts every candidate value {_CANDIDATES.get(param.type)}"
+    with pytest.raises(PassSyntaxError) as err:
+        parse_pass(f"{name}({key}={bad})")
+    assert name in str(err.value) and key in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("name, key", [(n, k) for n in sorted(PASSES) for k in PASSES[n].params])
+def test_every_parameter_refuses_a_value_of_another_type(name, key):
+    wrong = "[1]"  # a list literal: no parameter takes one
+    with pytest.raises(PassSyntaxError, match="expected"):
+        parse_pass(f"{name}({key}={wrong})")

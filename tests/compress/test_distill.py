@@ -25,6 +25,21 @@ def test_kd_loss_decreases_and_is_zero_for_identical_logits():
     assert float(kd_loss(logits, logits, torch.zeros(4, dtype=torch.long), 4.0, 1.0)) == pytest.approx(0, abs=1e-6)
 
 
+def test_kd_loss_is_hintons_formula_computed_by_hand():
+    """alpha * T^2 * KL(teacher || student) on the T-softened outputs + (1 - alpha) * CE, in numbers."""
+    student = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    teacher = torch.tensor([[-1.0, 4.0, -2.0], [3.0, -3.0, 1.0]])
+    labels = torch.tensor([0, 1])
+    t, alpha = 2.0, 0.75
+    p_teacher, p_student = torch.softmax(teacher / t, 1), torch.softmax(student / t, 1)
+    kl = float((p_teacher * (p_teacher.log() - p_student.log())).sum(1).mean())  # KL(teacher || student)
+    ce = float(-torch.log_softmax(student, 1)[[0, 1], labels].mean())
+    expected = alpha * t**2 * kl + (1 - alpha) * ce
+    assert float(kd_loss(student, teacher, labels, t, alpha)) == pytest.approx(expected, rel=1e-6)
+    reverse = float((p_student * (p_student.log() - p_teacher.log())).sum(1).mean())  # the other direction
+    assert abs(reverse - kl) > 1e-3, "this example must tell the two directions of the KL term apart"
+
+
 def test_distill_records_how_well_each_model_fits_the_training_images():
     torch.manual_seed(0)
     baseline = tinycnn().eval()
@@ -138,3 +153,25 @@ def test_student_model_rules(text, message):
 
     with pytest.raises(PassSyntaxError, match=message):
         parse_pass(text)
+
+
+def test_the_teacher_is_the_baseline_and_the_gap_share_is_recorded():
+    """distill(width=0.5) after other passes: the teacher is ctx.baseline, not the model it is given,
+    and the row's share of the gap is gap_recovered of what evaluate() said."""
+    torch.manual_seed(0)
+    baseline, incoming = tinycnn().eval(), tinycnn().eval()  # e.g. the output of a pruning pass
+    ctx = tiny_context(baseline)
+    teachers, scores = [], {"kd": 0.85, "scratch": 0.80}
+
+    def recording_fit(model, settings, teacher, what):
+        teachers.append(teacher)
+        model.tag = "kd" if teacher is not None else "scratch"
+        return [1.0]
+
+    ctx.fit = recording_fit
+    ctx.evaluate = lambda m: 0.90 if m is baseline else scores[m.tag]
+    call = parse_pass("distill(width=0.5, epochs=1)")
+    _, info = resolve(call.spec)(incoming, call.params, ctx)
+    assert teachers[0] is baseline and teachers[1:] == [None]
+    assert info["teacher_top1"] == 0.90 and info["student_kd_top1"] == 0.85 and info["student_scratch_top1"] == 0.80
+    assert info["gap_recovered"] == pytest.approx(0.5)

@@ -6,6 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from torch import nn
 
 from bench.export import export_onnx
 from bench.models import count_macs, count_params
@@ -31,10 +32,12 @@ def test_model_pass_runs_exports_and_is_rebuildable_from_its_state_dict(name, tm
     out = model(torch.zeros(2, *SHAPE))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
     export_onnx(model, tmp_path / "m.onnx", SHAPE)
+    x = torch.randn(3, *SHAPE)  # the exported model runs on ONNX Runtime and computes what torch does
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert np.allclose(session.run(None, {"input": x.numpy()})[0], model(x).detach().numpy(), atol=1e-4)
     # the cache stores state_dicts only: the architecture must be recoverable from shapes
     start = tinycnn(width=call.params["width"]) if name == "distill" and call.params["width"] else baseline
     rebuilt = fit_to_state_dict(start, model.state_dict())
-    x = torch.randn(3, *SHAPE)
     assert torch.allclose(rebuilt(x), model.eval()(x), atol=1e-6)
 
 
@@ -43,6 +46,9 @@ def test_unstructured_sparsity_matches_request_and_survives_finetune(sparsity, s
     model = tinycnn()
     pruned, info = resolve(PASSES["prune.unstructured"])(model, {"sparsity": sparsity, "scope": scope})
     assert info["sparsity_reached"] == pytest.approx(sparsity, abs=0.01)
+    if scope == "layer":  # every layer at the requested sparsity, not only their total
+        layers = [m.weight for m in pruned.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        assert all(float((w == 0).float().mean()) == pytest.approx(sparsity, abs=0.02) for w in layers)
     ctx = tiny_context(tinycnn())
     ctx.fit(pruned, FitSettings(epochs=1, lr=0.05), None, "ft")
     assert weight_sparsity(pruned) == pytest.approx(sparsity, abs=0.01)
