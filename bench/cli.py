@@ -38,11 +38,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise UserError("--resume continues a run with the config it started with; drop --config")
+        if args.out:
+            raise UserError("--resume continues a run in its own folder; drop --out")
         from bench.pipeline import load_results
 
         document = load_results(args.resume)
         if document.get("status") == "complete":
             raise UserError(f"{args.resume} is already complete; nothing to resume")
+        if args.quick and not document.get("quick"):
+            raise UserError(f"{args.resume} was not a --quick run, and its rows must be timed alike; drop --quick")
         config = config_from_dict(document["config"], f"{args.resume}/results.json config")
         args.quick = bool(document.get("quick"))
         saved = document.get("run_options") or {}
@@ -113,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", metavar="PATH", help="baseline weights: a state_dict (.pt/.pth, loaded weights_only) or .safetensors")
     run.add_argument("--data-dir", metavar="DIR", help="folder with the Fashion-MNIST IDX files (or the ImageFolder root)")
     run.add_argument("--no-explain", action="store_true", help="skip SHAP explanations")
-    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run: finished rows are kept, the rest recomputed")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in its folder, with its config and timing "
+                     "(--quick follows the run): finished rows are kept, the rest recomputed")
     run.add_argument("--print-config", action="store_true", help="print the config this command line would run (the file over the built-in defaults, "
                      "with --checkpoint, --data-dir, --out and --no-explain folded in) as commented TOML and exit; --quick is not a config key")
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary: print only the path of the run's results.json")

@@ -19,9 +19,10 @@ from bench.results import KEY_FIELDS
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `report` and `compare` sub-commands to the edgebench parser."""
-    report = subparsers.add_parser("report", help="(re)generate report.html and report.md of a run",
-                                   description="Write RUN_DIR/report.html (self-contained, offline) and report.md "
-                                               "from RUN_DIR/results.json alone.")
+    report = subparsers.add_parser("report", help="(re)generate report.html, report.md and plots/ of a run",
+                                   description="Write RUN_DIR/report.html (self-contained, offline), report.md and the "
+                                               "charts in RUN_DIR/plots/ from RUN_DIR/results.json (and the raw latency "
+                                               "samples beside it).")
     report.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (results/<run-id>)")
     report.set_defaults(func=_cmd_report)
 

@@ -53,6 +53,16 @@ def _positive_ints(values: list[int]) -> str | None:
     return _repeated(values)
 
 
+def _seed(v: int) -> str | None:
+    return None if 0 <= v < 2**32 else "must be in 0..2**32-1 (numpy and torch seeds)"
+
+
+def _severities(values: list[int]) -> str | None:
+    if not (values and all(1 <= s <= 3 for s in values)):
+        return "must be a non-empty list of 1, 2 or 3"
+    return _repeated(values)
+
+
 def _repeated(values: list[Any]) -> str | None:
     """Why a list that names a value twice is rejected: both entries would make the same rows and files."""
     twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
@@ -67,7 +77,7 @@ class DataConfig:
     val_size: int = _key("images carved from the training set for validation (the test set is only used for final metrics)", default=5000, check=_at_least(1))
     train_limit: int = _key("use only the first N training images (0 = all); for quick experiments", default=0, check=_at_least(0))
     test_limit: int = _key("use only the first N test images (0 = all 10000); final metrics then cover fewer images", default=0, check=_at_least(0))
-    seed: int = _key("seed of the train/validation split", default=0)
+    seed: int = _key("seed of the train/validation split", default=0, check=_seed)
 
 
 @dataclass
@@ -81,7 +91,7 @@ class BaselineConfig:
     weight_decay: float = _key("weight decay", default=5e-4, check=_at_least(0))
     label_smoothing: float = _key("label smoothing of the cross-entropy loss", default=0.1, check=_unit_interval_open)
     augment: bool = _key("random crop (pad 2) and horizontal flip during training (off: at a 5-epoch budget it cost 1.4 pt here)", default=False)
-    seed: int = _key("seed of weight init, data order and augmentation", default=0)
+    seed: int = _key("seed of weight init, data order and augmentation", default=0, check=_seed)
     threads: int = _key("CPU threads for training (0 = all logical cores)", default=0, check=_at_least(0))
     train_precision: str = _key("'auto', 'fp32' or 'bf16': arithmetic of training steps (baseline and passes); 'bf16' runs "
                                 "them under bfloat16 autocast (weights, evaluation and exported models stay fp32), 'auto' "
@@ -133,7 +143,7 @@ class BenchmarkConfig:
                              "this process may use); latency and throughput keep `threads`", default=0, check=_at_least(0))
     robustness: bool = _key("measure accuracy on corrupted test images (MNIST-C style) and ECE for every row", default=True)
     robustness_images: int = _key("test images per corruption set (--quick caps it at 300)", default=1000, check=_at_least(1))
-    corruption_severities: list[int] = _key("corruption severities to use, each in 1..3", default_factory=lambda: [1, 3], check=lambda v: None if v and all(1 <= s <= 3 for s in v) else "must be a non-empty list of 1, 2 or 3")
+    corruption_severities: list[int] = _key("corruption severities to use, each in 1..3", default_factory=lambda: [1, 3], check=_severities)
     adversarial: bool = _key("replay FGSM and PGD examples crafted on the fp32 torch baseline on every artifact (transfer attack)", default=True)
     adversarial_epsilon: float = _key("L-infinity budget of the attacks on the [0, 1] pixel scale", default=0.1, check=lambda v: None if 0 < v < 1 else "must be in (0, 1)")
     adversarial_images: int = _key("test images attacked (--quick caps it at 200)", default=1000, check=_at_least(1))
@@ -151,7 +161,7 @@ class ExplainConfig:
     enabled: bool = _key("compute SHAP explanations for every ok row", default=True)
     per_class: int = _key("explained test images per class (seeded)", default=2, check=_at_least(1))
     max_evals: int = _key("model evaluations per explained image (Partition explainer budget)", default=500, check=_at_least(10))
-    seed: int = _key("seed of the explanation image choice", default=0)
+    seed: int = _key("seed of the explanation image choice", default=0, check=_seed)
     masker: str = _key("how SHAP hides pixels: 'blur(kx,ky)', 'inpaint_telea' or 'inpaint_ns'", default="blur(10,10)", check=_masker_problem)
     batch_size: int = _key("masked images per model call in the Partition explainer", default=50, check=_at_least(1))
     flip_gallery: int = _key("test images whose top-1 flipped vs the baseline, explained and plotted per variant (0 = none)", default=8, check=_at_least(0))

@@ -32,7 +32,8 @@ def to_toml(config: Config) -> str:
             out.append(f"# {f.metadata['help']}")
             out.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
         out.append("")
-    out.append("# Compression variants: each is an ordered chain of passes applied to the baseline.")
+    out.append("# Compression variants: each is an ordered chain of passes applied to the baseline. A file's")
+    out.append("# [[variants]] replace the built-in ones; a file without any runs the baseline alone.")
     out.append("# Pass syntax: name(key=value, ...); `edgebench list` shows every pass and its parameters.")
     for variant in config.variants:
         out.append("[[variants]]")

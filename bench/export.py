@@ -6,8 +6,14 @@ pipeline turns that into an `export_failed` row and goes on with the other cells
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
+import tempfile
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -42,7 +48,7 @@ def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, int, int],
 
     model = model.eval()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _native_output_to_log("ONNX exporter"):
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (torch.zeros(1, *input_shape),), str(path), dynamo=False,
                               input_names=["input"], output_names=["logits"], opset_version=opset,
@@ -51,3 +57,29 @@ def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, int, int],
     except Exception as exc:  # noqa: BLE001 - exporter and checker errors both mean "export failed"
         raise ExportError(f"ONNX export failed: {exception_line(exc)}") from exc
     return path
+
+
+@contextlib.contextmanager
+def _native_output_to_log(what: str) -> Iterator[None]:
+    """Catch what native code prints straight to file descriptors 1 and 2 (torch's exporter dumps
+    its whole graph to stdout when it fails) and put it in the run log: stdout is for the results
+    path under --quiet, and the row's reason already names the failure."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        try:
+            os.dup2(capture.fileno(), 1)
+            os.dup2(capture.fileno(), 2)
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            capture.seek(0)
+            text = capture.read().decode(errors="replace").strip()
+            if text:
+                logging.getLogger("edgebench").info("%s output:\n%s", what, text)

@@ -10,7 +10,7 @@ from compress.registry import PASSES
 
 def listing() -> str:
     out = ["datasets:", "  fashion-mnist   Zalando Fashion-MNIST, 10 classes, 1x28x28 (IDX files)",
-           "  imagefolder     a folder of class sub-folders of images ([data].data_dir)", "", "models:"]
+           "  imagefolder     a folder of class sub-folders of images ([data].data_dir), read as 28x28 grayscale", "", "models:"]
     out += [f"  {m.name:<15} {m.help}" for m in MODELS.values()]
     out += ["  module:factory  your own nn.Module factory (receives in_channels, num_classes, width if it declares them)", "", "passes:"]
     for spec in PASSES.values():

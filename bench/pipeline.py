@@ -24,7 +24,7 @@ from bench.data import Dataset
 from bench.environment import environment
 from bench.errors import UserError, exception_line
 from bench.measure import Paired, Timing
-from bench.preflight import check_baseline_inputs, check_cuda_request, load_dataset
+from bench.preflight import check_baseline_inputs, check_cuda_request, check_export_settings, load_dataset
 from bench.progress import progress_bar
 from bench.report_notes import untrained_baseline_note
 from bench.results import read_run_document, row_key, row_name, validate_results
@@ -72,6 +72,7 @@ def run(config: Config, options: RunOptions) -> Path:
         if missing := missing_dependencies():
             raise UserError(f"explanations need {', '.join(missing)} (pip install 'edgebench[explain]'), or pass --no-explain")
     check_cuda_request(config)
+    check_export_settings(config)
     dataset = load_dataset(config, options.data_dir)
     check_baseline_inputs(config, dataset, options.checkpoint)
     if options.resume:
@@ -125,15 +126,23 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
     for key, limit, have in limits:
         if limit > have:  # a limit above what the data holds uses all of it: say so rather than let the header surprise
             _say(options, f"note: [data] {key} = {limit} is more than the {have} images there are: all {have} are used")
+    if len(dataset.val) < config.data.val_size:
+        _say(options, f"note: [data] val_size = {config.data.val_size}, but the validation set holds {len(dataset.val)} images "
+                      "(at most a fifth of the training images)")
+    if not config.variants:
+        _say(options, "note: the config has no [[variants]]: only the baseline is measured (a file's [[variants]] replace "
+                      "the built-in ones)")
     recorded = writer.document.get("baseline_info")  # a resumed run's
     if recorded and (why := resume_precision_error(recorded, config.baseline.train_precision)):
         raise UserError(f"cannot resume {run_dir}: {why}")
     stage = time.perf_counter()
     trained = baseline_model(config.baseline, dataset, config.output.cache_dir, checkpoint=options.checkpoint, quiet=options.quiet)
-    mixed = ""
-    if trained.info["train_precision"] == "bf16":  # it changes the weights: say so (auto picks it on AMX CPUs)
-        mixed = " (passes train in bf16 autocast)" if trained.info["source"] == "checkpoint" else " (bf16 autocast)"
-    _say(options, f"baseline {config.baseline.model}: {trained.info['source']}{mixed}, val top-1 {trained.info['val_top1']:.4f}")
+    source = trained.info["source"]
+    if source == "trained" and config.baseline.epochs == 0:
+        source = "random initialisation ([baseline] epochs = 0)"
+    elif trained.info["train_precision"] == "bf16":  # it changes the weights: say so (auto picks it on AMX CPUs)
+        source += " (passes train in bf16 autocast)" if source == "checkpoint" else " (bf16 autocast)"
+    _say(options, f"baseline {config.baseline.model}: {source}, val top-1 {trained.info['val_top1']:.4f}")
     if untrained := untrained_baseline_note(trained.info["val_top1"], len(dataset.classes)):
         _say(options, f"note: {untrained}")
     stages["baseline_s"] = round(time.perf_counter() - stage, 1)

@@ -35,6 +35,15 @@ def check_cuda_request(config: Config) -> None:
                           "use device = 'cpu', or 'auto' for CUDA cells where a GPU is present")
 
 
+def check_export_settings(config: Config) -> None:
+    """An ONNX opset this torch cannot export would fail every ONNX row, after all the training."""
+    from torch.onnx._constants import ONNX_MAX_OPSET  # noqa: PLC2701 - torch.onnx.export checks against it too
+
+    if "onnx" in config.export.formats and config.export.onnx_opset > ONNX_MAX_OPSET:
+        raise ConfigError(f"[export].onnx_opset = {config.export.onnx_opset}: torch {torch.__version__} exports ONNX up to "
+                          f"opset {ONNX_MAX_OPSET}")
+
+
 def _import_students(config: Config) -> None:
     """Import every 'module:factory' KD student now, like the baseline's: a typo must not surface
     only after the baseline has trained, leaving a run folder without rows."""
