@@ -23,6 +23,7 @@ from bench.inputs import make_input_spec, prepare_input
 from bench.measure import Paired, Timing, WorkerFailed, accuracy_block, apply_worker_result, file_facts, parity_block, run_worker
 from bench.results import Row, row_name
 from bench.robustness_stage import RobustnessSets, calibration_block, robustness_block, whitebox_block
+from bench.validation import parity_tolerance, validate_row
 from bench.variants import Variant
 from compress.chain import PassCall
 
@@ -45,6 +46,12 @@ class Artifact:
 
 @dataclass
 class RunContext:
+    """What every cell of a run shares. Built whole before the first variant; only the baseline's
+    results change it afterwards, because later rows are compared with them: baseline_predictions
+    (agreement), baseline_robustness (relative robustness) and paired_references (paired timing).
+    The baseline variant is measured first, and its torch row first within it, so they are set
+    before any row needs them."""
+
     config: Config
     dataset: Dataset
     run_dir: Path
@@ -269,34 +276,4 @@ def measure_row(row: Row, variant: Variant, reference_logits: np.ndarray, ctx: R
             row.robustness["adversarial_whitebox_top1"] = whitebox_block(variant.model, ctx.dataset, cfg.benchmark, sets)
         if variant.is_baseline and row.format == "torch":
             ctx.baseline_robustness = row.robustness
-    _validate(row, reference_logits, labels, cfg)
-
-
-def parity_tolerance(tolerance: float, reference: np.ndarray) -> float:
-    """The fp32 parity tolerance for these reference logits: as configured up to |logit| 100, then
-    growing with the largest |logit|, since float32 rounding grows with the values (a diverged model's
-    logits in the thousands differ by 1e-3 between two correct exports)."""
-    finite = np.abs(reference[np.isfinite(reference)])
-    return tolerance * max(1.0, float(finite.max()) / 100 if finite.size else 1.0)
-
-
-def _validate(row: Row, reference: np.ndarray, labels: np.ndarray, cfg: Config) -> None:
-    parity = row.parity or {}
-    if row.accuracy and row.accuracy.get("nonfinite"):
-        row.fail("validation_failed", f"{row.accuracy['nonfinite']} outputs are NaN/inf")
-    elif row.precision == "fp32":
-        tolerance = parity.get("tolerance", cfg.export.parity_tolerance)
-        if not parity["max_abs_diff"] <= tolerance:  # NaN (a NaN reference) fails too
-            row.fail("validation_failed", f"max abs logit difference {parity['max_abs_diff']:.3g} vs torch exceeds "
-                                          f"{tolerance:g} (on {parity.get('n', '?')} parity images)")
-    elif not np.isfinite(reference).all():  # argmax of NaN logits is class 0: any constant output would "agree"
-        row.fail("validation_failed", "its fp32 parent's outputs hold NaN/inf, so there is nothing to validate it against")
-    else:  # reduced precision: judged by agreement with the fp32 parent and by accuracy lost
-        parent_top1 = float((reference.argmax(1) == labels).mean())
-        drop = parent_top1 - row.accuracy["top1"]
-        parity["top1_drop_vs_parent"] = drop
-        if parity["top1_agreement"] < cfg.export.quantized_min_agreement:
-            row.fail("validation_failed", f"top-1 agreement with the fp32 parent {parity['top1_agreement']:.4f} is below "
-                                          f"{cfg.export.quantized_min_agreement} (on {parity.get('n', '?')} parity images)")
-        elif drop > cfg.export.quantized_max_top1_drop:
-            row.fail("validation_failed", f"top-1 drop vs the fp32 parent {drop * 100:.2f} pt exceeds {cfg.export.quantized_max_top1_drop * 100:.2f} pt")
+    validate_row(row, reference_logits, labels, cfg)

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.results import read_run_document
 
-_CONFIG_DEFAULTS = {"per_class": 2, "max_evals": 500, "seed": 0}
+_SETTINGS = ("per_class", "max_evals", "seed")  # explain_run's own arguments; the other [explain] keys go as extras
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +49,7 @@ def _at_least(minimum: int) -> Any:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from bench.config import ExplainConfig
     from bench.explain_stage import DEFAULTS, explain_run
     from bench.report import write_report
     from bench.rundir import RunLock
@@ -56,11 +57,11 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     document = read_run_document(run_dir)
     configured = (document.get("config") or {}).get("explain") or {}
-    settings = {k: configured.get(k, v) for k, v in _CONFIG_DEFAULTS.items()}
+    settings = {k: configured.get(k, getattr(ExplainConfig(), k)) for k in _SETTINGS}
     extra = {k: configured[k] for k in DEFAULTS if k in configured}  # keys the config may add later
     previous = document.get("explanation_set") or {}
     if args.variant and previous:  # one variant joins the run's existing explanation set: same settings
-        settings.update({k: previous[k] for k in _CONFIG_DEFAULTS if k in previous})
+        settings.update({k: previous[k] for k in _SETTINGS if k in previous})
         extra.update({k: previous[k] for k in ("masker", "batch_size", "flip_gallery", "drift_threshold", "deletion_steps") if k in previous})
     if args.samples is not None:
         settings["per_class"] = args.samples

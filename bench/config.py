@@ -15,6 +15,9 @@ from typing import Any, Callable
 
 from bench.config_sections import build_section, suggest
 from bench.errors import ConfigError
+from explain.drift import DEFAULT_THRESHOLD
+from explain.faithfulness import DEFAULT_STEPS
+from explain.shap_explain import DEFAULT_BATCH_SIZE, DEFAULT_MASKER
 
 FORMATS = ("torch", "onnx", "tflite")
 TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
@@ -162,11 +165,11 @@ class ExplainConfig:
     per_class: int = _key("explained test images per class (seeded)", default=2, check=_at_least(1))
     max_evals: int = _key("model evaluations per explained image (Partition explainer budget)", default=500, check=_at_least(10))
     seed: int = _key("seed of the explanation image choice", default=0, check=_seed)
-    masker: str = _key("how SHAP hides pixels: 'blur(kx,ky)', 'inpaint_telea' or 'inpaint_ns'", default="blur(10,10)", check=_masker_problem)
-    batch_size: int = _key("masked images per model call in the Partition explainer", default=50, check=_at_least(1))
+    masker: str = _key("how SHAP hides pixels: 'blur(kx,ky)', 'inpaint_telea' or 'inpaint_ns'", default=DEFAULT_MASKER, check=_masker_problem)
+    batch_size: int = _key("masked images per model call in the Partition explainer", default=DEFAULT_BATCH_SIZE, check=_at_least(1))
     flip_gallery: int = _key("test images whose top-1 flipped vs the baseline, explained and plotted per variant (0 = none)", default=8, check=_at_least(0))
-    drift_threshold: float = _key("flag a variant as drifted when its mean Spearman correlation with the baseline's attributions is below this", default=0.5, check=lambda v: None if -1 <= v <= 1 else "must be in [-1, 1]")
-    deletion_steps: int = _key("steps of the deletion faithfulness curve", default=20, check=_at_least(2))
+    drift_threshold: float = _key("flag a variant as drifted when its mean Spearman correlation with the baseline's attributions is below this", default=DEFAULT_THRESHOLD, check=lambda v: None if -1 <= v <= 1 else "must be in [-1, 1]")
+    deletion_steps: int = _key("steps of the deletion faithfulness curve", default=DEFAULT_STEPS, check=_at_least(2))
     share_fp32: bool = _key("fp32 rows of a variant that passed parity reuse one explanation (the row says so)", default=True)
     workers: int = _key("parallel explanation processes", default=2, check=_at_least(1))
     job_timeout_s: float = _key("a row's explanation fails after this many seconds", default=600.0, check=lambda v: None if v > 0 else "must be > 0")

@@ -15,7 +15,6 @@ distilled variant, always get their own.
 
 from __future__ import annotations
 
-import os
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,18 +23,21 @@ from typing import Any, Callable
 import numpy as np
 
 from bench.artifacts import check_artifact
+from bench.config import ExplainConfig
 from bench.errors import ModelFileError, UserError
 from bench.explain_worker import run_jobs
 from bench.explain_record import OUT, Recorder, off_clean_difference, slug_of
 from bench.progress import progress_bar
 from bench.results import atomic_write_json, row_name
 from bench.resume import file_digest
-from explain.drift import DEFAULT_THRESHOLD, choose_flips
-from explain.shap_explain import DEFAULT_BATCH_SIZE, DEFAULT_MASKER, choose_explanation_set
+from explain.drift import choose_flips
+from explain.shap_explain import choose_explanation_set
 
-DEFAULTS: dict[str, Any] = {"masker": DEFAULT_MASKER, "batch_size": DEFAULT_BATCH_SIZE, "flip_gallery": 8,
-                            "drift_threshold": DEFAULT_THRESHOLD, "deletion_steps": 20, "share_fp32": True,
-                            "threads": 1, "workers": min(2, os.cpu_count() or 1), "job_timeout_s": 600.0}
+# [explain]'s defaults (one source: bench.config.ExplainConfig) for the keys a run's config may lack
+# (runs from older edgebench), plus the threads of each explanation process
+DEFAULTS: dict[str, Any] = {**{k: getattr(ExplainConfig(), k) for k in ("masker", "batch_size", "flip_gallery", "drift_threshold",
+                                                                       "deletion_steps", "share_fp32", "workers", "job_timeout_s")},
+                            "threads": 1}
 # The primary fp32 row of a variant (explained for all its fp32 rows): ONNX Runtime first. Every ok
 # fp32 row matches torch eager within the parity tolerance, so any could serve; ORT is the cheapest
 # to run (no torch import in the worker, lowest per-call overhead), then torch, then LiteRT.

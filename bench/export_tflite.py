@@ -11,6 +11,12 @@ TFLite model has no Transpose around every convolution (the "layout tax"); its i
 is why TFLite artifacts get an NHWC input_spec. tensorflow and onnx2tf are imported only inside
 `convert_to_tflite`: they take seconds to import and are an optional extra (edgebench[tflite]).
 
+Why TFLite's quantization lives here and not beside ONNX Runtime's in compress/ (DESIGN.md puts
+artifact-level quantization there): TFLiteConverter quantizes while it converts, from the one
+SavedModel this module builds per variant. Each precision is therefore one converter setting of one
+conversion, not a pass over a finished artifact, and a `quantize.*`-style pass would have to redo
+onnx2tf (seconds, and the bulk of a variant's export time) for every precision.
+
 Example:
     results = convert_to_tflite(Path("run/m.fp32.onnx"), Path("run/m"), ["fp32", "int8"], calib_nchw,
                                 make_input_spec((1, 28, 28), mean, std, layout="NHWC"), Path("run/logs/t.log"))

@@ -27,8 +27,8 @@ from bench.measure import Paired, Timing
 from bench.preflight import check_baseline_inputs, check_cuda_request, check_export_settings, load_dataset
 from bench.progress import progress_bar
 from bench.report_notes import untrained_baseline_note
-from bench.results import read_run_document, row_key, row_name, validate_results
-from bench.resume import file_digest, files_present, still_valid
+from bench.results import Row, read_run_document, row_key, row_name, validate_results
+from bench.resume import finished_variants, measured_files, still_valid
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, create_run_dir
 from bench.summary import print_summary
@@ -157,14 +157,15 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
                               quiet=options.quiet, on_step=lambda text: _say(options, f"  {text}"))
     stages["variants_s"] = round(time.perf_counter() - stage, 1)
     writer.update(variants={v.name: {"lineage": v.lineage, **v.info} for v in variants})
+    robustness = build_sets(config.benchmark, dataset, trained.model, run_dir, options.quick, seed=config.baseline.seed)
+    if robustness:
+        writer.update(robustness_sets={**robustness.settings, "sets": list(robustness.spans)})
     ctx = RunContext(config, dataset, run_dir, _save_images(run_dir, dataset), Timing.from_config(config.benchmark, options.quick),
-                     _devices(config.benchmark.device))
-    ctx.paired = Paired.from_config(config.benchmark, options.quick)
-    ctx.robustness = build_sets(config.benchmark, dataset, trained.model, run_dir, options.quick, seed=config.baseline.seed)
-    if ctx.robustness:
-        writer.update(robustness_sets={**ctx.robustness.settings, "sets": list(ctx.robustness.spans)})
-    ctx.baseline_robustness = next((r.get("robustness") for r in writer.rows
-                                    if r["variant"] == "baseline" and r["format"] == "torch"), None)
+                     _devices(config.benchmark.device), robustness=robustness,
+                     # a resumed run's measured baseline torch row; else the row sets it once measured (bench.cells.measure_row)
+                     baseline_robustness=next((r.get("robustness") for r in writer.rows
+                                               if r["variant"] == "baseline" and r["format"] == "torch"), None),
+                     paired=Paired.from_config(config.benchmark, options.quick))
     stage = time.perf_counter()
     _measure_variants(variants, ctx, writer, options)
     stages["measure_s"] = round(time.perf_counter() - stage, 1)
@@ -176,12 +177,7 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
 
 def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWriter, options: RunOptions) -> None:
     calibration_raw = ctx.dataset.train.images  # each quantizer takes the first N it is configured for
-    done_variants = set(writer.document.setdefault("variants_done", []))
-    for row in writer.rows:  # a finished variant whose files were deleted since is exported and measured again
-        if row["variant"] in done_variants and not files_present(row, ctx.run_dir):
-            log.warning("resume: %s lost its artifact or logits: variant %s is exported again", row_name(row), row["variant"])
-            done_variants.discard(row["variant"])
-            writer.document["variants_done"].remove(row["variant"])
+    done_variants = finished_variants(writer.document, ctx.run_dir)
     baseline_logits = reference_logits(variants[0], ctx.dataset)
     ctx.baseline_predictions = baseline_logits.argmax(1)
     for done in writer.rows:  # a resumed run times its remaining rows against the finished baseline rows
@@ -195,43 +191,51 @@ def _measure_variants(variants: list[Variant], ctx: RunContext, writer: RunWrite
                 # a variant whose passes failed has no model: its rows are export_failed, nothing is measured
                 reference = (baseline_logits if variant is variants[0]
                              else None if variant.failed else reference_logits(variant, ctx.dataset))
-                # A resumed variant is exported again; a finished row stays only if its cell is still made
-                # from the same file, byte for byte (else its numbers would describe another file).
-                finished = {row_key(r): r for r in writer.rows if r["variant"] == variant.name}
-                digests = {key: r.get("artifact_sha256") or (file_digest(ctx.run_dir / r["artifact"]) if r.get("artifact") else None)
-                           for key, r in finished.items()}  # what it measured; older rows: the file before re-export
-                started = time.perf_counter()
-                rows = [row for artifact in export_artifacts(variant, ctx, calibration_raw)
-                        for row in rows_for_artifact(variant, artifact, ctx)]
-                log.info("%s: exported in %.1f s", variant.name, time.perf_counter() - started)
-                kept = {row.key for row in rows
-                        if row.key in finished and still_valid(finished[row.key], digests[row.key], row, ctx.run_dir)}
-                made = {row.key for row in rows}
-                for stale in writer.drop_rows(variant.name, keep=kept):
-                    # a row without an artifact is rewritten silently (nothing to measure); a run resumed by a
-                    # newer edgebench may also hold rows for cells this one no longer makes (another row layout)
-                    if row_key(stale) not in made:
-                        log.warning("resume: dropped %s, a row this edgebench no longer makes", row_name(stale))
-                    elif stale.get("artifact"):
-                        log.warning("resume: %s is measured again: exported again, its artifact is not the file it "
-                                    "measured (changed, moved or not made)", row_name(stale))
-                    ctx.forget_reference(stale)
+                rows, kept = _export_variant(variant, ctx, writer, calibration_raw)
                 for row in rows:
-                    if row.key in kept:
-                        continue
-                    if row.status == "ok":
-                        bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}", refresh=False)
-                        started = time.perf_counter()
-                        assert reference is not None  # a failed variant's rows are all export_failed
-                        measure_row(row, variant, reference, ctx)
-                        log.info("%s: measured in %.1f s", row_name(row.to_dict()), time.perf_counter() - started)
-                    writer.add_row(row)
-                    if variant.is_baseline:
-                        ctx.note_reference(row.to_dict())
+                    if row.key not in kept:
+                        _measure_and_add(row, variant, reference, ctx, writer, bar)
                 if not variant.failed:  # a resumed run tries a failed pass again (it may have been out of memory)
                     writer.document["variants_done"].append(variant.name)
                 writer.flush()
             bar.update(1)
+
+
+def _export_variant(variant: Variant, ctx: RunContext, writer: RunWriter,
+                    calibration_raw: np.ndarray) -> tuple[list[Row], set[tuple[str, ...]]]:
+    """Export a variant's artifacts: its rows, and the keys of the finished rows (of a resumed run)
+    that stay. A finished row stays only if its cell is still made from the same file, byte for byte
+    (else its numbers would describe another file); the other finished rows are dropped."""
+    measured = measured_files(writer.rows, variant.name, ctx.run_dir)  # before the export rewrites the files
+    started = time.perf_counter()
+    rows = [row for artifact in export_artifacts(variant, ctx, calibration_raw) for row in rows_for_artifact(variant, artifact, ctx)]
+    log.info("%s: exported in %.1f s", variant.name, time.perf_counter() - started)
+    kept = {row.key for row in rows if row.key in measured and still_valid(*measured[row.key], row, ctx.run_dir)}
+    made = {row.key for row in rows}
+    for stale in writer.drop_rows(variant.name, keep=kept):
+        # a row without an artifact is rewritten silently (nothing to measure); a run resumed by a
+        # newer edgebench may also hold rows for cells this one no longer makes (another row layout)
+        if row_key(stale) not in made:
+            log.warning("resume: dropped %s, a row this edgebench no longer makes", row_name(stale))
+        elif stale.get("artifact"):
+            log.warning("resume: %s is measured again: exported again, its artifact is not the file it "
+                        "measured (changed, moved or not made)", row_name(stale))
+        ctx.forget_reference(stale)
+    return rows, kept
+
+
+def _measure_and_add(row: Row, variant: Variant, reference: np.ndarray | None, ctx: RunContext, writer: RunWriter,
+                     bar: Any) -> None:
+    """Measure an exported row (a failed or skipped one is recorded as it is) and write it."""
+    if row.status == "ok":
+        bar.set_postfix_str(f"{variant.name} {row.format}/{row.precision} on {row.runtime}", refresh=False)
+        started = time.perf_counter()
+        assert reference is not None  # a failed variant's rows are all export_failed
+        measure_row(row, variant, reference, ctx)
+        log.info("%s: measured in %.1f s", row_name(row.to_dict()), time.perf_counter() - started)
+    writer.add_row(row)
+    if variant.is_baseline:
+        ctx.note_reference(row.to_dict())
 
 
 def post_run_hooks(config: Config, options: RunOptions) -> list[Callable[[Path, RunWriter, RunOptions], None]]:

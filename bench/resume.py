@@ -8,10 +8,13 @@ and the explanations are computed from. Anything else is measured again.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
-from bench.results import Row, key_slug, row_key
+from bench.results import Row, key_slug, row_key, row_name
+
+log = logging.getLogger("edgebench")
 
 
 def file_digest(path: Path) -> str | None:
@@ -42,3 +45,23 @@ def still_valid(finished: dict[str, Any], digest: str | None, new: Row, run_dir:
         return finished.get("status") == new.status and finished.get("reason") == new.reason
     return (finished.get("artifact") == new.artifact and digest is not None
             and file_digest(run_dir / new.artifact) == digest and files_present(finished, run_dir))
+
+
+def finished_variants(document: dict[str, Any], run_dir: Path) -> set[str]:
+    """The variants a resumed run skips: finished ones whose rows' files are all still there. One that
+    lost an artifact or logits since leaves document["variants_done"] and is exported and measured again."""
+    done = set(document.setdefault("variants_done", []))
+    for row in document.get("rows", []):
+        if row["variant"] in done and not files_present(row, run_dir):
+            log.warning("resume: %s lost its artifact or logits: variant %s is exported again", row_name(row), row["variant"])
+            done.discard(row["variant"])
+            document["variants_done"].remove(row["variant"])
+    return done
+
+
+def measured_files(rows: list[dict[str, Any]], variant: str, run_dir: Path) -> dict[tuple[str, ...], tuple[dict[str, Any], str | None]]:
+    """{row key: (finished row, sha256 of the file it measured)} for a variant about to be exported
+    again: the row's recorded artifact_sha256, or for rows from before it was recorded, the file as it
+    is now (read before the export rewrites it)."""
+    return {row_key(r): (r, r.get("artifact_sha256") or (file_digest(run_dir / r["artifact"]) if r.get("artifact") else None))
+            for r in rows if r["variant"] == variant}
