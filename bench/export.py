@@ -65,7 +65,13 @@ def _native_output_to_log(what: str) -> Iterator[None]:
     its whole graph to stdout when it fails) and put it in the run log: stdout is for the results
     path under --quiet, and the row's reason already names the failure."""
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+        if stream is not None:
+            stream.flush()
+    try:
+        os.fstat(1), os.fstat(2)
+    except OSError:  # a closed stdout or stderr (`edgebench run >&-`): nothing to keep clean
+        yield
+        return
     saved = os.dup(1), os.dup(2)
     with tempfile.TemporaryFile() as capture:
         try:
@@ -74,7 +80,8 @@ def _native_output_to_log(what: str) -> Iterator[None]:
             yield
         finally:
             for stream in (sys.stdout, sys.stderr):
-                stream.flush()
+                if stream is not None:
+                    stream.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])

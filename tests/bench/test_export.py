@@ -23,3 +23,15 @@ def test_an_exception_without_a_message_becomes_an_export_error_naming_its_class
     with pytest.raises(ExportError) as caught:
         export(_FailsWithoutMessage(), tmp_path / name, (1, 4, 4))
     assert str(caught.value).endswith("failed: AssertionError"), str(caught.value)
+
+
+def test_what_the_exporter_prints_natively_goes_to_the_log_not_stdout(tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """torch's exporter writes its whole graph to file descriptor 1 when it fails: stdout must stay the
+    results path alone under --quiet, so the text goes to the run log."""
+    from bench.zoo import tinycnn
+
+    with caplog.at_level("INFO", logger="edgebench"), pytest.raises(ExportError, match="Unsupported onnx_opset_version"):
+        export_onnx(tinycnn().eval(), tmp_path / "m.onnx", (1, 28, 28), opset=99)
+    assert capfd.readouterr().out == ""
+    assert "ONNX exporter output" in caplog.text and "graph" in caplog.text
