@@ -103,8 +103,8 @@ def export_artifacts(variant: Variant, ctx: RunContext, calibration_raw: np.ndar
     quantizes_baseline = variant.artifact_pass is not None and not variant.changes_model
     onnx_needed = "onnx" in cfg.export.formats or "tflite" in cfg.export.formats or variant.artifact_pass
     if "torch" in cfg.export.formats and not quantizes_baseline:
-        artifacts.append(_try(lambda: export_torch(variant.model, folder / f"{variant.name}.pt2", shape), "torch", "fp32", ctx, nchw))
-    onnx_fp32 = _try(lambda: export_onnx(variant.model, folder / f"{variant.name}.fp32.onnx", shape, cfg.export.onnx_opset), "onnx", "fp32", ctx, nchw) if onnx_needed else None
+        artifacts.append(_try(lambda: export_torch(variant.model, folder / f"{variant.name}.pt2", shape), "torch", "fp32", ctx, nchw, variant.name))
+    onnx_fp32 = _try(lambda: export_onnx(variant.model, folder / f"{variant.name}.fp32.onnx", shape, cfg.export.onnx_opset), "onnx", "fp32", ctx, nchw, variant.name) if onnx_needed else None
     if "onnx" in cfg.export.formats and onnx_fp32 and not quantizes_baseline:
         artifacts.append(onnx_fp32)
     if variant.artifact_pass:
@@ -149,11 +149,11 @@ def _tflite_unavailable() -> str | None:
     return None
 
 
-def _try(make: Callable[[], Path], fmt: str, precision: str, ctx: RunContext, spec: dict[str, Any]) -> Artifact:
+def _try(make: Callable[[], Path], fmt: str, precision: str, ctx: RunContext, spec: dict[str, Any], variant: str) -> Artifact:
     try:
         return Artifact(fmt, precision, _rel(ctx, make()), spec)
     except ExportError as exc:
-        log.warning("%s %s export failed", fmt, precision, exc_info=True)  # the converter's stack, in run.log
+        log.warning("%s: %s %s export failed", variant, fmt, precision, exc_info=True)  # the converter's stack, in run.log
         return Artifact(fmt, precision, None, spec, error=str(exc))
 
 

@@ -101,12 +101,21 @@ def plan_rows(rows: list[dict[str, Any]], baseline: str, variant: str | None, sh
     return reference, jobs, shared
 
 
-def _within_parity(row: dict[str, Any], difference: tuple[float, int] | None) -> bool:
-    """Whether a row agrees with its source within its parity tolerance off the clean images (the
-    `off_clean_difference`; None when the run has no corrupted or adversarial images, and then
-    parity on clean images is all there is)."""
-    tolerance = (row.get("parity") or {}).get("tolerance")
-    return difference is None or tolerance is None or difference[0] <= tolerance
+class AgreementOffClean:
+    """`agree(i, source)` for plan_rows: whether fp32 row i matches its variant's primary row `source`
+    within its parity tolerance on the run's corrupted and adversarial images too (when the run has
+    none, parity on clean images is all there is). Each row's difference is read once and kept in
+    `differences` (row -> (max abs difference, images) or None), which the explanation notes quote."""
+
+    def __init__(self, run_dir: Path, rows: list[dict[str, Any]]) -> None:
+        self.run_dir, self.rows = run_dir, rows
+        self.differences: dict[int, tuple[float, int] | None] = {}
+
+    def __call__(self, i: int, source: int) -> bool:
+        if i not in self.differences:  # a row's source is always its variant's primary row
+            self.differences[i] = off_clean_difference(self.run_dir, self.rows[i], self.rows[source])
+        difference, tolerance = self.differences[i], (self.rows[i].get("parity") or {}).get("tolerance")
+        return difference is None or tolerance is None or difference[0] <= tolerance
 
 
 def plan_flips(run_dir: Path, rows: list[dict[str, Any]], jobs: list[int], reference: int | None,
@@ -171,13 +180,7 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
         names = sorted({r["variant"] for r in rows if r.get("status") == "ok"})
         raise UserError(f"no ok rows of variant {variant!r} in {run_dir}; variants with ok rows: {', '.join(names) or 'none'}")
     indices = choose_explanation_set(labels, per_class, seed)
-    off_clean: dict[int, tuple[float, int] | None] = {}  # fp32 row -> off_clean_difference from its primary, read once
-
-    def agree(i: int, source: int) -> bool:
-        if i not in off_clean:  # a row's source is always its variant's primary row
-            off_clean[i] = off_clean_difference(run_dir, rows[i], rows[source])
-        return _within_parity(rows[i], off_clean[i])
-
+    agree = AgreementOffClean(run_dir, rows)
     reference, jobs, shared = plan_rows(rows, document["baseline"], variant, settings["share_fp32"], agree)
     if check_artifacts:
         _check_artifacts(run_dir, [rows[i] for i in jobs])
@@ -201,7 +204,7 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
         new_set["reference_flips"] = previous["reference_flips"]
     document["explanation_set"] = new_set
     recorder = Recorder(run_dir, document, settings, indices, labels, set_images, reference, shared, flips, kept_flips,
-                        off_clean)
+                        agree.differences)
     tasks = recorder.tasks(jobs, images_file=images_file, max_evals=max_evals, seed=seed)
     atomic_write_json(run_dir / "results.json", document)
     with progress_bar(total=len(tasks), desc="explanations", unit="job", quiet=quiet) as bar:
@@ -231,7 +234,7 @@ def _check_artifacts(run_dir: Path, rows: list[dict[str, Any]]) -> None:
         measured = row.get("artifact_sha256")  # rows of runs before the field was recorded have none
         if measured and file_digest(path) != measured:
             raise ModelFileError(f"{row_name(row)}: its artifact {path} is not the file the run measured (its sha256 "
-                                 "changed); nothing was changed (`edgebench run --resume` measures it again)")
+                                 "changed); nothing was changed (restore the file, or measure it again in a new run)")
 
 
 def _reference_flips(run_dir: Path, previous: dict[str, Any] | None) -> dict[int, np.ndarray]:

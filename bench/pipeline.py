@@ -28,7 +28,7 @@ from bench.preflight import check_baseline_inputs, check_cuda_request, check_exp
 from bench.progress import progress_bar
 from bench.report_notes import untrained_baseline_note
 from bench.results import Row, read_run_document, row_key, row_name, validate_results
-from bench.resume import finished_variants, measured_files, still_valid
+from bench.resume import finished_variants, measured_files, record_digests, still_valid
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, create_run_dir
 from bench.summary import print_summary
@@ -138,8 +138,8 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
     stage = time.perf_counter()
     trained = baseline_model(config.baseline, dataset, config.output.cache_dir, checkpoint=options.checkpoint, quiet=options.quiet)
     source = trained.info["source"]
-    if source == "trained" and config.baseline.epochs == 0:
-        source = "random initialisation ([baseline] epochs = 0)"
+    if source in ("trained", "cache") and config.baseline.epochs == 0:
+        source = f"random initialisation ([baseline] epochs = 0{', from the cache' if source == 'cache' else ''})"
     elif trained.info["train_precision"] == "bf16":  # it changes the weights: say so (auto picks it on AMX CPUs)
         source += " (passes train in bf16 autocast)" if source == "checkpoint" else " (bf16 autocast)"
     _say(options, f"baseline {config.baseline.model}: {source}, val top-1 {trained.info['val_top1']:.4f}")
@@ -211,6 +211,7 @@ def _export_variant(variant: Variant, ctx: RunContext, writer: RunWriter,
     rows = [row for artifact in export_artifacts(variant, ctx, calibration_raw) for row in rows_for_artifact(variant, artifact, ctx)]
     log.info("%s: exported in %.1f s", variant.name, time.perf_counter() - started)
     kept = {row.key for row in rows if row.key in measured and still_valid(*measured[row.key], row, ctx.run_dir)}
+    record_digests(writer.rows, rows, kept)
     made = {row.key for row in rows}
     for stale in writer.drop_rows(variant.name, keep=kept):
         # a row without an artifact is rewritten silently (nothing to measure); a run resumed by a

@@ -36,10 +36,13 @@ def check_cuda_request(config: Config) -> None:
 
 
 def check_export_settings(config: Config) -> None:
-    """An ONNX opset this torch cannot export would fail every ONNX row, after all the training."""
+    """An ONNX opset this torch cannot export would fail every ONNX row (and every TFLite and ONNX
+    int8 row, all made from the ONNX file) after all the training."""
     from torch.onnx._constants import ONNX_MAX_OPSET  # noqa: PLC2701 - torch.onnx.export checks against it too
 
-    if "onnx" in config.export.formats and config.export.onnx_opset > ONNX_MAX_OPSET:
+    makes_onnx = ({"onnx", "tflite"} & set(config.export.formats)
+                  or any(p.strip().startswith("quantize.") for v in config.variants for p in v.passes))
+    if makes_onnx and config.export.onnx_opset > ONNX_MAX_OPSET:
         raise ConfigError(f"[export].onnx_opset = {config.export.onnx_opset}: torch {torch.__version__} exports ONNX up to "
                           f"opset {ONNX_MAX_OPSET}")
 

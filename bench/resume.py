@@ -26,10 +26,13 @@ def file_digest(path: Path) -> str | None:
 
 
 def files_present(row: dict[str, Any], run_dir: Path) -> bool:
-    """Whether the files a finished row was measured from are still in the run folder: its artifact
-    and, for an ok row, its saved logits (a deleted file makes the row describe nothing on disk)."""
-    if row.get("artifact") and not (run_dir / str(row["artifact"])).is_file():
-        return False
+    """Whether the files a finished row was measured from are still in the run folder: its artifact,
+    unchanged where the row recorded its sha256, and for an ok row its saved logits (a deleted or
+    replaced file makes the row describe something that is not on disk)."""
+    if row.get("artifact"):
+        path = run_dir / str(row["artifact"])
+        if not path.is_file() or (row.get("artifact_sha256") and file_digest(path) != row["artifact_sha256"]):
+            return False
     if row.get("status") != "ok":
         return True
     slug = key_slug(row_key(row))
@@ -53,7 +56,8 @@ def finished_variants(document: dict[str, Any], run_dir: Path) -> set[str]:
     done = set(document.setdefault("variants_done", []))
     for row in document.get("rows", []):
         if row["variant"] in done and not files_present(row, run_dir):
-            log.warning("resume: %s lost its artifact or logits: variant %s is exported again", row_name(row), row["variant"])
+            log.warning("resume: %s lost its logits or its artifact (deleted or changed): variant %s is exported again",
+                        row_name(row), row["variant"])
             done.discard(row["variant"])
             document["variants_done"].remove(row["variant"])
     return done
@@ -65,3 +69,12 @@ def measured_files(rows: list[dict[str, Any]], variant: str, run_dir: Path) -> d
     is now (read before the export rewrites it)."""
     return {row_key(r): (r, r.get("artifact_sha256") or (file_digest(run_dir / r["artifact"]) if r.get("artifact") else None))
             for r in rows if r["variant"] == variant}
+
+
+def record_digests(finished: list[dict[str, Any]], made: list[Row], kept: set[tuple[str, ...]]) -> None:
+    """A kept row of a run from before artifact_sha256 was recorded takes its re-export's digest (the
+    export came out byte for byte as its file), so that `explain` can check its artifact from now on."""
+    digests = {row.key: row.artifact_sha256 for row in made if row.key in kept}
+    for row in finished:
+        if not row.get("artifact_sha256") and digests.get(row_key(row)):
+            row["artifact_sha256"] = digests[row_key(row)]

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from bench.errors import UserError
-from bench.explain_record import off_clean_difference
-from bench.explain_stage import _within_parity, explain_run, plan_rows, slug_of
+from bench.explain_stage import AgreementOffClean, explain_run, plan_rows, slug_of
 from bench.explain_worker import run_jobs
 from bench.results import validate_results
 from explain.shap_explain import choose_explanation_set
@@ -221,20 +220,19 @@ def test_plan_shares_fp32_rows_and_puts_the_reference_first():
 
 
 def test_fp32_rows_share_only_when_they_agree_on_the_corrupted_images(tmp_path):
-    def _agree_off_clean(run_dir, row, source):  # what explain_run's `agree` computes (memoised there)
-        return _within_parity(row, off_clean_difference(run_dir, row, source))
-
     rows = [{"variant": "baseline", "lineage": [], "format": f, "precision": "fp32", "runtime": r, "device": "cpu", "status": "ok",
              "artifact": "a", "parity": {"tolerance": 1e-4}} for f, r in [("onnx", "onnxruntime"), ("tflite", "litert")]]
     onnx, tflite = rows
-    assert _agree_off_clean(tmp_path, tflite, onnx)  # no corrupted copies in this run: parity alone decides
+    assert AgreementOffClean(tmp_path, rows)(1, 0)  # no corrupted copies in this run: parity alone decides
     (tmp_path / "logits").mkdir()
     logits = np.random.default_rng(0).standard_normal((50, 10)).astype(np.float32)
     np.save(tmp_path / "logits" / f"{slug_of(onnx)}__robustness.npy", logits)
     np.save(tmp_path / "logits" / f"{slug_of(tflite)}__robustness.npy", logits + 5e-5)
-    assert _agree_off_clean(tmp_path, tflite, onnx)
+    agree = AgreementOffClean(tmp_path, rows)
+    assert agree(1, 0) and agree.differences[1] == (pytest.approx(5e-5, rel=0.01), 50)
     np.save(tmp_path / "logits" / f"{slug_of(tflite)}__robustness.npy", logits + np.eye(50, 10, dtype=np.float32) * 1e-3)
-    assert not _agree_off_clean(tmp_path, tflite, onnx)
+    assert agree(1, 0), "read once per row: a run's logits do not change while it is explained"
+    assert not AgreementOffClean(tmp_path, rows)(1, 0)
 
 
 @pytest.mark.e2e  # a second fork server start (~15 s of numba compilation)

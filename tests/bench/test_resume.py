@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from bench.resume import file_digest, files_present, still_valid
-from bench.results import Row
+from bench.resume import file_digest, files_present, finished_variants, measured_files, record_digests, still_valid
+from bench.results import Row, key_slug, row_key
 
 
 def _row(artifact: str | None, status: str = "ok", reason: str | None = None) -> Row:
@@ -63,3 +63,30 @@ def test_rows_without_artifacts_stay_when_they_say_the_same(tmp_path: Path) -> N
     assert not still_valid(failed, None, _row(None, "export_failed", "another reason"), tmp_path)
     (tmp_path / "a.tflite").write_bytes(b"model")
     assert not still_valid(failed, None, _row("a.tflite"), tmp_path)  # the export works now: measure it
+
+
+def test_the_recorded_digest_decides_which_file_a_row_measured(tmp_path: Path) -> None:
+    """A row that recorded its artifact's sha256 keeps it whatever the file on disk is now; an older
+    row without one is judged by the file as it is before the export rewrites it."""
+    (tmp_path / "a.tflite").write_bytes(b"model")
+    recorded = {**_measured(tmp_path, _row("a.tflite")), "artifact_sha256": file_digest(tmp_path / "a.tflite")}
+    older = {**recorded, "variant": "w"}
+    del older["artifact_sha256"]
+    (tmp_path / "logits" / f"{key_slug(row_key(older))}.npy").write_bytes(b"logits")
+    (tmp_path / "a.tflite").write_bytes(b"changed by hand")
+    measured = measured_files([recorded, older], "v", tmp_path)
+    assert list(measured.values()) == [(recorded, recorded["artifact_sha256"])]
+    assert measured_files([recorded, older], "w", tmp_path)[row_key(older)][1] == file_digest(tmp_path / "a.tflite")
+    # the changed file is not what the row measured: its variant is no longer finished
+    document = {"rows": [recorded, older], "variants_done": ["v", "w"]}
+    assert finished_variants(document, tmp_path) == {"w"} and document["variants_done"] == ["w"]
+    # re-exported byte for byte as measured, the row stays; an older kept row learns its file's digest
+    (tmp_path / "a.tflite").write_bytes(b"model")
+    again = _row("a.tflite")
+    again.artifact_sha256 = file_digest(tmp_path / "a.tflite")
+    assert still_valid(recorded, recorded["artifact_sha256"], again, tmp_path)
+    record_digests([older], [again], {again.key})
+    assert "artifact_sha256" not in older  # another variant's row: not this export's
+    mine = {k: v for k, v in recorded.items() if k != "artifact_sha256"}
+    record_digests([mine], [again], {again.key})
+    assert mine["artifact_sha256"] == again.artifact_sha256

@@ -37,3 +37,16 @@ def test_a_config_without_variants_and_training_says_so(tmp_path: Path, capsys: 
     out = capsys.readouterr().out
     assert "baseline tinycnn: random initialisation ([baseline] epochs = 0)" in out, out
     assert "note: the config has no [[variants]]: only the baseline is measured" in out, out
+    # the second run takes the untrained baseline from the cache, and still says it is untrained
+    assert main(["run", "--config", str(config), "--data-dir", str(tmp_path / "data"), "--quick"]) == 0
+    assert "baseline tinycnn: random initialisation ([baseline] epochs = 0, from the cache)" in capsys.readouterr().out
+
+
+def test_an_onnx_opset_this_torch_cannot_export_stops_a_tflite_only_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """TFLite artifacts are converted from an ONNX export, so its opset is checked before training too."""
+    config = tmp_path / "c.toml"
+    config.write_text(BASELINE_ONLY.format(out=tmp_path / "out").replace('formats = ["onnx"]', 'formats = ["tflite"]\nonnx_opset = 99')
+                      .replace('runtimes = ["onnxruntime"]', 'runtimes = ["litert"]'))
+    assert main(["run", "--config", str(config), "--data-dir", str(fake_data(tmp_path / "data"))]) == 2
+    assert "[export].onnx_opset = 99" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
