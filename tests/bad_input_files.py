@@ -12,6 +12,25 @@ from bench.data import FASHION_MNIST_FILES
 from tests.conftest import write_idx
 
 
+# A run that finishes in seconds: an untrained tinycnn, no variants, torch and ONNX only. Bad-input
+# cases change one thing in it; tests/bench/test_run_notes.py runs it whole.
+TINY_RUN_CONFIG = """
+[data]
+val_size = 50
+[baseline]
+model = "tinycnn"
+epochs = 0
+[export]
+formats = ["torch", "onnx"]
+[benchmark]
+runtimes = ["torch", "onnxruntime"]
+robustness = false
+adversarial = false
+[explain]
+enabled = false
+"""
+
+
 def toml(tmp: Path, text: str | bytes) -> Path:
     path = tmp / "config.toml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())

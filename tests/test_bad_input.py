@@ -23,22 +23,8 @@ from bench.cli import main
 from tests.results_documents import minimal_document
 from tests.bad_input_files import (bad_tflite, checkpoint, damaged_pt2, external_onnx, fake_data, mkdir_p,
                                    onnx_reading_an_undefined_tensor, results_json, toml, write_file, zip_without_program)
+from tests.bad_input_files import TINY_RUN_CONFIG as GOOD_CONFIG
 
-GOOD_CONFIG = """
-[data]
-val_size = 50
-[baseline]
-model = "tinycnn"
-epochs = 0
-[export]
-formats = ["torch", "onnx"]
-[benchmark]
-runtimes = ["torch", "onnxruntime"]
-robustness = false
-adversarial = false
-[explain]
-enabled = false
-"""
 
 
 @dataclass(frozen=True)

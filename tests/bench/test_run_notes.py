@@ -7,23 +7,9 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from tests.bad_input_files import fake_data
+from tests.bad_input_files import TINY_RUN_CONFIG, fake_data
 
-BASELINE_ONLY = """
-[data]
-val_size = 50
-[baseline]
-model = "tinycnn"
-epochs = 0
-[export]
-formats = ["onnx"]
-[benchmark]
-runtimes = ["onnxruntime"]
-robustness = false
-adversarial = false
-paired_rounds = 0
-[explain]
-enabled = false
+BASELINE_ONLY = TINY_RUN_CONFIG + """
 [output]
 dir = "{out}"
 cache_dir = "{out}/cache"
@@ -45,8 +31,8 @@ def test_a_config_without_variants_and_training_says_so(tmp_path: Path, capsys: 
 def test_an_onnx_opset_this_torch_cannot_export_stops_a_tflite_only_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """TFLite artifacts are converted from an ONNX export, so its opset is checked before training too."""
     config = tmp_path / "c.toml"
-    config.write_text(BASELINE_ONLY.format(out=tmp_path / "out").replace('formats = ["onnx"]', 'formats = ["tflite"]\nonnx_opset = 99')
-                      .replace('runtimes = ["onnxruntime"]', 'runtimes = ["litert"]'))
+    config.write_text(BASELINE_ONLY.format(out=tmp_path / "out").replace('formats = ["torch", "onnx"]', 'formats = ["tflite"]\nonnx_opset = 99')
+                      .replace('runtimes = ["torch", "onnxruntime"]', 'runtimes = ["litert"]'))
     assert main(["run", "--config", str(config), "--data-dir", str(fake_data(tmp_path / "data"))]) == 2
     assert "[export].onnx_opset = 99" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
