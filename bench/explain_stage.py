@@ -29,7 +29,7 @@ from bench.explain_worker import run_jobs
 from bench.explain_record import OUT, Recorder, off_clean_difference, slug_of
 from bench.progress import progress_bar
 from bench.results import atomic_write_json, row_name
-from bench.resume import file_digest
+from bench.resume import artifact_changed
 from explain.drift import choose_flips
 from explain.shap_explain import choose_explanation_set
 
@@ -231,8 +231,7 @@ def _check_artifacts(run_dir: Path, rows: list[dict[str, Any]]) -> None:
             check_artifact(path, row["format"])
         except ModelFileError as exc:
             raise ModelFileError(f"{row_name(row)}: {exc}; nothing was changed") from None
-        measured = row.get("artifact_sha256")  # rows of runs before the field was recorded have none
-        if measured and file_digest(path) != measured:
+        if artifact_changed(row, path):
             raise ModelFileError(f"{row_name(row)}: its artifact {path} is not the file the run measured (its sha256 "
                                  "changed); nothing was changed (restore the file, or measure it again in a new run)")
 

@@ -40,8 +40,10 @@ def check_export_settings(config: Config) -> None:
     int8 row, all made from the ONNX file) after all the training."""
     from torch.onnx._constants import ONNX_MAX_OPSET  # noqa: PLC2701 - torch.onnx.export checks against it too
 
-    makes_onnx = ({"onnx", "tflite"} & set(config.export.formats)
-                  or any(p.strip().startswith("quantize.") for v in config.variants for p in v.passes))
+    from compress.chain import parse_chain
+
+    makes_onnx = ({"onnx", "tflite"} & set(config.export.formats)  # or an ONNX quantization pass, made from it
+                  or any(call.spec.kind == "onnx" for v in config.variants for call in parse_chain(v.passes)))
     if makes_onnx and config.export.onnx_opset > ONNX_MAX_OPSET:
         raise ConfigError(f"[export].onnx_opset = {config.export.onnx_opset}: torch {torch.__version__} exports ONNX up to "
                           f"opset {ONNX_MAX_OPSET}")

@@ -7,6 +7,7 @@ soon as a row finishes, so an interrupted run never loses a finished row or leav
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -190,19 +191,20 @@ def schema_path() -> Path | None:
 
 def validate_results(document: dict[str, Any], schema_file: Path | None = None) -> list[str]:
     """Schema errors of a results document (empty when valid, or when no schema file is found)."""
-    import jsonschema
-
     schema_file = schema_file or schema_path() or Path(__file__).with_name("results.schema.json")
     if not schema_file.is_file():
         return []
     schema = json.loads(schema_file.read_text())
-    validator = _with_nan_out_of_bounds(jsonschema)(schema)
+    validator = _validator_class()(schema)
     return [f"{'/'.join(map(str, e.absolute_path)) or 'top level'}: {e.message}" for e in validator.iter_errors(document)]
 
 
-def _with_nan_out_of_bounds(jsonschema: Any) -> Any:
+@functools.cache
+def _validator_class() -> Any:
     """Draft 2020-12, except that NaN fails `minimum`/`maximum`: Python's JSON reads a hand-written NaN,
     and every comparison with NaN is False, so a top-1 of NaN would pass "between 0 and 1"."""
+    import jsonschema
+
     base = jsonschema.Draft202012Validator
 
     def bounded(keyword: str) -> Any:

@@ -25,14 +25,25 @@ def file_digest(path: Path) -> str | None:
         return None
 
 
+def artifact_changed(row: dict[str, Any], path: Path) -> bool:
+    """Whether the file at `path` is not the one the row measured (by its recorded sha256; rows of runs
+    from before the digest was recorded cannot tell, and count as unchanged)."""
+    return bool(row.get("artifact_sha256")) and file_digest(path) != row["artifact_sha256"]
+
+
 def files_present(row: dict[str, Any], run_dir: Path) -> bool:
     """Whether the files a finished row was measured from are still in the run folder: its artifact,
     unchanged where the row recorded its sha256, and for an ok row its saved logits (a deleted or
     replaced file makes the row describe something that is not on disk)."""
     if row.get("artifact"):
         path = run_dir / str(row["artifact"])
-        if not path.is_file() or (row.get("artifact_sha256") and file_digest(path) != row["artifact_sha256"]):
+        if not path.is_file() or artifact_changed(row, path):
             return False
+    return _logits_present(row, run_dir)
+
+
+def _logits_present(row: dict[str, Any], run_dir: Path) -> bool:
+    """An ok row's saved logits (and its robustness logits when it has robustness figures) are there."""
     if row.get("status") != "ok":
         return True
     slug = key_slug(row_key(row))
@@ -46,8 +57,10 @@ def still_valid(finished: dict[str, Any], digest: str | None, new: Row, run_dir:
     and its logits are still there."""
     if not finished.get("artifact") and not new.artifact:
         return finished.get("status") == new.status and finished.get("reason") == new.reason
-    return (finished.get("artifact") == new.artifact and digest is not None
-            and file_digest(run_dir / new.artifact) == digest and files_present(finished, run_dir))
+    if finished.get("artifact") != new.artifact or digest is None or new.artifact is None:
+        return False
+    made = new.artifact_sha256 or file_digest(run_dir / new.artifact)  # the export has hashed it already
+    return made == digest and _logits_present(finished, run_dir)
 
 
 def finished_variants(document: dict[str, Any], run_dir: Path) -> set[str]:
