@@ -122,97 +122,128 @@ def _paired_speedup(job: dict[str, Any], predict: Callable[[np.ndarray], Any], r
                          for t in attempts]}
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    spec, runtime, device = job["input_spec"], job["runtime"], job["device"]
-    settings, timing = job["settings"], job["timing"]
-    raw = np.load(job["images"], mmap_mode="r", allow_pickle=False)
-    result: dict[str, Any] = {"rss_before_load_mb": round(_rss_mb(), 1)}
-    phases = result["phase_seconds"] = {}  # where the worker's time went, for the run log
-    phase_start = time.perf_counter()
+class _PhaseClock:
+    """Seconds spent in each phase of a job, for the run log."""
 
-    def phase_done(name: str) -> None:
-        nonlocal phase_start
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases, self.start = phases, time.perf_counter()
+
+    def done(self, name: str) -> None:
         now = time.perf_counter()
-        phases[name] = round(now - phase_start, 2)
-        phase_start = now
+        self.phases[name] = round(now - self.start, 2)
+        self.start = now
 
-    # 1. load + first inference at the first setting, and the memory high-water mark
-    first = settings[0]
+
+class _Loaded:
+    """The artifact loaded at one thread count; reloaded only when a setting asks for another."""
+
+    def __init__(self, job: dict[str, Any], threads: int, predict: Callable[[np.ndarray], Any]) -> None:
+        self.job, self.threads, self.predict = job, threads, predict
+
+    def at(self, threads: int) -> Callable[[np.ndarray], Any]:
+        if threads != self.threads:
+            self.threads, self.predict = threads, load(self.job["runtime"], self.job["artifact"], threads, self.job["device"])
+        return self.predict
+
+
+def _load_and_first_inference(job: dict[str, Any], raw: np.ndarray, result: dict[str, Any]) -> _Loaded:
+    """Load at the first setting's thread count, time the load and the first call, and record the
+    memory high-water mark after inference at batch 1 and at the throughput batch."""
+    rss_before = round(_rss_mb(), 1)
+    threads = job["settings"][0]["threads"]
     t0 = time.perf_counter()
-    predict = load(runtime, job["artifact"], first["threads"], device)
+    predict = load(job["runtime"], job["artifact"], threads, job["device"])
     result["load_ms"] = (time.perf_counter() - t0) * 1e3
-    one = prepare_input(np.array(raw[:1]), spec)
+    one = prepare_input(np.array(raw[:1]), job["input_spec"])
     t0 = time.perf_counter()
     predict(one)
     result["first_inference_ms"] = (time.perf_counter() - t0) * 1e3
-    predict(prepare_input(first_images(raw, job["throughput_batch"]), spec))
-    result["memory"] = {"peak_rss_mb": round(_peak_rss_mb(), 1),
-                        "rss_before_load_mb": result.pop("rss_before_load_mb"),
+    predict(prepare_input(first_images(raw, job["throughput_batch"]), job["input_spec"]))
+    result["memory"] = {"peak_rss_mb": round(_peak_rss_mb(), 1), "rss_before_load_mb": rss_before,
                         "measured": f"high-water mark after load and inference at batch 1 and {job['throughput_batch']}"}
-    phase_done("load")
+    return _Loaded(job, threads, predict)
 
-    # 2. predictions on the evaluation images (full test set unless limited). Nothing here is
-    # timed, so a second copy of the artifact runs them on every core (eval_threads); it is
-    # released before the timings, so its threads cannot compete with the timed calls.
-    evaluate = predict if job["eval_threads"] == first["threads"] else load(runtime, job["artifact"], job["eval_threads"], device)
+
+def _predict_in_batches(evaluate: Callable[[np.ndarray], Any], images: np.ndarray, job: dict[str, Any]) -> tuple[np.ndarray, int]:
+    """Logits of every image, and how many inputs held a non-finite value after preparation."""
     logits, bad_inputs = [], 0
-    for start in range(0, len(raw), job["eval_batch"]):
-        x = prepare_input(np.array(raw[start:start + job["eval_batch"]]), spec)
+    for start in range(0, len(images), job["eval_batch"]):
+        x = prepare_input(np.array(images[start:start + job["eval_batch"]]), job["input_spec"])
         if np.issubdtype(x.dtype, np.floating):  # e.g. a std of 0 in a hand-written input_spec
             bad_inputs += int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
         logits.append(evaluate(x))
-    all_logits = np.concatenate(logits).astype(np.float32)
-    save_array(job["logits_out"], all_logits)
-    result["nonfinite_inputs"] = bad_inputs
-    result["nonfinite_outputs"] = int((~np.isfinite(all_logits)).any(axis=1).sum())
+    return np.concatenate(logits).astype(np.float32), bad_inputs
 
-    # 2b. predictions on the robustness sets (corrupted and adversarial copies), when asked for
+
+def _predict_evaluation_sets(job: dict[str, Any], raw: np.ndarray, loaded: _Loaded, result: dict[str, Any]) -> None:
+    """Predictions on the evaluation images (the full test set unless limited) and, when asked
+    for, on the robustness sets. Nothing here is timed, so a second copy of the artifact runs them
+    on every core (eval_threads); it is released before the timings, so its threads cannot
+    compete with the timed calls."""
+    same_threads = job["eval_threads"] == loaded.threads
+    evaluate = loaded.predict if same_threads else load(job["runtime"], job["artifact"], job["eval_threads"], job["device"])
+    logits, result["nonfinite_inputs"] = _predict_in_batches(evaluate, raw, job)
+    save_array(job["logits_out"], logits)
+    result["nonfinite_outputs"] = int((~np.isfinite(logits)).any(axis=1).sum())
     if job.get("extra_images"):
         extra = np.load(job["extra_images"], mmap_mode="r", allow_pickle=False)
-        out = [evaluate(prepare_input(np.array(extra[i:i + job["eval_batch"]]), spec)) for i in range(0, len(extra), job["eval_batch"])]
-        save_array(job["extra_logits_out"], np.concatenate(out).astype(np.float32))
+        save_array(job["extra_logits_out"], _predict_in_batches(evaluate, extra, job)[0])
     del evaluate
     result["eval_threads"] = job["eval_threads"]
-    phase_done("predictions")
 
-    # 3. latency per (batch size, threads) setting, raw samples saved beside the results
-    loaded = {"threads": first["threads"], "predict": predict}
 
-    def predictor(threads: int) -> Callable[[np.ndarray], Any]:
-        """The artifact loaded with `threads` (reloaded only when the thread count changes)."""
-        if loaded["threads"] != threads:
-            loaded.update(threads=threads, predict=load(runtime, job["artifact"], threads, device))
-        return loaded["predict"]
-
-    result["latency"] = []
-    for setting in settings:
-        predict = predictor(setting["threads"])
-        x = prepare_input(first_images(raw, setting["batch_size"]), spec)
+def _time_latency(job: dict[str, Any], raw: np.ndarray, loaded: _Loaded) -> list[dict[str, Any]]:
+    """Latency per (batch size, threads) setting; the raw samples are saved beside the results."""
+    timed = []
+    for setting in job["settings"]:
+        predict = loaded.at(setting["threads"])
+        x = prepare_input(first_images(raw, setting["batch_size"]), job["input_spec"])
         made: dict[str, Any] = {}
-        samples = time_calls(lambda: predict(x), **timing, record=made)
+        samples = time_calls(lambda: predict(x), **job["timing"], record=made)
         save_array(setting["samples_out"], samples)
-        result["latency"].append({**setting, "samples": setting["samples_out"], "stats": latency_stats(samples),
-                                  "warmup": made["warmup"]})
-    phase_done("latency")
+        timed.append({**setting, "samples": setting["samples_out"], "stats": latency_stats(samples), "warmup": made["warmup"]})
+    return timed
 
-    # 3b. speed-up against the baseline's row on this runtime, timed interleaved, at the headline
-    # setting (the smallest batch at the fewest threads: what the report's speed-up columns use)
-    if job.get("paired"):
-        headline = min(settings, key=lambda s: (s["batch_size"], s["threads"]))
-        try:
-            result["paired"] = _paired_speedup(job, predictor(headline["threads"]), raw, headline, timing["max_seconds"])
-        except Exception as exc:  # noqa: BLE001 - the row's own measurements stand; a note says why
-            result["paired_error"] = exception_line(exc, 200)
-        phase_done("paired")
 
-    # 4. throughput at a larger batch (threads of the first setting)
-    predict = predictor(first["threads"])
-    xb = prepare_input(first_images(raw, job["throughput_batch"]), spec)
+def _time_paired(job: dict[str, Any], raw: np.ndarray, loaded: _Loaded, result: dict[str, Any]) -> None:
+    """Speed-up against the baseline's row on this runtime, timed interleaved, at the headline
+    setting (the smallest batch at the fewest threads: what the report's speed-up columns use)."""
+    headline = min(job["settings"], key=lambda s: (s["batch_size"], s["threads"]))
+    try:
+        result["paired"] = _paired_speedup(job, loaded.at(headline["threads"]), raw, headline, job["timing"]["max_seconds"])
+    except Exception as exc:  # noqa: BLE001 - the row's own measurements stand; a note says why
+        result["paired_error"] = exception_line(exc, 200)
+
+
+def _time_throughput(job: dict[str, Any], raw: np.ndarray, loaded: _Loaded) -> dict[str, Any]:
+    """Throughput at the throughput batch, at the first setting's thread count."""
+    threads = job["settings"][0]["threads"]
+    predict = loaded.at(threads)
+    xb = prepare_input(first_images(raw, job["throughput_batch"]), job["input_spec"])
     samples = time_calls(lambda: predict(xb), **job["throughput_timing"])
     median = float(np.median(samples))
-    result["throughput"] = {"batch_size": len(xb), "threads": first["threads"], "p50_ms": median,
-                            "images_per_s": len(xb) / (median / 1e3), "n": int(samples.size)}
-    phase_done("throughput")
+    return {"batch_size": len(xb), "threads": threads, "p50_ms": median,
+            "images_per_s": len(xb) / (median / 1e3), "n": int(samples.size)}
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Measure one row: load (memory first), predictions, latency per setting, the paired
+    speed-up when asked for, then throughput. The order keeps untimed work on every core away
+    from the timed calls."""
+    raw = np.load(job["images"], mmap_mode="r", allow_pickle=False)
+    result: dict[str, Any] = {"phase_seconds": {}}
+    clock = _PhaseClock(result["phase_seconds"])
+    loaded = _load_and_first_inference(job, raw, result)
+    clock.done("load")
+    _predict_evaluation_sets(job, raw, loaded, result)
+    clock.done("predictions")
+    result["latency"] = _time_latency(job, raw, loaded)
+    clock.done("latency")
+    if job.get("paired"):
+        _time_paired(job, raw, loaded, result)
+        clock.done("paired")
+    result["throughput"] = _time_throughput(job, raw, loaded)
+    clock.done("throughput")
     return result
 
 
