@@ -162,19 +162,9 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
     `check_artifacts` (`edgebench explain` on a finished run) on a missing or damaged artifact of a
     row it would explain, before anything is written: in a run, such a row gets a failed explanation.
     """
-    extra.pop("enabled", None)
-    unknown = sorted(set(extra) - set(DEFAULTS))
-    if unknown:
-        raise TypeError(f"explain_run: unknown settings {unknown}; known: {sorted(DEFAULTS)}")
-    settings = {**DEFAULTS, **extra}
-    if missing := missing_dependencies():
-        raise UserError(f"SHAP explanations need {', '.join(missing)}: pip install 'edgebench[explain]' (or run with --no-explain)")
+    settings = _settings(extra)
     run_dir, started = Path(run_dir), time.perf_counter()
-    images_file = run_dir / "work" / "test_images.npy"
-    if not images_file.is_file():
-        raise UserError(f"{images_file} is missing: the explanation stage needs the run's raw test images")
-    raw = np.load(images_file, mmap_mode="r", allow_pickle=False)
-    labels = load_labels(run_dir, len(raw))
+    images_file, raw, labels = _run_images(run_dir)
     rows = document["rows"]
     if variant is not None and not any(r["variant"] == variant and r.get("status") == "ok" for r in rows):
         names = sorted({r["variant"] for r in rows if r.get("status") == "ok"})
@@ -187,11 +177,8 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
     new_set = _set_block(settings, indices, labels, per_class, max_evals, seed,
                          slug_of(rows[reference]) if reference is not None else None)
     previous = document.get("explanation_set")
-    differing = [k for k in _SET_KEYS if previous and previous.get(k) != new_set[k]]
-    if variant is not None and differing:
-        shown = ", ".join(_difference(k, _short(previous.get(k)), _short(new_set[k])) for k in differing)
-        raise UserError(f"these settings differ from the run's explanation set ({shown}); "
-                        "recompute every variant (omit --variant) so all explanations stay comparable")
+    if variant is not None:
+        _refuse_other_set(previous, new_set)
     # flips are chosen over every row a full run explains, so `--variant` picks the same gallery
     _, every_job, _ = plan_rows(rows, document["baseline"], None, settings["share_fp32"], agree)
     flips = {i: f for i, f in plan_flips(run_dir, rows, every_job, reference, settings["flip_gallery"]).items() if i in jobs}
@@ -216,6 +203,37 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
                  workers=settings["workers"], job_timeout_s=settings["job_timeout_s"])
     recorder.finish(started)
     atomic_write_json(run_dir / "results.json", document)
+
+
+def _settings(extra: dict[str, Any]) -> dict[str, Any]:
+    """DEFAULTS updated by explain_run's extra settings; TypeError on an unknown key (a caller's
+    bug), UserError when the explanation packages are missing."""
+    extra = {k: v for k, v in extra.items() if k != "enabled"}
+    unknown = sorted(set(extra) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"explain_run: unknown settings {unknown}; known: {sorted(DEFAULTS)}")
+    if missing := missing_dependencies():
+        raise UserError(f"SHAP explanations need {', '.join(missing)}: pip install 'edgebench[explain]' (or run with --no-explain)")
+    return {**DEFAULTS, **extra}
+
+
+def _run_images(run_dir: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """The run's raw test images (their file, and memory-mapped) and their labels."""
+    images_file = run_dir / "work" / "test_images.npy"
+    if not images_file.is_file():
+        raise UserError(f"{images_file} is missing: the explanation stage needs the run's raw test images")
+    raw = np.load(images_file, mmap_mode="r", allow_pickle=False)
+    return images_file, raw, load_labels(run_dir, len(raw))
+
+
+def _refuse_other_set(previous: dict[str, Any] | None, new_set: dict[str, Any]) -> None:
+    """UserError when a --variant recomputation would use other settings than the run's explanation
+    set: its explanations would no longer be comparable with the other variants'."""
+    differing = [k for k in _SET_KEYS if previous and previous.get(k) != new_set[k]]
+    if differing:
+        shown = ", ".join(_difference(k, _short(previous.get(k)), _short(new_set[k])) for k in differing)
+        raise UserError(f"these settings differ from the run's explanation set ({shown}); "
+                        "recompute every variant (omit --variant) so all explanations stay comparable")
 
 
 def _check_artifacts(run_dir: Path, rows: list[dict[str, Any]]) -> None:
