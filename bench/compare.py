@@ -48,7 +48,8 @@ the stats in results.json are compared and crossing alone fails (said in the out
 Accuracy and size: crossing the threshold alone fails (both runs see the same test set, so
 the per-run 95% CIs overlap even for real drops; keep accuracy thresholds above the noise
 you accept). Exit 1 when any threshold fails (with --strict also when a row ok in A is
-missing or not ok in B), else 0; 2 on bad input."""
+missing or not ok in B, or a gated metric was not compared: B stopped measuring it, or the
+runs lack a batch-1 timing at A's thread count), else 0; 2 on bad input."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,20 @@ def _check(pair: Pair, threshold: Threshold) -> Failure | None:
     return Failure(threshold, pair, message)
 
 
+def _latency_not_compared(pair: Pair) -> str | None:
+    """Why a pair ok in both runs has no latency change (None when it has one, or is not ok in both):
+    latency is compared at A's batch-1 setting with the fewest threads, and only with B's timing
+    at that same setting."""
+    if not (pair.a and pair.b and pair.a.get("status") == pair.b.get("status") == "ok") or pair.latency:
+        return None
+    headline = batch1_latency(pair.a)
+    if headline is None:
+        return "A has no batch-1 latency"
+    if matching_latency(pair.b, headline) is None:
+        return f"B has no batch-1 latency at {headline.get('threads')} thread(s), A's setting"
+    return None
+
+
 def compare_runs(run_a: Path, run_b: Path, thresholds: list[Threshold], *, strict: bool = False,
                  resamples: int = 2000, seed: int = 0) -> Comparison:
     """Match the rows of two runs, measure the changes and apply the thresholds."""
@@ -251,19 +266,22 @@ def compare_runs(run_a: Path, run_b: Path, thresholds: list[Threshold], *, stric
             if change is not None:
                 pair.latency[metric] = change
         pairs.append(pair)
-    unmatched = [p.label for p in pairs if p.a is not None and p.b is not None and batch1_latency(p.a) and batch1_latency(p.b)
-                 and matching_latency(p.b, batch1_latency(p.a)) is None]
-    if unmatched:
-        notes.append(f"{len(unmatched)} row(s) of B have no batch-1 latency at A's thread count, so their latency is not "
-                     f"compared: {', '.join(unmatched[:3])}{' ...' if len(unmatched) > 3 else ''}")
+    uncompared = {p.label: reason for p in pairs if (reason := _latency_not_compared(p)) is not None}
+    if uncompared:
+        shown = "; ".join(f"{label}: {reason}" for label, reason in list(uncompared.items())[:3])
+        notes.append(f"{len(uncompared)} row(s) ok in both runs have no latency compared ({shown}"
+                     f"{' ...' if len(uncompared) > 3 else ''})")
     if any(lat.ci is None for p in pairs for lat in p.latency.values()):
         notes.append("some rows have no raw latency samples in one run: their latency is compared from the stats, without a noise test")
     failures = [f for p in pairs for t in thresholds if (f := _check(p, t)) is not None]
     problems = [f"{p.label}: ok in A, {'missing' if p.b is None else p.b.get('status')} in B" for p in pairs
                 if strict and p.a is not None and p.a.get("status") == "ok" and (p.b is None or p.b.get("status") != "ok")]
     if strict:  # a gate must not pass because B stopped measuring what it gates
+        gated = list(dict.fromkeys(t.metric for t in thresholds))
         problems += [f"{p.label}: {metric} measured in A, missing in B" for p in pairs
                      if p.a is not None and p.b is not None and p.a.get("status") == p.b.get("status") == "ok"
-                     for metric in dict.fromkeys(t.metric for t in thresholds)
+                     for metric in gated if metric not in QUANTILES
                      if metric_value(p.a, metric) is not None and metric_value(p.b, metric) is None]
+        if gated_latency := [m for m in gated if m in QUANTILES]:  # compared only at A's batch-1 setting
+            problems += [f"{label}: {', '.join(gated_latency)} not compared: {reason}" for label, reason in uncompared.items()]
     return Comparison(Path(run_a), Path(run_b), pairs, notes, failures, problems)

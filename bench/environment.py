@@ -98,9 +98,9 @@ def environment_differences(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> lis
     flags_a, flags_b = set(cpu_a.get("flags") or []), set(cpu_b.get("flags") or [])
     if flags_a != flags_b:
         notes.append(f"CPU instruction sets differ: only A {sorted(flags_a - flags_b) or '-'}, only B {sorted(flags_b - flags_a) or '-'}")
-    if cpu_a.get("int8_dot_product") != cpu_b.get("int8_dot_product"):
-        notes.append(f"int8 dot-product instructions (VNNI/dotprod) differ: A {cpu_a.get('int8_dot_product')}, "
-                     f"B {cpu_b.get('int8_dot_product')}: int8 speed-ups are not comparable")
+    dot_a, dot_b = int8_dot_product(cpu_a), int8_dot_product(cpu_b)  # also for files that lack the field
+    if dot_a is not None and dot_b is not None and dot_a != dot_b:
+        notes.append(f"int8 dot-product instructions (VNNI/dotprod) differ: A {dot_a}, B {dot_b}: int8 speed-ups are not comparable")
     data_a, data_b = doc_a.get("dataset") or {}, doc_b.get("dataset") or {}
     for key in ("name", "test_size"):
         if data_a.get(key) != data_b.get(key):

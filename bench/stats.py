@@ -87,10 +87,15 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     return cm
 
 
+def _mean_over(values: np.ndarray, mask: np.ndarray) -> float:
+    return float(values[mask].mean()) if mask.any() else 0.0
+
+
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray, num_classes: int,
                            baseline_predictions: np.ndarray | None = None) -> dict[str, Any]:
     """top-1 with its 95% CI, macro precision/recall/F1, per-class accuracy, confusion matrix, agreement.
 
+    Macro means cover the classes present in the labels or the predictions.
     A prediction of -1 (no valid output, e.g. NaN logits) is wrong in every metric and absent from
     the confusion matrix, whose rows then sum to less than their class's support.
     """
@@ -103,13 +108,16 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray, num_clas
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
+    # macro means over the classes the labels or predictions hold (as scikit-learn does): a class a
+    # small test set lacks and no image was predicted as is no evidence of a 0 score
+    present = (support > 0) | (predicted > 0)
     result: dict[str, Any] = {
         "top1": correct / n if n else 0.0,
         "n": n,
         "top1_ci95": list(wilson_interval(correct, n)),
-        "precision_macro": float(precision.mean()),
-        "recall_macro": float(recall.mean()),
-        "f1_macro": float(f1.mean()),
+        "precision_macro": _mean_over(precision, present),
+        "recall_macro": _mean_over(recall, present),
+        "f1_macro": _mean_over(f1, present),
         "per_class_top1": [float(r) for r in recall],
         "confusion_matrix": cm.tolist(),
     }

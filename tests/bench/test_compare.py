@@ -129,7 +129,26 @@ def test_latencies_at_other_thread_counts_are_not_compared(tmp_path: Path) -> No
     comparison = compare_runs(FIXTURE, other, [parse_threshold("p50:+10%")])
     assert "p50" not in comparison.pairs[0].latency
     assert not any(f.pair is comparison.pairs[0] for f in comparison.failures)
-    assert any("no batch-1 latency at A's thread count" in note and comparison.pairs[0].label in note for note in comparison.notes)
+    assert any("B has no batch-1 latency at 1 thread(s)" in note and comparison.pairs[0].label in note
+               for note in comparison.notes)
+    # with --strict the gate cannot pass on a row B no longer timed at A's setting
+    strict = compare_runs(FIXTURE, other, [parse_threshold("p50:+10%")], strict=True)
+    assert strict.exit_code == 1
+    assert strict.strict_problems == [f"{comparison.pairs[0].label}: p50 not compared: B has no batch-1 latency at 1 thread(s), A's setting"]
+
+
+def test_runs_without_batch_1_say_their_latency_gate_was_not_applied(tmp_path: Path) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        for row in doc["rows"]:
+            for entry in row["latency"] or []:
+                entry["batch_size"] = 8
+
+    a, b = copy_run(tmp_path / "a", edit=edit), copy_run(tmp_path / "b", factor=5.0, edit=edit)
+    comparison = compare_runs(a, b, [parse_threshold("p50:+10%")])
+    assert comparison.exit_code == 0 and not any(p.latency for p in comparison.pairs)
+    assert any("have no latency compared" in note and "A has no batch-1 latency" in note for note in comparison.notes)
+    strict = compare_runs(a, b, [parse_threshold("p50:+10%")], strict=True)
+    assert strict.exit_code == 1 and all("p50 not compared: A has no batch-1 latency" in p for p in strict.strict_problems)
 
 
 def test_a_change_exactly_at_the_limit_passes(tmp_path: Path) -> None:
@@ -155,6 +174,19 @@ def test_machine_data_and_settings_differences_are_noted(tmp_path: Path) -> None
     assert "only B ['avx512_vnni']" in notes and "int8 speed-ups are not comparable" in notes
     assert "dataset test_size differs" in notes and "min_seconds" in notes
 
+
+
+def test_int8_dot_product_is_worked_out_from_the_flags_of_older_files(tmp_path: Path) -> None:
+    """A file without the int8_dot_product field, on the same VNNI CPU as one with it: no note."""
+    def older(doc: dict[str, Any]) -> None:
+        doc["environment"]["cpu"].update(flags=["avx2", "avx512_vnni"])
+        doc["environment"]["cpu"].pop("int8_dot_product", None)
+
+    def newer(doc: dict[str, Any]) -> None:
+        doc["environment"]["cpu"].update(flags=["avx2", "avx512_vnni"], int8_dot_product=True)
+
+    notes = compare_runs(copy_run(tmp_path / "a", edit=older), copy_run(tmp_path / "b", edit=newer), []).notes
+    assert not any("dot-product" in note for note in notes)
 
 def test_config_differences_are_noted(tmp_path: Path) -> None:
     def edit(doc: dict[str, Any]) -> None:
