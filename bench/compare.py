@@ -29,6 +29,7 @@ METRICS = {
     "size": ("%", "artifact size in bytes, B/A as a % change"),
 }
 QUANTILES = {"p50": 0.5, "p99": 0.99}
+MIN_SAMPLES = 10  # raw latency samples a row needs before its change is tested against noise
 PRACTICAL_CHANGE = 0.02  # a latency change smaller than this is reported as "same" even when significant
 # "more than the limit": a change at the limit passes, also when floating point puts it a hair
 # above (50 of 10,000 images is 0.5000000000000004 pt)
@@ -184,7 +185,8 @@ def _samples(run_dir: Path, entry: dict[str, Any]) -> np.ndarray | None:
         samples = np.load(run_dir / name, allow_pickle=False)
     except (OSError, ValueError):  # unreadable: fall back to the recorded stats
         return None
-    return samples.astype(np.float64).ravel() if samples.size else None
+    # a bootstrap of a handful of calls gives a deceptively narrow interval: test noise only above that
+    return samples.astype(np.float64).ravel() if samples.size >= MIN_SAMPLES else None
 
 
 def matching_latency(row: dict[str, Any], like: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -272,7 +274,8 @@ def compare_runs(run_a: Path, run_b: Path, thresholds: list[Threshold], *, stric
         notes.append(f"{len(uncompared)} row(s) ok in both runs have no latency compared ({shown}"
                      f"{' ...' if len(uncompared) > 3 else ''})")
     if any(lat.ci is None for p in pairs for lat in p.latency.values()):
-        notes.append("some rows have no raw latency samples in one run: their latency is compared from the stats, without a noise test")
+        notes.append(f"some rows have no raw latency samples (or fewer than {MIN_SAMPLES}) in one run: their latency is "
+                     "compared from the stats, without a noise test")
     failures = [f for p in pairs for t in thresholds if (f := _check(p, t)) is not None]
     problems = [f"{p.label}: ok in A, {'missing' if p.b is None else p.b.get('status')} in B" for p in pairs
                 if strict and p.a is not None and p.a.get("status") == "ok" and (p.b is None or p.b.get("status") != "ok")]

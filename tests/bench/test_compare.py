@@ -120,6 +120,17 @@ def test_without_samples_compares_stats_and_says_so(tmp_path: Path) -> None:
     assert "noise not tested" in comparison.failures[0].message
 
 
+
+def test_a_handful_of_samples_is_not_tested_against_noise(tmp_path: Path) -> None:
+    """Three calls a row (a config's min_calls may allow it): their bootstrap interval would be
+    near zero width and call any change significant, so the stats are compared, and said so."""
+    a, b = copy_run(tmp_path / "a"), copy_run(tmp_path / "b", factor=1.01)
+    for path in [*(a / "samples").glob("*.npy"), *(b / "samples").glob("*.npy")]:
+        np.save(path, np.load(path, allow_pickle=False)[:3], allow_pickle=False)
+    lat = compare_runs(a, b, [parse_threshold("p50:+10%")]).pairs[0].latency["p50"]
+    assert lat.ci is None and lat.verdict == "no samples"
+
+
 def test_latencies_at_other_thread_counts_are_not_compared(tmp_path: Path) -> None:
     def edit(doc: dict[str, Any]) -> None:
         for entry in doc["rows"][0]["latency"]:
