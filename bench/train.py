@@ -51,11 +51,30 @@ def _augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 CHANNELS_LAST_MIN_BN_WIDTH = 16
 
 
-def training_memory_format(model: nn.Module) -> torch.memory_format:
-    """The memory format `model` trains fastest in: channels-last unless a BatchNorm2d is narrow."""
+def training_memory_format(model: nn.Module, input_shape: tuple[int, ...]) -> torch.memory_format:
+    """The memory format `model` trains fastest in: channels-last unless a BatchNorm2d is narrow or
+    the model cannot take channels-last inputs."""
     widths = [m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     narrow = bool(widths) and min(widths) < CHANNELS_LAST_MIN_BN_WIDTH
-    return torch.contiguous_format if narrow else torch.channels_last
+    if narrow or not _accepts(model, input_shape, torch.channels_last):
+        return torch.contiguous_format
+    return torch.channels_last
+
+
+def _accepts(model: nn.Module, input_shape: tuple[int, ...], memory_format: torch.memory_format) -> bool:
+    """Whether a forward pass runs on inputs (and weights) in `memory_format`. A model that flattens
+    with `x.view(n, -1)` (not `reshape` or `nn.Flatten`), as many tutorials' do, cannot take
+    channels-last tensors. Probed in eval mode without gradients: no BatchNorm statistics change."""
+    was_training = model.training
+    model.eval().to(memory_format=memory_format)
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *input_shape).contiguous(memory_format=memory_format))
+        return True
+    except RuntimeError:
+        return False
+    finally:
+        model.to(memory_format=torch.contiguous_format).train(was_training)
 
 
 # what each resolved train_precision runs the forward passes under (None: no autocast)
@@ -146,7 +165,7 @@ def run_fit(model: nn.Module, dataset: Dataset, settings: FitSettings, batch_siz
     see `resolve_train_precision`).
     """
     steps = steps_per_epoch(dataset.train, batch_size)
-    memory_format = training_memory_format(model)
+    memory_format = training_memory_format(model, dataset.input_shape)
     make = epoch_batches(dataset.train, dataset, batch_size, augment=augment, seed=settings.seed,
                          teacher_logits=teacher_logits, memory_format=memory_format)
     with progress_bar(total=steps * settings.epochs, desc=description, unit="step", quiet=quiet, leave=False) as bar:

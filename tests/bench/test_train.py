@@ -133,10 +133,11 @@ def test_a_custom_student_models_source_keys_its_cache(small, tmp_path, monkeypa
 
 
 def test_models_with_narrow_batchnorm_train_in_contiguous_format_the_rest_channels_last(small, monkeypatch):
-    assert training_memory_format(edgecnn()) == torch.channels_last                # 24-48-48-64 channels
-    assert training_memory_format(edgecnn(width=0.25)) == torch.contiguous_format  # 6-12-12-16
-    assert training_memory_format(tinycnn()) == torch.contiguous_format            # 8-8-16-16
-    assert training_memory_format(nn.Sequential(nn.Conv2d(1, 4, 3))) == torch.channels_last  # no BatchNorm
+    shape = (1, 28, 28)
+    assert training_memory_format(edgecnn(), shape) == torch.channels_last                # 24-48-48-64 channels
+    assert training_memory_format(edgecnn(width=0.25), shape) == torch.contiguous_format  # 6-12-12-16
+    assert training_memory_format(tinycnn(), shape) == torch.contiguous_format            # 8-8-16-16
+    assert training_memory_format(nn.Sequential(nn.Conv2d(1, 4, 3)), shape) == torch.channels_last  # no BatchNorm
 
     def conv_is_channels_last(model: nn.Module) -> bool:  # the second conv: its weight has several input channels
         return model.features[2][0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -153,6 +154,27 @@ def test_models_with_narrow_batchnorm_train_in_contiguous_format_the_rest_channe
         assert not conv_is_channels_last(model)  # back to the default format after training
     assert during == [True, False]
 
+
+
+class ViewFlattenNet(nn.Module):
+    """The tutorials' CNN: flattens with .view, which channels-last activations cannot take."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 16, 3, padding=1), nn.Linear(16 * 28 * 28, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv(x))
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_a_model_that_flattens_with_view_trains_in_contiguous_format(small) -> None:
+    model = ViewFlattenNet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert training_memory_format(model, small.input_shape) == torch.contiguous_format
+    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the probe changed nothing
+    losses = run_fit(model, small, FitSettings(epochs=1), 32, augment=False, description="t", quiet=True)
+    assert len(losses) == 1 and all(map(torch.isfinite, map(torch.tensor, losses)))
 
 def test_training_sees_the_inputs_every_deployed_artifact_sees() -> None:
     """to_tensor (training, the parity reference, the attacks) and prepare_input (every runtime) are
