@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
 
+    from bench.results import read_run_document
+
     html_path, md_path = write_report(Path(args.run_dir), check_schema=True)
     print(f"report: {html_path}\n        {md_path}")
+    if (status := read_run_document(args.run_dir, check_schema=False).get("status")) not in (None, "complete"):
+        print(f"note: the run is {status!r}, not complete: the report shows the rows finished so far", file=sys.stderr)
     return 0
 
 

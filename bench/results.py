@@ -245,6 +245,8 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
         raise UserError(f"{path} cannot be read as JSON: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("rows", []), list):
         raise UserError(f"{path} is not an edgebench results file (expected an object with a 'rows' list)")
+    if check_schema and not document.get("rows"):
+        raise UserError(_no_rows_yet(run_dir, document))
     if check_schema and (errors := validate_results(document)):
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise UserError(f"{path} does not meet the results schema: {errors[0][:200]}{more}")
@@ -252,6 +254,21 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
         raise UserError(f"{path} lists row {twice} twice; reports and comparisons need each row once")
     return document
 
+
+
+def _no_rows_yet(run_dir: Path, document: dict[str, Any]) -> str:
+    """Why a run folder has no rows, in one line: it failed, is still running, or was interrupted
+    before its first row (a schema error about an empty list would not say which)."""
+    from bench.rundir import in_use  # bench.rundir writes through this module
+
+    status = document.get("status")
+    if status == "failed":
+        return f"{run_dir}: the run failed before its first row ({document.get('error') or 'no error recorded'}); nothing to read"
+    if in_use(run_dir):
+        return f"{run_dir}: the run is still going and has no rows yet (its folder is in use by another edgebench process)"
+    if status in ("running", "incomplete"):
+        return f"{run_dir}: the run stopped before its first row; finish it with: edgebench run --resume {run_dir}"
+    return f"{run_dir}/results.json has no rows"
 
 def _repeated_row(rows: list[dict[str, Any]]) -> str | None:
     """The name of the first row that appears twice (same variant, format, precision, runtime, device)."""

@@ -61,6 +61,22 @@ class RunLock:
             self._fd = None
 
 
+
+def in_use(run_dir: Path) -> bool:
+    """Whether another process holds the run folder's lock (a run or an explanation writing it now)."""
+    try:
+        fd = os.open(run_dir / ".lock", os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: never locked
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
 class RunWriter:
     """Owns results.json / results.csv of one run; every change is written atomically at once."""
 

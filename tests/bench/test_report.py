@@ -242,3 +242,12 @@ def test_report_notes_paired_timings_taken_on_a_busy_machine(report: tuple[Path,
     notes = _disturbed_notes({"rows": [steady, shaky, *broken]})
     assert len(notes) == 1 and "w/onnx/fp32/onnxruntime (3.00× [2.20-3.10], 3 timings)" in notes[0]
     assert "v/onnx" not in notes[0]
+
+
+def test_report_of_an_unfinished_run_says_so_on_the_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    document = json.loads((run / "results.json").read_text())
+    (run / "results.json").write_text(json.dumps({**document, "status": "incomplete"}))
+    assert cli.main(["report", str(run)]) == 0
+    assert "note: the run is 'incomplete', not complete: the report shows the rows finished so far" in capsys.readouterr().err

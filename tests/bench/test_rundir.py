@@ -29,3 +29,22 @@ def test_a_broken_link_as_the_results_folder_is_named_not_retried(tmp_path: Path
     (tmp_path / "results").symlink_to(tmp_path / "gone")
     with pytest.raises(UserError, match="exists but is not a folder \\(a file or a broken link\\)"):
         rundir.create_run_dir(tmp_path / "results", "abc")
+
+
+@pytest.mark.parametrize(("status", "locked", "message"), [
+    ("failed", False, "the run failed before its first row \\(RuntimeError: boom\\)"),
+    ("running", True, "the run is still going and has no rows yet"),
+    ("running", False, "the run stopped before its first row; finish it with: edgebench run --resume"),
+    ("incomplete", False, "the run stopped before its first row"),
+])
+def test_a_run_without_rows_says_why_not_that_the_schema_wants_rows(tmp_path: Path, status: str, locked: bool,
+                                                                     message: str) -> None:
+    import json
+
+    from bench.results import read_run_document
+
+    (tmp_path / "results.json").write_text(json.dumps({"status": status, "error": "RuntimeError: boom", "rows": []}))
+    with rundir.RunLock(tmp_path) if locked else open(tmp_path / "results.json"):
+        with pytest.raises(UserError, match=message):
+            read_run_document(tmp_path)
+    assert read_run_document(tmp_path, check_schema=False)["rows"] == []  # --resume still reads it
