@@ -101,10 +101,7 @@ def environment_differences(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> lis
     dot_a, dot_b = int8_dot_product(cpu_a), int8_dot_product(cpu_b)  # also for files that lack the field
     if dot_a is not None and dot_b is not None and dot_a != dot_b:
         notes.append(f"int8 dot-product instructions (VNNI/dotprod) differ: A {dot_a}, B {dot_b}: int8 speed-ups are not comparable")
-    data_a, data_b = doc_a.get("dataset") or {}, doc_b.get("dataset") or {}
-    for key in ("name", "test_size"):
-        if data_a.get(key) != data_b.get(key):
-            notes.append(f"dataset {key} differs: A {data_a.get(key)}, B {data_b.get(key)}: accuracy is not measured on the same images")
+    notes += _data_and_baseline_differences(doc_a, doc_b)
     bench_a, bench_b = ((doc.get("config") or {}).get("benchmark") or {} for doc in (doc_a, doc_b))
     timing = _changed_keys(bench_a, bench_b)
     if timing:
@@ -123,6 +120,38 @@ def environment_differences(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> lis
             notes.append(f"{name} is called differently: A {calls_a.get(name) or 'not recorded'}, B {calls_b.get(name) or 'not recorded'}")
     return notes
 
+
+
+def _data_and_baseline_differences(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> list[str]:
+    """Notes when the runs measured other images, trained on other images, or started from other
+    baseline weights (a --checkpoint or --data-dir is not part of the config, so the config
+    differences cannot show it)."""
+    notes = []
+    data_a, data_b = doc_a.get("dataset") or {}, doc_b.get("dataset") or {}
+    for key in ("name", "test_size"):
+        if data_a.get(key) != data_b.get(key):
+            notes.append(f"dataset {key} differs: A {data_a.get(key)}, B {data_b.get(key)}: accuracy is not measured on the same images")
+    digests_a, digests_b = data_a.get("digests") or {}, data_b.get("digests") or {}  # runs before digests have none
+    if data_a.get("test_size") == data_b.get("test_size") and _differ(digests_a.get("test"), digests_b.get("test")):
+        notes.append(f"the test images differ (A from {data_a.get('source')}, B from {data_b.get('source')}): "
+                     "accuracy is not measured on the same images")
+    if any(_differ(digests_a.get(split), digests_b.get(split)) for split in ("train", "val")):
+        notes.append("the training or validation images differ: the runs trained on other data")
+    base_a, base_b = doc_a.get("baseline_info") or {}, doc_b.get("baseline_info") or {}
+    if _differ(base_a.get("cache_key"), base_b.get("cache_key")):
+        notes.append(f"the baseline weights differ: A {_baseline_origin(base_a)}, B {_baseline_origin(base_b)}")
+    return notes
+
+
+def _differ(a: object, b: object) -> bool:
+    """Both recorded and different (a value one run lacks proves nothing)."""
+    return a is not None and b is not None and a != b
+
+
+def _baseline_origin(info: dict[str, Any]) -> str:
+    if info.get("source") == "checkpoint":
+        return f"the checkpoint {info.get('checkpoint')} (sha256 {info.get('cache_key')})"
+    return f"trained (cache key {info.get('cache_key')})"
 
 # settings that say where things are or how fast they are computed, not what is measured
 _WHERE_NOT_WHAT = {"data.data_dir", "data.download", "explain.workers"}

@@ -24,15 +24,15 @@ from bench.data import Dataset
 from bench.environment import environment
 from bench.errors import UserError, exception_line
 from bench.measure import Paired, Timing
-from bench.preflight import check_baseline_inputs, check_cuda_request, check_export_settings, load_dataset
+from bench.preflight import check_baseline_inputs, check_cuda_request, check_export_settings, load_dataset, setting_notes
 from bench.progress import progress_bar
 from bench.report_notes import untrained_baseline_note
 from bench.results import Row, read_run_document, row_key, row_name, validate_results
-from bench.resume import finished_variants, measured_files, record_digests, still_valid
+from bench.resume import check_same_data, finished_variants, measured_files, record_digests, still_valid
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, create_run_dir
 from bench.summary import print_summary
-from bench.train import baseline_model, resume_precision_error, to_tensor
+from bench.train import baseline_model, resume_precision_error, split_digests, to_tensor
 from bench.variants import Variant, build_variants
 
 log = logging.getLogger("edgebench")
@@ -83,6 +83,8 @@ def run(config: Config, options: RunOptions) -> Path:
     _log_to_file(run_dir / "logs" / "run.log")
     with RunLock(run_dir):
         document = load_results(run_dir) if options.resume else _new_document(run_dir.name, config, dataset, options)
+        if options.resume:  # its new rows must be trained and measured on the images it started with
+            check_same_data(document, split_digests(dataset))
         writer = RunWriter(run_dir, document)
         writer.update(status="running")
         try:
@@ -105,7 +107,7 @@ def _new_document(run_id: str, config: Config, dataset: Dataset, options: RunOpt
             "status": "running", "quick": options.quick, "config": config.to_dict(), "environment": environment(),
             "dataset": {"name": dataset.name, "source": dataset.source, "train_size": len(dataset.train),
                         "val_size": len(dataset.val), "test_size": len(dataset.test), "classes": list(dataset.classes),
-                        "mean": list(dataset.mean), "std": list(dataset.std)},
+                        "mean": list(dataset.mean), "std": list(dataset.std), "digests": split_digests(dataset)},
             "baseline": "baseline", "stages": {}, "variants_done": [],
             # what --resume needs to rebuild the same baseline from the same data
             "run_options": {"checkpoint": options.checkpoint, "data_dir": options.data_dir, "explain": options.explain}}
@@ -122,16 +124,8 @@ def load_results(run_dir: Path) -> dict[str, Any]:
 def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWriter, options: RunOptions) -> None:
     stages = writer.document.setdefault("stages", {})
     _say(options, f"run {run_dir.name}: {len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test images from {dataset.source}")
-    limits = (("train_limit", config.data.train_limit, len(dataset.train)), ("test_limit", config.data.test_limit, len(dataset.test)))
-    for key, limit, have in limits:
-        if limit > have:  # a limit above what the data holds uses all of it: say so rather than let the header surprise
-            _say(options, f"note: [data] {key} = {limit} is more than the {have} images there are: all {have} are used")
-    if len(dataset.val) < config.data.val_size:
-        _say(options, f"note: [data] val_size = {config.data.val_size}, but the validation set holds {len(dataset.val)} images "
-                      "(at most a fifth of the training images)")
-    if not config.variants:
-        _say(options, "note: the config has no [[variants]]: only the baseline is measured (a file's [[variants]] replace "
-                      "the built-in ones)")
+    for note in setting_notes(config, dataset):
+        _say(options, f"note: {note}")
     recorded = writer.document.get("baseline_info")  # a resumed run's
     if recorded and (why := resume_precision_error(recorded, config.baseline.train_precision)):
         raise UserError(f"cannot resume {run_dir}: {why}")

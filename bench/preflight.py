@@ -3,6 +3,8 @@ baseline model (and checkpoint) fits the data. Their errors end in one line with
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from bench.config import Config
@@ -84,3 +86,25 @@ def check_baseline_inputs(config: Config, dataset: Dataset, checkpoint: str = ""
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ConfigError(f"[baseline].model {config.baseline.model!r} returns {got} for a batch of 2 images; "
                           f"expected logits of shape (2, {classes}) for this dataset's {classes} classes")
+
+
+def setting_notes(config: Config, dataset: Dataset) -> list[str]:
+    """Settings that run, but not as their numbers suggest: said at the start of a run rather than
+    left for the results to surprise."""
+    notes = []
+    limits = (("train_limit", config.data.train_limit, len(dataset.train)), ("test_limit", config.data.test_limit, len(dataset.test)))
+    for key, limit, have in limits:
+        if limit > have:  # a limit above what the data holds uses all of it
+            notes.append(f"[data] {key} = {limit} is more than the {have} images there are: all {have} are used")
+    if len(dataset.val) < config.data.val_size:
+        notes.append(f"[data] val_size = {config.data.val_size}, but the validation set holds {len(dataset.val)} images "
+                     "(at most a fifth of the training images)")
+    if not config.variants:
+        notes.append("the config has no [[variants]]: only the baseline is measured (a file's [[variants]] replace the built-in ones)")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    for key, counts in (("[benchmark] threads", config.benchmark.threads), ("[benchmark] eval_threads", [config.benchmark.eval_threads]),
+                        ("[baseline] threads", [config.baseline.threads])):
+        if over := [n for n in counts if n > cores]:  # the threads then share cores: a latency of oversubscription
+            notes.append(f"{key} asks for {', '.join(map(str, over))} threads, more than the {cores} cores this process may "
+                         "use: those threads share cores, and their timings measure that")
+    return notes

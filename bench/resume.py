@@ -12,10 +12,23 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from bench.errors import UserError
 from bench.results import Row, key_slug, row_key, row_name
 
 log = logging.getLogger("edgebench")
 
+
+
+def check_same_data(document: dict[str, Any], digests: dict[str, str]) -> None:
+    """UserError when the images a resumed run loads are not those it started with (an image folder
+    edited, another --data-dir): its new rows would be trained and measured on other data than its
+    kept rows. Runs recorded before the digests cannot tell."""
+    recorded = (document.get("dataset") or {}).get("digests") or {}
+    changed = [split for split, digest in digests.items() if recorded.get(split) not in (None, digest)]
+    if changed:
+        source = (document.get("dataset") or {}).get("source")
+        raise UserError(f"the {' and '.join(changed)} images from {source} are not those the run started with; "
+                        "its rows would mix two datasets: start a new run instead of resuming")
 
 def file_digest(path: Path) -> str | None:
     """sha256 of a file, None when it cannot be read."""

@@ -199,6 +199,28 @@ def test_int8_dot_product_is_worked_out_from_the_flags_of_older_files(tmp_path: 
     notes = compare_runs(copy_run(tmp_path / "a", edit=older), copy_run(tmp_path / "b", edit=newer), []).notes
     assert not any("dot-product" in note for note in notes)
 
+
+def test_other_baseline_weights_or_images_are_noted(tmp_path: Path) -> None:
+    """A --checkpoint or --data-dir is not in the config: the recorded weights and image digests say it."""
+    def with_digests(test: str) -> Callable[[dict[str, Any]], None]:
+        def edit(doc: dict[str, Any]) -> None:
+            doc["dataset"]["digests"] = {"train": "t0", "val": "v0", "test": test}
+        return edit
+
+    def from_checkpoint(doc: dict[str, Any]) -> None:
+        with_digests("other")(doc)
+        doc["dataset"]["source"] = "my-copy"
+        doc["baseline_info"] = {"source": "checkpoint", "checkpoint": "good.pt", "cache_key": "abc123"}
+
+    a = copy_run(tmp_path / "a", edit=with_digests("same"))
+    notes = " | ".join(compare_runs(a, copy_run(tmp_path / "b", edit=from_checkpoint), []).notes)
+    assert "the baseline weights differ: A trained (cache key 87cf48a0e19ea22b), B the checkpoint good.pt (sha256 abc123)" in notes
+    assert "the test images differ (A from /usr/share/datasets/fashion-mnist, B from my-copy)" in notes
+    assert "training or validation images differ" not in notes
+    same = " | ".join(compare_runs(a, copy_run(tmp_path / "c", edit=with_digests("same")), []).notes)
+    older = " | ".join(compare_runs(FIXTURE, a, []).notes)  # a run recorded before digests: nothing to compare
+    assert "differ" not in same and "images differ" not in older and "weights differ" not in older
+
 def test_config_differences_are_noted(tmp_path: Path) -> None:
     def edit(doc: dict[str, Any]) -> None:
         doc["config"]["baseline"]["seed"] = 1

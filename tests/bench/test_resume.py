@@ -90,3 +90,16 @@ def test_the_recorded_digest_decides_which_file_a_row_measured(tmp_path: Path) -
     mine = {k: v for k, v in recorded.items() if k != "artifact_sha256"}
     record_digests([mine], [again], {again.key})
     assert mine["artifact_sha256"] == again.artifact_sha256
+
+
+def test_a_resumed_run_refuses_images_other_than_those_it_started_with() -> None:
+    import pytest
+
+    from bench.errors import UserError
+    from bench.resume import check_same_data
+
+    document = {"dataset": {"source": "my-images", "digests": {"train": "t", "val": "v", "test": "x"}}}
+    check_same_data(document, {"train": "t", "val": "v", "test": "x"})
+    check_same_data({"dataset": {}}, {"train": "t", "val": "v", "test": "y"})  # recorded before digests: cannot tell
+    with pytest.raises(UserError, match="the test images from my-images are not those the run started with"):
+        check_same_data(document, {"train": "t", "val": "v", "test": "y"})

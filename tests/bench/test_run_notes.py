@@ -36,3 +36,19 @@ def test_an_onnx_opset_this_torch_cannot_export_stops_a_tflite_only_run(tmp_path
     assert main(["run", "--config", str(config), "--data-dir", str(fake_data(tmp_path / "data"))]) == 2
     assert "[export].onnx_opset = 99" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_more_threads_than_cores_are_named_before_the_run(small, monkeypatch: pytest.MonkeyPatch) -> None:
+    """threads = [1, 64] on a 2-core machine runs, but its 64-thread latency measures oversubscription."""
+    import os
+
+    from bench.config import config_from_dict
+    from bench.preflight import setting_notes
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    config = config_from_dict({"benchmark": {"threads": [1, 2, 64], "eval_threads": 3}})
+    notes = setting_notes(config, small)
+    assert any(n.startswith("[benchmark] threads asks for 64 threads, more than the 2 cores") for n in notes), notes
+    assert any(n.startswith("[benchmark] eval_threads asks for 3 threads") for n in notes), notes
+    assert not any("[baseline] threads" in n for n in notes)  # 0: every core
+    assert not any("threads" in n for n in setting_notes(config_from_dict({}), small))
