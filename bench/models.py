@@ -50,12 +50,24 @@ def check_model_name(name: str, where: str) -> None:
     raise ConfigError(f"{where} = {name!r}: unknown model{hint}; expected one of {list(MODELS)} or 'module:factory'")
 
 
+
+def _import_from_current_folder() -> None:
+    """Put the current folder first on the import path, as `python -m bench` does: the `edgebench`
+    script would otherwise not find a `mymodel.py` beside the config that `python -m` finds."""
+    import os
+    import sys
+
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
 def import_factory(spec: str, where: str) -> Callable[..., Any]:
     module_name, _, func_name = spec.partition(":")
+    _import_from_current_folder()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"{where}: cannot import module {module_name!r} ({exc})") from None
+        raise ConfigError(f"{where}: cannot import module {module_name!r} ({exc}); it must be importable from the "
+                          "current folder or PYTHONPATH") from None
     factory = getattr(module, func_name, None)
     if not callable(factory):
         raise ConfigError(f"{where}: module {module_name!r} has no callable {func_name!r}")

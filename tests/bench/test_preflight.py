@@ -37,5 +37,6 @@ def test_a_kd_student_that_cannot_be_imported_stops_the_run_before_training(tmp_
     assert main(["run", "--config", str(config), "--data-dir", str(fake_data(tmp_path / "data")), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["edgebench: error: [[variants]] 'kd' distill(student='no_such_module:factory'): cannot import module "
-                   "'no_such_module' (No module named 'no_such_module')"], err
+                   "'no_such_module' (No module named 'no_such_module'); it must be importable from the current folder or "
+                   "PYTHONPATH"], err
     assert not (tmp_path / "out").exists() or not any(p.name != "cache" for p in (tmp_path / "out").iterdir())

@@ -22,3 +22,16 @@ def test_mobilenet_width_one_is_torchvisions_half_width():
     # the stem is rebuilt for one input channel and stride 1: 3x3 kernels of 1 instead of 3 channels
     stem = reference.features[0][0].weight.numel() - model.features[0][0].weight.numel()
     assert count_params(reference) - count_params(model) == stem
+
+
+def test_a_model_file_in_the_current_folder_is_found_by_the_console_script_too(tmp_path, monkeypatch):
+    """`python -m bench` puts the current folder on the import path; the `edgebench` script does not,
+    so building a model does (a mynet.py beside the config works with either)."""
+    import sys
+
+    (tmp_path / "cwd_net_for_test.py").write_text(
+        "from torch import nn\n\ndef make(num_classes):\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    model = build_model("cwd_net_for_test:make", num_classes=7)
+    assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 7)
