@@ -173,7 +173,7 @@ def explain_run(run_dir: Path, document: dict[str, Any], *, per_class: int, max_
     agree = AgreementOffClean(run_dir, rows)
     reference, jobs, shared = plan_rows(rows, document["baseline"], variant, settings["share_fp32"], agree)
     if check_artifacts:
-        _check_artifacts(run_dir, [rows[i] for i in jobs])
+        _check_artifacts(run_dir, [rows[i] for i in jobs], [rows[i] for i in shared])
     new_set = _set_block(settings, indices, labels, per_class, max_evals, seed,
                          slug_of(rows[reference]) if reference is not None else None)
     previous = document.get("explanation_set")
@@ -236,17 +236,19 @@ def _refuse_other_set(previous: dict[str, Any] | None, new_set: dict[str, Any]) 
                         "recompute every variant (omit --variant) so all explanations stay comparable")
 
 
-def _check_artifacts(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+def _check_artifacts(run_dir: Path, rows: list[dict[str, Any]], sharing: list[dict[str, Any]]) -> None:
     """UserError naming the first row whose artifact is gone, fails the byte checks or is not the file
     the row measured: explaining it would replace the row's explanation with one of another file
-    (or a failed one)."""
-    for row in rows:
+    (or a failed one). The `sharing` rows take another row's explanation without being loaded: their
+    files need only be there and be the ones they measured."""
+    for row, loaded in [*((r, True) for r in rows), *((r, False) for r in sharing)]:
         path = run_dir / str(row["artifact"])
         if not path.is_file():
             raise ModelFileError(f"{row_name(row)}: its artifact {path} is missing; nothing was changed "
                                  "(explain needs the run's artifacts/ folder)")
         try:
-            check_artifact(path, row["format"])
+            if loaded:
+                check_artifact(path, row["format"])
         except ModelFileError as exc:
             raise ModelFileError(f"{row_name(row)}: {exc}; nothing was changed") from None
         if artifact_changed(row, path):

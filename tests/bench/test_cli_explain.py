@@ -42,3 +42,20 @@ def test_explain_refuses_a_run_whose_artifact_is_missing_or_damaged(tmp_path: Pa
     assert len(err) == 1 and err[0].startswith(f"edgebench: error: {message.format(run=run)}"), err
     assert (run / "results.json").read_bytes() == before
     assert not (run / "explanations").exists()
+
+
+def test_explain_refuses_a_changed_artifact_of_a_row_that_shares_an_explanation(tmp_path: Path,
+                                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The torch fp32 row takes the ONNX row's explanation without being loaded; if its file is no
+    longer the one it measured, that explanation would describe another file."""
+    run = tmp_path / "run"
+    build_run(run)
+    document = json.loads((run / "results.json").read_text())
+    torch_row = next(r for r in document["rows"] if r["format"] == "torch")
+    torch_row["artifact_sha256"] = hashlib.sha256(b"the file it measured").hexdigest()
+    (run / "results.json").write_text(json.dumps(document))
+    before = (run / "results.json").read_bytes()
+    assert main(["explain", str(run), "--variant", "baseline", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "baseline/torch/fp32/torch: its artifact" in err[0] and "sha256 changed" in err[0], err
+    assert (run / "results.json").read_bytes() == before
