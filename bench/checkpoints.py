@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.errors import ModelFileError
+from bench.errors import ModelFileError, shown_path
 
 
 def save_state_dict(model: nn.Module, path: str | Path) -> None:
@@ -95,7 +95,7 @@ def load_state_dict_file(path: str | Path, model: nn.Module) -> dict[str, torch.
     if path.is_dir():
         raise ModelFileError(f"checkpoint {path} is a folder; pass the weight file (a state_dict .pt/.pth or .safetensors)")
     if not path.is_file():
-        raise ModelFileError(f"checkpoint not found: {path}")
+        raise ModelFileError(f"checkpoint not found: {shown_path(path)}")
     obj = _read(path)
     for wrapper in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
@@ -103,17 +103,32 @@ def load_state_dict_file(path: str | Path, model: nn.Module) -> dict[str, torch.
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise ModelFileError(f"{path}: expected a state_dict (a mapping of parameter names to tensors), got {type(obj).__name__}")
     expected = model.state_dict()
+    obj = _without_wrapper_prefix(obj, expected)
     # BatchNorm's step counter only matters for momentum=None; torch's own strict load accepts a
     # state_dict without it (saved by older code or stripped by tools), so edgebench does too
     obj = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **obj}
     missing = [k for k in expected if k not in obj]
     unexpected = [k for k in obj if k not in expected]
     if missing or unexpected:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise ModelFileError(f"{path}: does not fit the model ({detail}{' ...' if len(missing or unexpected) > 3 else ''})")
+        detail = "; ".join(f"{what} {keys[:3]}{' ...' if len(keys) > 3 else ''}"
+                           for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys)
+        raise ModelFileError(f"{path}: does not fit the model ({detail})")
     for key, tensor in obj.items():
         if tensor.shape != expected[key].shape:
             raise ModelFileError(f"{path}: {key} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[key].shape)}")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):  # a diverged training's weights
             raise ModelFileError(f"{path}: {key} holds NaN or inf values; a model with them has no outputs to measure")
     return obj
+
+
+# what wrappers put before every key: DataParallel / DistributedDataParallel, torch.compile
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _without_wrapper_prefix(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state_dict of a wrapped model with the wrapper's prefix taken off every key, when that
+    makes it the model's (weights saved from `nn.DataParallel(model)` or `torch.compile(model)`)."""
+    for prefix in _WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in expected):
+            return {k[len(prefix):]: v for k, v in state.items()}
+    return state

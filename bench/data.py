@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from bench.errors import DataError
+from bench.errors import DataError, shown_path
 
 if TYPE_CHECKING:  # pillow is imported where images are read
     from PIL import Image
@@ -136,6 +136,7 @@ def _split_train_val(images: np.ndarray, labels: np.ndarray, val_size: int, seed
     return Split(images[train_idx], labels[train_idx]), Split(images[val_idx], labels[val_idx])
 
 
+
 def load_fashion_mnist(data_dir: str = "", *, download: bool = True, val_size: int = 5000, seed: int = 0,
                        cache_dir: str | Path = "results/.cache", train_limit: int = 0, test_limit: int = 0) -> Dataset:
     """Load Fashion-MNIST from data_dir, the Debian package, the cache, or (last) a download."""
@@ -143,10 +144,13 @@ def load_fashion_mnist(data_dir: str = "", *, download: bool = True, val_size: i
         directory = Path(data_dir)
         if not directory.is_dir():
             raise DataError(f"data directory {directory} is a file; pass the folder that holds the IDX files"
-                            if directory.is_file() else f"data directory not found: {directory}")
+                            if directory.is_file() else f"data directory not found: {shown_path(directory)}")
         arrays = _load_idx_dir(directory)
         if arrays is None:
-            raise DataError(f"data directory {directory} holds no Fashion-MNIST IDX files ({', '.join(FASHION_MNIST_FILES.values())})")
+            hint = ('; it holds class sub-folders: for a folder of images set [data] dataset = "imagefolder"'
+                    if any(d.is_dir() and not d.name.startswith(".") for d in directory.iterdir()) else "")
+            raise DataError(f"data directory {directory} holds no Fashion-MNIST IDX files "
+                            f"({', '.join(FASHION_MNIST_FILES.values())}){hint}")
         source = str(directory)
     else:
         download_dir = Path(cache_dir) / "data"
@@ -211,7 +215,7 @@ def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, te
 
     directory = Path(root)
     if not directory.is_dir():
-        raise DataError(f"image folder not found: {directory}")
+        raise DataError(f"image folder not found: {shown_path(directory)}")
     # hidden folders (.ipynb_checkpoints, .git) are tools' litter, not classes
     classes = sorted(d.name for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))
     images, labels = [], []

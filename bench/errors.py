@@ -1,5 +1,9 @@
 """Errors a user can cause. The CLI prints them as one line and exits with code 2."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 
 class UserError(Exception):
     """Bad input from the user: config, paths, model files, data.
@@ -41,3 +45,10 @@ def joined_lines(exc: BaseException, limit: int = 300) -> str:
     `limit` characters: for messages, like the ONNX checker's, whose first line stops mid-sentence."""
     text = " ".join(str(exc).split()) or exc.__class__.__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shown_path(path: Path) -> str:
+    """A path in an error line: a relative one also as the absolute path it was looked for at."""
+    if path.is_absolute():
+        return str(path)
+    return f"{path} (looked for at {path.absolute()}; relative paths start from the current folder)"

@@ -53,7 +53,10 @@ def test_mismatched_idx_files_are_rejected(fake_idx_dir):
 def test_missing_and_empty_data_dirs(tmp_path):
     with pytest.raises(DataError, match="not found"):
         load_fashion_mnist(str(tmp_path / "nope"))
-    with pytest.raises(DataError, match="holds no Fashion-MNIST"):
+    with pytest.raises(DataError, match="holds no Fashion-MNIST IDX files \\([^)]*\\)$"):
+        load_fashion_mnist(str(tmp_path))
+    (tmp_path / "cats").mkdir()  # a folder of class sub-folders: the imagefolder dataset was meant
+    with pytest.raises(DataError, match='it holds class sub-folders: for a folder of images set \\[data\\] dataset = "imagefolder"'):
         load_fashion_mnist(str(tmp_path))
 
 
