@@ -123,7 +123,8 @@ def load_results(run_dir: Path) -> dict[str, Any]:
 
 def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWriter, options: RunOptions) -> None:
     stages = writer.document.setdefault("stages", {})
-    _say(options, f"run {run_dir.name}: {len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test images from {dataset.source}")
+    resumed = " (resumed)" if options.resume else ""
+    _say(options, f"run {run_dir.name}{resumed}: {len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test images from {dataset.source}")
     for note in setting_notes(config, dataset):
         _say(options, f"note: {note}")
     recorded = writer.document.get("baseline_info")  # a resumed run's

@@ -7,7 +7,9 @@ prunable layer, which removes about 1 - (1 - ratio)^2 of a middle conv's paramet
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -17,6 +19,8 @@ from torch import nn
 
 from compress.context import PassContext, PassNotApplicable
 from compress.train import FitSettings
+
+log = logging.getLogger("edgebench")
 
 
 def _prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -139,16 +143,14 @@ def structured(model: nn.Module, params: dict[str, Any], ctx: PassContext) -> tu
     18-36-36-48 channels (0.57x the MACs) ran 1.02x as fast as the baseline; aligned to
     16-32-32-48 (0.46x the MACs) 1.97x.
     """
-    import torch_pruning as tp
-
     before = _channels(model)
     output_shape = _output_shape(model, ctx.example_inputs)
     ignored = _classifier(model, ctx.example_inputs)
     # per-layer ratios always, not Torch-Pruning's global one: see rounded_keep for what its own rule does
     per_layer = _aligned_ratios(model, params["ratio"], params["round_to"], ignored)
-    pruner = tp.pruner.BasePruner(model, ctx.example_inputs[:1], importance=_importance(params["importance"]),
-                                  pruning_ratio=params["ratio"], pruning_ratio_dict=per_layer,
-                                  iterative_steps=params["steps"], ignored_layers=ignored)
+    pruner = _pruner(model, ctx.example_inputs[:1], importance=_importance(params["importance"]),
+                     pruning_ratio=params["ratio"], pruning_ratio_dict=per_layer,
+                     iterative_steps=params["steps"], ignored_layers=ignored)
     for step in range(params["steps"]):
         if params["importance"] == "taylor":  # Taylor importance needs gradients of a real loss
             model.zero_grad()
@@ -172,8 +174,6 @@ def prune_to_channels(model: nn.Module, channels: list[int], example_inputs: tor
     in registration order. Used to start a narrower zoo student from the teacher's most important
     channels. Raises PassNotApplicable when the counts do not match the model's layers.
     """
-    import torch_pruning as tp
-
     output_shape = _output_shape(model, example_inputs)
     ignored = _classifier(model, example_inputs)
     layers = _pruned_layers(model, ignored)
@@ -185,13 +185,26 @@ def prune_to_channels(model: nn.Module, channels: list[int], example_inputs: tor
         if not 1 <= keep <= have:
             raise PassNotApplicable(f"cannot keep {keep} of {have} channels in {layer}")
         per_layer[layer] = _ratio_keeping(have, keep)
-    pruner = tp.pruner.BasePruner(model, example_inputs[:1], importance=_importance(importance),
-                                  pruning_ratio=0.0, pruning_ratio_dict=per_layer, ignored_layers=ignored)
+    pruner = _pruner(model, example_inputs[:1], importance=_importance(importance),
+                     pruning_ratio=0.0, pruning_ratio_dict=per_layer, ignored_layers=ignored)
     pruner.step()
     model.zero_grad(set_to_none=True)
     _check_outputs_kept(model, example_inputs, output_shape)
     return model.eval()
 
+
+
+def _pruner(model: nn.Module, example_inputs: torch.Tensor, **settings: Any) -> Any:
+    """Torch-Pruning's BasePruner, its warnings about the model (e.g. "Unwrapped parameters
+    detected": a bare nn.Parameter it leaves unpruned) sent to the run log, not over the progress bars."""
+    import torch_pruning as tp
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pruner = tp.pruner.BasePruner(model, example_inputs, **settings)
+    for warning in caught:
+        log.info("Torch-Pruning: %s", str(warning.message).strip())
+    return pruner
 
 def prunable_channels(model: nn.Module, example_inputs: torch.Tensor) -> list[int]:
     """Output channels of the layers `prune_to_channels` counts, in the same order."""

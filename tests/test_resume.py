@@ -153,7 +153,9 @@ def test_ctrl_c_then_resume_matches_an_uninterrupted_run(work: Path, reference: 
     resumed = _resume(work, "sigint-resume", run_dir)
     assert resumed["status"] == "complete"
     assert _summary(resumed) == _summary(reference)
-    assert "exported again, its artifact is not the file it measured" in (run_dir / "logs" / "run.log").read_text()
+    log = (run_dir / "logs" / "run.log").read_text()
+    assert "exported again, its artifact is not the file it measured" in log
+    assert f"run {run_dir.name} (resumed): " in log  # the log tells the resumed part from the first
     _assert_kept({"rows": [r for r in interrupted["rows"] if r is not changed]}, resumed)
     assert [r for r in resumed["rows"] if r.get("artifact") == changed["artifact"]] != [changed]  # measured again
 
