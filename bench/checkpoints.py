@@ -128,7 +128,10 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 def _without_wrapper_prefix(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The state_dict of a wrapped model with the wrapper's prefix taken off every key, when that
     makes it the model's (weights saved from `nn.DataParallel(model)` or `torch.compile(model)`)."""
-    for prefix in _WRAPPER_PREFIXES:
-        if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in expected):
-            return {k[len(prefix):]: v for k, v in state.items()}
+    stripped = True
+    while stripped:  # wrappers nest: torch.compile(nn.DataParallel(model)) saves '_orig_mod.module.'
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in expected):
+                state, stripped = {k[len(prefix):]: v for k, v in state.items()}, True
     return state

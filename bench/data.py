@@ -137,6 +137,15 @@ def _split_train_val(images: np.ndarray, labels: np.ndarray, val_size: int, seed
 
 
 
+
+def _has_image_classes(directory: Path) -> bool:
+    """Whether a folder looks like an image-folder dataset: a sub-folder holding image files."""
+    try:
+        return any(d.is_dir() and not d.name.startswith(".") and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir())
+                   for d in directory.iterdir())
+    except OSError:  # unreadable: no hint rather than a second error
+        return False
+
 def load_fashion_mnist(data_dir: str = "", *, download: bool = True, val_size: int = 5000, seed: int = 0,
                        cache_dir: str | Path = "results/.cache", train_limit: int = 0, test_limit: int = 0) -> Dataset:
     """Load Fashion-MNIST from data_dir, the Debian package, the cache, or (last) a download."""
@@ -147,8 +156,7 @@ def load_fashion_mnist(data_dir: str = "", *, download: bool = True, val_size: i
                             if directory.is_file() else f"data directory not found: {shown_path(directory)}")
         arrays = _load_idx_dir(directory)
         if arrays is None:
-            hint = ('; it holds class sub-folders: for a folder of images set [data] dataset = "imagefolder"'
-                    if any(d.is_dir() and not d.name.startswith(".") for d in directory.iterdir()) else "")
+            hint = '; it holds class sub-folders of images: set [data] dataset = "imagefolder"' if _has_image_classes(directory) else ""
             raise DataError(f"data directory {directory} holds no Fashion-MNIST IDX files "
                             f"({', '.join(FASHION_MNIST_FILES.values())}){hint}")
         source = str(directory)

@@ -52,13 +52,14 @@ def check_model_name(name: str, where: str) -> None:
 
 
 def _import_from_current_folder() -> None:
-    """Put the current folder first on the import path, as `python -m bench` does: the `edgebench`
-    script would otherwise not find a `mymodel.py` beside the config that `python -m` finds."""
+    """Put the current folder on the import path, as `python -m bench` does: the `edgebench` script
+    would otherwise not find a `mymodel.py` beside the config that `python -m` finds. Last, not
+    first: a stray `onnx.py` there must not shadow an installed package imported later."""
     import os
     import sys
 
     if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+        sys.path.append(os.getcwd())
 
 def import_factory(spec: str, where: str) -> Callable[..., Any]:
     module_name, _, func_name = spec.partition(":")

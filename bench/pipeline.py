@@ -84,7 +84,7 @@ def run(config: Config, options: RunOptions) -> Path:
     with RunLock(run_dir):
         document = load_results(run_dir) if options.resume else _new_document(run_dir.name, config, dataset, options)
         if options.resume:  # its new rows must be trained and measured on the images it started with
-            check_same_data(document, split_digests(dataset))
+            check_same_data(document, split_digests(dataset), dataset.source)
         writer = RunWriter(run_dir, document)
         writer.update(status="running")
         try:

@@ -3,13 +3,12 @@ baseline model (and checkpoint) fits the data. Their errors end in one line with
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from bench.config import Config
 from bench.data import Dataset, load_fashion_mnist, load_image_folder
 from bench.errors import ConfigError, exception_line
+from bench.measure import usable_cores
 
 
 def load_dataset(config: Config, data_dir: str = "") -> Dataset:
@@ -101,7 +100,7 @@ def setting_notes(config: Config, dataset: Dataset) -> list[str]:
                      "(at most a fifth of the training images)")
     if not config.variants:
         notes.append("the config has no [[variants]]: only the baseline is measured (a file's [[variants]] replace the built-in ones)")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     for key, counts in (("[benchmark] threads", config.benchmark.threads), ("[benchmark] eval_threads", [config.benchmark.eval_threads]),
                         ("[baseline] threads", [config.baseline.threads])):
         if over := [n for n in counts if n > cores]:  # the threads then share cores: a latency of oversubscription

@@ -245,8 +245,8 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
         raise UserError(f"{path} cannot be read as JSON: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("rows", []), list):
         raise UserError(f"{path} is not an edgebench results file (expected an object with a 'rows' list)")
-    if check_schema and not document.get("rows"):
-        raise UserError(_no_rows_yet(run_dir, document))
+    if check_schema and not document.get("rows") and (why := _no_rows_yet(run_dir, document)):
+        raise UserError(why)
     if check_schema and (errors := validate_results(document)):
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise UserError(f"{path} does not meet the results schema: {errors[0][:200]}{more}")
@@ -256,9 +256,10 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
 
 
 
-def _no_rows_yet(run_dir: Path, document: dict[str, Any]) -> str:
+def _no_rows_yet(run_dir: Path, document: dict[str, Any]) -> str | None:
     """Why a run folder has no rows, in one line: it failed, is still running, or was interrupted
-    before its first row (a schema error about an empty list would not say which)."""
+    before its first row (a schema error about an empty list would not say which). None for a file
+    that says none of these: the schema check names what is wrong with it."""
     from bench.rundir import in_use  # bench.rundir writes through this module
 
     status = document.get("status")
@@ -268,7 +269,7 @@ def _no_rows_yet(run_dir: Path, document: dict[str, Any]) -> str:
         return f"{run_dir}: the run is still going and has no rows yet (its folder is in use by another edgebench process)"
     if status in ("running", "incomplete"):
         return f"{run_dir}: the run stopped before its first row; finish it with: edgebench run --resume {run_dir}"
-    return f"{run_dir}/results.json has no rows"
+    return None
 
 def _repeated_row(rows: list[dict[str, Any]]) -> str | None:
     """The name of the first row that appears twice (same variant, format, precision, runtime, device)."""

@@ -19,15 +19,16 @@ log = logging.getLogger("edgebench")
 
 
 
-def check_same_data(document: dict[str, Any], digests: dict[str, str]) -> None:
-    """UserError when the images a resumed run loads are not those it started with (an image folder
-    edited, another --data-dir): its new rows would be trained and measured on other data than its
-    kept rows. Runs recorded before the digests cannot tell."""
+def check_same_data(document: dict[str, Any], digests: dict[str, str], source: str) -> None:
+    """UserError when the images a resumed run loads (from `source`) are not those it started with
+    (an image folder edited, another --data-dir): its new rows would be trained and measured on
+    other data than its kept rows. Runs recorded before the digests cannot tell."""
     recorded = (document.get("dataset") or {}).get("digests") or {}
     changed = [split for split, digest in digests.items() if recorded.get(split) not in (None, digest)]
     if changed:
-        source = (document.get("dataset") or {}).get("source")
-        raise UserError(f"the {' and '.join(changed)} images from {source} are not those the run started with; "
+        splits = ", ".join(changed[:-1]) + (" and " if len(changed) > 1 else "") + changed[-1]
+        started = (document.get("dataset") or {}).get("source")
+        raise UserError(f"the {splits} images from {source} are not those the run started with (from {started}); "
                         "its rows would mix two datasets: start a new run instead of resuming")
 
 def file_digest(path: Path) -> str | None:

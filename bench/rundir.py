@@ -74,6 +74,8 @@ def in_use(run_dir: Path) -> bool:
         return False
     except BlockingIOError:
         return True
+    except OSError:  # a file system without flock: cannot tell, so say nothing of a lock
+        return False
     finally:
         os.close(fd)
 

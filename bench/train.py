@@ -62,19 +62,19 @@ def training_memory_format(model: nn.Module, input_shape: tuple[int, ...]) -> to
 
 
 def _accepts(model: nn.Module, input_shape: tuple[int, ...], memory_format: torch.memory_format) -> bool:
-    """Whether a forward pass runs on inputs (and weights) in `memory_format`. A model that flattens
-    with `x.view(n, -1)` (not `reshape` or `nn.Flatten`), as many tutorials' do, cannot take
-    channels-last tensors. Probed in eval mode without gradients: no BatchNorm statistics change."""
-    was_training = model.training
-    model.eval().to(memory_format=memory_format)
-    try:
-        with torch.no_grad():
-            model(torch.zeros(2, *input_shape).contiguous(memory_format=memory_format))
-        return True
-    except RuntimeError:
-        return False
-    finally:
-        model.to(memory_format=torch.contiguous_format).train(was_training)
+    """Whether a training-mode forward pass runs on inputs (and weights) in `memory_format`. A model
+    that flattens with `x.view(n, -1)` (not `reshape` or `nn.Flatten`), as many tutorials' do,
+    cannot take channels-last tensors. Probed on a copy, with the random state restored after it:
+    the model's weights, BatchNorm statistics and the training's random draws stay as they were."""
+    import copy
+
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        try:
+            probe = copy.deepcopy(model).train().to(memory_format=memory_format)
+            probe(torch.zeros(2, *input_shape).contiguous(memory_format=memory_format))
+            return True
+        except Exception:  # noqa: BLE001 - any failure: train in the default format, where a real error shows itself
+            return False
 
 
 # what each resolved train_precision runs the forward passes under (None: no autocast)

@@ -57,7 +57,7 @@ def test_pickle_with_code_is_refused_and_never_runs(tmp_path):
 def test_weights_saved_from_a_wrapped_model_load_and_other_names_are_listed(tmp_path):
     """nn.DataParallel and torch.compile save every key under their prefix ('module.', '_orig_mod.')."""
     model = tinycnn()
-    for wrapped in (torch.nn.DataParallel(model), torch.compile(model)):
+    for wrapped in (torch.nn.DataParallel(model), torch.compile(model), torch.compile(torch.nn.DataParallel(model))):
         torch.save(wrapped.state_dict(), tmp_path / "w.pt")
         loaded = load_state_dict_file(tmp_path / "w.pt", tinycnn())
         assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())

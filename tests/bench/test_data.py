@@ -55,8 +55,11 @@ def test_missing_and_empty_data_dirs(tmp_path):
         load_fashion_mnist(str(tmp_path / "nope"))
     with pytest.raises(DataError, match="holds no Fashion-MNIST IDX files \\([^)]*\\)$"):
         load_fashion_mnist(str(tmp_path))
-    (tmp_path / "cats").mkdir()  # a folder of class sub-folders: the imagefolder dataset was meant
-    with pytest.raises(DataError, match='it holds class sub-folders: for a folder of images set \\[data\\] dataset = "imagefolder"'):
+    (tmp_path / "cats").mkdir()  # a folder of class sub-folders of images: the imagefolder dataset was meant
+    with pytest.raises(DataError, match="holds no Fashion-MNIST IDX files \\([^)]*\\)$"):  # no images in it yet
+        load_fashion_mnist(str(tmp_path))
+    (tmp_path / "cats" / "1.png").write_bytes(b"")
+    with pytest.raises(DataError, match='it holds class sub-folders of images: set \\[data\\] dataset = "imagefolder"'):
         load_fashion_mnist(str(tmp_path))
 
 

@@ -99,7 +99,9 @@ def test_a_resumed_run_refuses_images_other_than_those_it_started_with() -> None
     from bench.resume import check_same_data
 
     document = {"dataset": {"source": "my-images", "digests": {"train": "t", "val": "v", "test": "x"}}}
-    check_same_data(document, {"train": "t", "val": "v", "test": "x"})
-    check_same_data({"dataset": {}}, {"train": "t", "val": "v", "test": "y"})  # recorded before digests: cannot tell
-    with pytest.raises(UserError, match="the test images from my-images are not those the run started with"):
-        check_same_data(document, {"train": "t", "val": "v", "test": "y"})
+    check_same_data(document, {"train": "t", "val": "v", "test": "x"}, "my-images")
+    check_same_data({"dataset": {}}, {"train": "t", "val": "v", "test": "y"}, "other")  # recorded before digests: cannot tell
+    with pytest.raises(UserError, match="the test images from other are not those the run started with \\(from my-images\\)"):
+        check_same_data(document, {"train": "t", "val": "v", "test": "y"}, "other")
+    with pytest.raises(UserError, match="the train, val and test images from other"):
+        check_same_data(document, {"train": "T", "val": "V", "test": "y"}, "other")

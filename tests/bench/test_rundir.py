@@ -35,16 +35,29 @@ def test_a_broken_link_as_the_results_folder_is_named_not_retried(tmp_path: Path
     ("failed", False, "the run failed before its first row \\(RuntimeError: boom\\)"),
     ("running", True, "the run is still going and has no rows yet"),
     ("running", False, "the run stopped before its first row; finish it with: edgebench run --resume"),
+    ("running", "left", "the run stopped before its first row"),  # a killed run's .lock file, held by nobody
     ("incomplete", False, "the run stopped before its first row"),
 ])
-def test_a_run_without_rows_says_why_not_that_the_schema_wants_rows(tmp_path: Path, status: str, locked: bool,
+def test_a_run_without_rows_says_why_not_that_the_schema_wants_rows(tmp_path: Path, status: str, locked: bool | str,
                                                                      message: str) -> None:
     import json
 
     from bench.results import read_run_document
 
     (tmp_path / "results.json").write_text(json.dumps({"status": status, "error": "RuntimeError: boom", "rows": []}))
-    with rundir.RunLock(tmp_path) if locked else open(tmp_path / "results.json"):
+    if locked == "left":
+        (tmp_path / ".lock").write_text("12345")
+    with rundir.RunLock(tmp_path) if locked is True else open(tmp_path / "results.json"):
         with pytest.raises(UserError, match=message):
             read_run_document(tmp_path)
     assert read_run_document(tmp_path, check_schema=False)["rows"] == []  # --resume still reads it
+
+
+def test_a_finished_file_without_rows_gets_the_schema_error(tmp_path: Path) -> None:
+    import json
+
+    from bench.results import read_run_document
+
+    (tmp_path / "results.json").write_text(json.dumps({"status": "complete", "rows": []}))
+    with pytest.raises(UserError, match="does not meet the results schema"):
+        read_run_document(tmp_path)

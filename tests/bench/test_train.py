@@ -157,23 +157,29 @@ def test_models_with_narrow_batchnorm_train_in_contiguous_format_the_rest_channe
 
 
 class ViewFlattenNet(nn.Module):
-    """The tutorials' CNN: flattens with .view, which channels-last activations cannot take."""
+    """The tutorials' CNN: flattens with .view, which channels-last activations cannot take; here
+    only in training (an auxiliary head), as some models do."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv, self.fc = nn.Conv2d(1, 16, 3, padding=1), nn.Linear(16 * 28 * 28, 10)
+        self.conv, self.bn, self.drop = nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.Dropout(0.5)
+        self.fc = nn.Linear(16 * 28 * 28, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv(x))
-        return self.fc(x.view(x.size(0), -1))
+        x = self.drop(torch.relu(self.bn(self.conv(x))))
+        flat = x.view(x.size(0), -1) if self.training else x.reshape(x.size(0), -1)
+        return self.fc(flat)
 
 
 def test_a_model_that_flattens_with_view_trains_in_contiguous_format(small) -> None:
-    model = ViewFlattenNet()
+    model = ViewFlattenNet().eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
     assert training_memory_format(model, small.input_shape) == torch.contiguous_format
-    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the probe changed nothing
-    losses = run_fit(model, small, FitSettings(epochs=1), 32, augment=False, description="t", quiet=True)
+    # the probe (in training mode, on a copy) changed nothing: weights, BatchNorm statistics, layout, mode, random state
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert model.conv.weight.is_contiguous() and not model.training and torch.equal(torch.get_rng_state(), rng)
+    losses = run_fit(model.train(), small, FitSettings(epochs=1), 32, augment=False, description="t", quiet=True)
     assert len(losses) == 1 and all(map(torch.isfinite, map(torch.tensor, losses)))
 
 def test_training_sees_the_inputs_every_deployed_artifact_sees() -> None:
