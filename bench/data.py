@@ -136,8 +136,6 @@ def _split_train_val(images: np.ndarray, labels: np.ndarray, val_size: int, seed
     return Split(images[train_idx], labels[train_idx]), Split(images[val_idx], labels[val_idx])
 
 
-
-
 def _has_image_classes(directory: Path) -> bool:
     """Whether a folder looks like an image-folder dataset: a sub-folder holding image files."""
     try:
@@ -145,6 +143,7 @@ def _has_image_classes(directory: Path) -> bool:
                    for d in directory.iterdir())
     except OSError:  # unreadable: no hint rather than a second error
         return False
+
 
 def load_fashion_mnist(data_dir: str = "", *, download: bool = True, val_size: int = 5000, seed: int = 0,
                        cache_dir: str | Path = "results/.cache", train_limit: int = 0, test_limit: int = 0) -> Dataset:
@@ -267,4 +266,3 @@ def batches(split: Split, batch_size: int, *, shuffle: bool = False, seed: int =
     """Yield (images uint8, labels) numpy batches, optionally in a seeded random order."""
     for idx in batch_indices(len(split), batch_size, shuffle=shuffle, seed=seed):
         yield split.images[idx], split.labels[idx]
-

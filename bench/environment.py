@@ -121,7 +121,6 @@ def environment_differences(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> lis
     return notes
 
 
-
 def _data_and_baseline_differences(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> list[str]:
     """Notes when the runs measured other images, trained on other images, or started from other
     baseline weights (a --checkpoint or --data-dir is not part of the config, so the config
@@ -152,6 +151,7 @@ def _baseline_origin(info: dict[str, Any]) -> str:
     if info.get("source") == "checkpoint":
         return f"the checkpoint {info.get('checkpoint')} (sha256 {info.get('cache_key')})"
     return f"trained (cache key {info.get('cache_key')})"
+
 
 # settings that say where things are or how fast they are computed, not what is measured
 _WHERE_NOT_WHAT = {"data.data_dir", "data.download", "explain.workers"}

@@ -35,7 +35,6 @@ def off_clean_difference(run_dir: Path, a: dict[str, Any], b: dict[str, Any]) ->
     return float(np.abs(x - y).max()), len(x)
 
 
-
 class Recorder:
     """Builds the worker jobs and turns their results into row blocks, drift and plots.
 

@@ -50,7 +50,6 @@ def check_model_name(name: str, where: str) -> None:
     raise ConfigError(f"{where} = {name!r}: unknown model{hint}; expected one of {list(MODELS)} or 'module:factory'")
 
 
-
 def _import_from_current_folder() -> None:
     """Put the current folder on the import path, as `python -m bench` does: the `edgebench` script
     would otherwise not find a `mymodel.py` beside the config that `python -m` finds. Last, not
@@ -60,6 +59,7 @@ def _import_from_current_folder() -> None:
 
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
+
 
 def import_factory(spec: str, where: str) -> Callable[..., Any]:
     module_name, _, func_name = spec.partition(":")
@@ -134,4 +134,3 @@ def count_macs(model: "nn.Module", input_shape: tuple[int, ...]) -> int:
     for h in handles:
         h.remove()
     return total
-

@@ -255,7 +255,6 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
     return document
 
 
-
 def _no_rows_yet(run_dir: Path, document: dict[str, Any]) -> str | None:
     """Why a run folder has no rows, in one line: it failed, is still running, or was interrupted
     before its first row (a schema error about an empty list would not say which). None for a file
@@ -270,6 +269,7 @@ def _no_rows_yet(run_dir: Path, document: dict[str, Any]) -> str | None:
     if status in ("running", "incomplete"):
         return f"{run_dir}: the run stopped before its first row; finish it with: edgebench run --resume {run_dir}"
     return None
+
 
 def _repeated_row(rows: list[dict[str, Any]]) -> str | None:
     """The name of the first row that appears twice (same variant, format, precision, runtime, device)."""

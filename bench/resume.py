@@ -18,7 +18,6 @@ from bench.results import Row, key_slug, row_key, row_name
 log = logging.getLogger("edgebench")
 
 
-
 def check_same_data(document: dict[str, Any], digests: dict[str, str], source: str) -> None:
     """UserError when the images a resumed run loads (from `source`) are not those it started with
     (an image folder edited, another --data-dir): its new rows would be trained and measured on
@@ -30,6 +29,7 @@ def check_same_data(document: dict[str, Any], digests: dict[str, str], source: s
         started = (document.get("dataset") or {}).get("source")
         raise UserError(f"the {splits} images from {source} are not those the run started with (from {started}); "
                         "its rows would mix two datasets: start a new run instead of resuming")
+
 
 def file_digest(path: Path) -> str | None:
     """sha256 of a file, None when it cannot be read."""

@@ -61,7 +61,6 @@ class RunLock:
             self._fd = None
 
 
-
 def in_use(run_dir: Path) -> bool:
     """Whether another process holds the run folder's lock (a run or an explanation writing it now)."""
     try:
@@ -78,6 +77,7 @@ def in_use(run_dir: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
 
 class RunWriter:
     """Owns results.json / results.csv of one run; every change is written atomically at once."""

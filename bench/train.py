@@ -196,11 +196,11 @@ def split_digest(split: Split) -> str:
     return digest.hexdigest()[:16]
 
 
-
 def split_digests(dataset: Dataset) -> dict[str, str]:
     """The digest of each split's pixels and labels: which images a run trained and measured on,
     whatever folder they came from (`edgebench compare` names runs whose images differ)."""
     return {name: split_digest(getattr(dataset, name)) for name in ("train", "val", "test")}
+
 
 def data_fingerprint(dataset: Dataset) -> dict[str, Any]:
     """What about the data determines trained weights: the training and validation images and labels

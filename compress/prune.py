@@ -193,7 +193,6 @@ def prune_to_channels(model: nn.Module, channels: list[int], example_inputs: tor
     return model.eval()
 
 
-
 def _pruner(model: nn.Module, example_inputs: torch.Tensor, **settings: Any) -> Any:
     """Torch-Pruning's BasePruner, its warnings about the model (e.g. "Unwrapped parameters
     detected": a bare nn.Parameter it leaves unpruned) sent to the run log, not over the progress bars."""
@@ -205,6 +204,7 @@ def _pruner(model: nn.Module, example_inputs: torch.Tensor, **settings: Any) -> 
     for warning in caught:
         log.info("Torch-Pruning: %s", str(warning.message).strip())
     return pruner
+
 
 def prunable_channels(model: nn.Module, example_inputs: torch.Tensor) -> list[int]:
     """Output channels of the layers `prune_to_channels` counts, in the same order."""

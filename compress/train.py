@@ -108,4 +108,3 @@ def _one_cycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int) ->
     if total_steps < 8:
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.25)
-

@@ -26,7 +26,6 @@ from tests.bad_input_files import (bad_tflite, checkpoint, damaged_pt2, external
 from tests.bad_input_files import TINY_RUN_CONFIG as GOOD_CONFIG
 
 
-
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -187,7 +186,6 @@ CASES = [
     Case("out-is-a-file", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data")),
                                       "--out", str(write_file(tmp / "results", b"a file"))], ("results", "cannot create")),
 ]
-
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:

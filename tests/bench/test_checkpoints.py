@@ -53,7 +53,6 @@ def test_pickle_with_code_is_refused_and_never_runs(tmp_path):
     assert not os.path.exists(marker)
 
 
-
 def test_weights_saved_from_a_wrapped_model_load_and_other_names_are_listed(tmp_path):
     """nn.DataParallel and torch.compile save every key under their prefix ('module.', '_orig_mod.')."""
     model = tinycnn()
@@ -65,6 +64,7 @@ def test_weights_saved_from_a_wrapped_model_load_and_other_names_are_listed(tmp_
     torch.save(renamed, tmp_path / "w.pt")
     with pytest.raises(ModelFileError, match="missing \\['features.0.0.weight'.*; unexpected \\['net.features.0.0.weight'"):
         load_state_dict_file(tmp_path / "w.pt", tinycnn())
+
 
 def test_truncated_wrong_shape_and_not_a_state_dict(tmp_path):
     save_state_dict(tinycnn(), tmp_path / "w.pt")

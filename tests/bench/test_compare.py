@@ -120,7 +120,6 @@ def test_without_samples_compares_stats_and_says_so(tmp_path: Path) -> None:
     assert "noise not tested" in comparison.failures[0].message
 
 
-
 def test_a_handful_of_samples_is_not_tested_against_noise(tmp_path: Path) -> None:
     """Three calls a row (a config's min_calls may allow it): their bootstrap interval would be
     near zero width and call any change significant, so the stats are compared, and said so."""
@@ -186,7 +185,6 @@ def test_machine_data_and_settings_differences_are_noted(tmp_path: Path) -> None
     assert "dataset test_size differs" in notes and "min_seconds" in notes
 
 
-
 def test_int8_dot_product_is_worked_out_from_the_flags_of_older_files(tmp_path: Path) -> None:
     """A file without the int8_dot_product field, on the same VNNI CPU as one with it: no note."""
     def older(doc: dict[str, Any]) -> None:
@@ -220,6 +218,7 @@ def test_other_baseline_weights_or_images_are_noted(tmp_path: Path) -> None:
     same = " | ".join(compare_runs(a, copy_run(tmp_path / "c", edit=with_digests("same")), []).notes)
     older = " | ".join(compare_runs(FIXTURE, a, []).notes)  # a run recorded before digests: nothing to compare
     assert "differ" not in same and "images differ" not in older and "weights differ" not in older
+
 
 def test_config_differences_are_noted(tmp_path: Path) -> None:
     def edit(doc: dict[str, Any]) -> None:

@@ -42,7 +42,6 @@ def test_classification_metrics():
     assert confusion_matrix(labels, preds, 3).tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
 
 
-
 def test_macro_means_skip_classes_absent_from_labels_and_predictions() -> None:
     """A small test slice without class 2, predicted perfectly: every macro score is 1, not 2/3."""
     labels = np.array([0, 0, 1, 1])
@@ -51,6 +50,7 @@ def test_macro_means_skip_classes_absent_from_labels_and_predictions() -> None:
     # a class only predicted (wrongly) still counts: its precision and recall are 0
     m = classification_metrics(labels, np.array([0, 0, 1, 2]), 3)
     assert m["recall_macro"] == pytest.approx((1 + 0.5 + 0) / 3)
+
 
 def test_ratio_spread_is_the_same_whichever_side_is_faster() -> None:
     assert ratio_spread((2.0, 2.2)) == pytest.approx(math.log(1.1))

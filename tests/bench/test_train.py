@@ -155,7 +155,6 @@ def test_models_with_narrow_batchnorm_train_in_contiguous_format_the_rest_channe
     assert during == [True, False]
 
 
-
 class ViewFlattenNet(nn.Module):
     """The tutorials' CNN: flattens with .view, which channels-last activations cannot take; here
     only in training (an auxiliary head), as some models do."""
@@ -181,6 +180,7 @@ def test_a_model_that_flattens_with_view_trains_in_contiguous_format(small) -> N
     assert model.conv.weight.is_contiguous() and not model.training and torch.equal(torch.get_rng_state(), rng)
     losses = run_fit(model.train(), small, FitSettings(epochs=1), 32, augment=False, description="t", quiet=True)
     assert len(losses) == 1 and all(map(torch.isfinite, map(torch.tensor, losses)))
+
 
 def test_training_sees_the_inputs_every_deployed_artifact_sees() -> None:
     """to_tensor (training, the parity reference, the attacks) and prepare_input (every runtime) are

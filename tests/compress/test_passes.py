@@ -155,7 +155,6 @@ def test_structured_pruning_keeps_every_class_of_a_model_that_defines_its_head_f
     assert info["channels_after"] == [8, 8]
 
 
-
 @pytest.mark.parametrize("name", ONNX_PASSES)
 def test_onnx_quantization_is_smaller_and_runs(name, tmp_path):
     torch.manual_seed(0)
