@@ -30,6 +30,7 @@ import copy
 import importlib.util
 import logging
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -60,6 +61,7 @@ def convert_to_tflite(onnx_path: Path, out_dir: Path, precisions: list[str], cal
     log_file.parent.mkdir(parents=True, exist_ok=True)
     stem = onnx_path.name.removesuffix(".onnx").removesuffix(".fp32")
     results: dict[str, tuple[Path, dict, dict] | ExportError] = {}
+    log_start = log_file.stat().st_size if log_file.is_file() else 0  # this conversion's part of the log
     with tempfile.TemporaryDirectory(prefix=".onnx2tf-", dir=out_dir) as tmp, _console_to(log_file):
         _load_triton_before_tensorflow()
         try:
@@ -68,7 +70,9 @@ def convert_to_tflite(onnx_path: Path, out_dir: Path, precisions: list[str], cal
         # sometimes calls sys.exit); every one of them means "this model did not convert".
         except (Exception, SystemExit) as exc:  # noqa: BLE001
             traceback.print_exc()  # into the variant's TFLite log (the console is redirected there)
-            error = ExportError(f"ONNX -> TensorFlow (onnx2tf) failed: {exception_line(exc)}")
+            sys.stdout.flush()
+            at = _failed_node(log_file, log_start, onnx_path)
+            error = ExportError(f"ONNX -> TensorFlow (onnx2tf) failed{at}: {exception_line(exc)}")
             return {precision: error for precision in precisions}
         for precision in precisions:
             path = out_dir / f"{stem}.{precision}.tflite"
@@ -84,6 +88,23 @@ def convert_to_tflite(onnx_path: Path, out_dir: Path, precisions: list[str], cal
                 continue
             results[precision] = (path, spec, info)
     return results
+
+
+def _failed_node(log_file: Path, start: int, onnx_path: Path) -> str:
+    """' at <op type> node <name>' for the node onnx2tf names in its error lines (its log, from
+    `start`), so the row's reason says which operation did not convert; '' when it names none."""
+    import onnx
+
+    with open(log_file, "rb") as log:
+        log.seek(start)
+        names = re.findall(r"onnx_op_name: (\S+)", re.sub(r"\x1b\[[0-9;]*m", "", log.read().decode(errors="replace")))
+    if not names:
+        return ""
+    try:
+        op_type = next((n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node if n.name == names[-1]), None)
+    except Exception:  # noqa: BLE001 - the reason is a courtesy; the error itself is already known
+        op_type = None
+    return f" at {op_type} node {names[-1]}" if op_type else f" at node {names[-1]}"
 
 
 def _load_triton_before_tensorflow() -> None:

@@ -201,6 +201,25 @@ def test_corrupt_onnx_fails_every_precision(tflite_stack, tmp_path, images):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".onnx2tf")] == []  # temp dir removed
 
 
+def test_a_node_onnx2tf_cannot_convert_is_named_in_the_reason(tflite_stack, tmp_path, images):
+    """GroupNorm exports as InstanceNormalization on a reshaped tensor, which onnx2tf 1.28 fails on:
+    the reason names that node, read from onnx2tf's own error lines in the log."""
+    from bench.export_tflite import convert_to_tflite
+
+    class GroupNormNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.norm, self.head = torch.nn.Conv2d(1, 8, 3), torch.nn.GroupNorm(2, 8), torch.nn.Linear(8, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.norm(self.conv(x)).mean(dim=(2, 3)))
+
+    onnx_path = export_onnx(GroupNormNet().eval(), tmp_path / "gn.fp32.onnx", (1, 28, 28))
+    (tmp_path / "t.log").write_text("onnx_op_name: /an/earlier/conversion\n")  # another model's lines: not this one's
+    results = convert_to_tflite(onnx_path, tmp_path, ["fp32"], prepare_input(images[:4], NCHW), NHWC, tmp_path / "t.log")
+    assert "(onnx2tf) failed at InstanceNormalization node /norm/InstanceNormalization: " in str(results["fp32"])
+
+
 def test_one_failing_precision_leaves_the_others(tflite_stack, onnx_model, tmp_path):
     from bench.export_tflite import convert_to_tflite
 
