@@ -69,6 +69,8 @@ def still_valid(finished: dict[str, Any], digest: str | None, new: Row, run_dir:
     """A finished row of a resumed variant still describes the cell exported again as `new`: the same
     artifact file, unchanged (sha256), or, for a row without an artifact, the same status and reason;
     and its logits are still there."""
+    if finished.get("status") == "run_failed":  # a crash, timeout or memory limit may not recur: try again
+        return False
     if not finished.get("artifact") and not new.artifact:
         return finished.get("status") == new.status and finished.get("reason") == new.reason
     if finished.get("artifact") != new.artifact or digest is None or new.artifact is None:
@@ -78,15 +80,22 @@ def still_valid(finished: dict[str, Any], digest: str | None, new: Row, run_dir:
 
 
 def finished_variants(document: dict[str, Any], run_dir: Path) -> set[str]:
-    """The variants a resumed run skips: finished ones whose rows' files are all still there. One that
-    lost an artifact or logits since leaves document["variants_done"] and is exported and measured again."""
+    """The variants a resumed run skips: finished ones whose rows' files are all still there and none of
+    whose rows failed to run. One that lost an artifact or logits since, or has a run_failed row,
+    leaves document["variants_done"] and is exported and measured again."""
     done = set(document.setdefault("variants_done", []))
     for row in document.get("rows", []):
-        if row["variant"] in done and not files_present(row, run_dir):
-            log.warning("resume: %s lost its logits or its artifact (deleted or changed): variant %s is exported again",
-                        row_name(row), row["variant"])
-            done.discard(row["variant"])
-            document["variants_done"].remove(row["variant"])
+        if row["variant"] not in done:
+            continue
+        if row.get("status") == "run_failed":
+            why = f"failed to run ({row.get('reason')}), which may not happen again"
+        elif not files_present(row, run_dir):
+            why = "lost its logits or its artifact (deleted or changed)"
+        else:
+            continue
+        log.warning("resume: %s %s: variant %s is exported and measured again", row_name(row), why, row["variant"])
+        done.discard(row["variant"])
+        document["variants_done"].remove(row["variant"])
     return done
 
 

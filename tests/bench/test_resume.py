@@ -65,6 +65,17 @@ def test_rows_without_artifacts_stay_when_they_say_the_same(tmp_path: Path) -> N
     assert not still_valid(failed, None, _row("a.tflite"), tmp_path)  # the export works now: measure it
 
 
+def test_a_row_that_failed_to_run_is_measured_again(tmp_path: Path, caplog) -> None:
+    """A worker crash, timeout or memory limit may not happen again, as a failed pass is tried again."""
+    (tmp_path / "a.tflite").write_bytes(b"model")
+    crashed = _row("a.tflite", "run_failed", "the worker was killed (signal 9)").to_dict()
+    crashed["artifact_sha256"] = file_digest(tmp_path / "a.tflite")
+    assert not still_valid(crashed, crashed["artifact_sha256"], _row("a.tflite"), tmp_path)
+    document = {"rows": [crashed], "variants_done": ["v"]}
+    assert finished_variants(document, tmp_path) == set() and document["variants_done"] == []
+    assert "failed to run (the worker was killed (signal 9))" in caplog.text
+
+
 def test_the_recorded_digest_decides_which_file_a_row_measured(tmp_path: Path) -> None:
     """A row that recorded its artifact's sha256 keeps it whatever the file on disk is now; an older
     row without one is judged by the file as it is before the export rewrites it."""
