@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench import report_charts as charts
-from bench import report_passes, report_settings
+from bench import report_deploy, report_passes, report_settings
 from bench.environment import int8_dot_product
 from bench.report_notes import run_notes
 from bench.report_table import STATUS_LABELS, Line, columns_for, explanation_failures, markdown_table, reasons, summary_lines
@@ -191,7 +191,7 @@ def render_html(document: dict[str, Any], lines: list[Line], figures: dict[str, 
              f"<p>{escape(_run_facts(document))}</p>"]
     parts += [f'<div class="note">{escape(note)}</div>' for note in run_notes(document)]
     parts += ["<h2>Summary</h2>", _table_html(lines), _reasons_html(lines), report_settings.html_section(document),
-              report_passes.html_section(document),
+              report_deploy.html_section(document), report_passes.html_section(document),
               "<h2>Trade-offs</h2>",
               _figure_html(figures.get("accuracy_latency"), "Accuracy vs p50 latency at batch 1, Pareto frontier in red"),
               _figure_html(figures.get("size_accuracy"), "Accuracy vs artifact size, Pareto frontier in red"),
@@ -238,6 +238,7 @@ def render_markdown(document: dict[str, Any], lines: list[Line], figures: dict[s
         out += ["### Explanations that failed", ""]
         out += [f"- {line.label}: `{reason.replace('`', chr(39))}`" for line, reason in failed] + [""]
     out += report_settings.markdown_section(document)
+    out += report_deploy.markdown_section(document)
     out += report_passes.markdown_section(document)
     drawn = [(name, caption) for name, caption in (("accuracy_latency", "Accuracy vs latency"), ("size_accuracy", "Accuracy vs size"),
                                                    ("latency_distributions", "Latency distributions"),

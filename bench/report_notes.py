@@ -79,10 +79,12 @@ def _slower_than_fp32_notes(document: dict[str, Any]) -> list[str]:
         parent = fp32.get(key(row, parent_variant))
         speed = _speed_against(row, parent) if parent else None
         if speed is not None and speed[0] * SLOWER_MARGIN < 1:
-            slower.append(f"{row_name(row)} {speed[0]:.2f}× the speed of {row_name(parent)} ({speed[1]})")
+            disturbed = any(paired_disturbed(r.get("speedup_paired")) for r in (row, parent)) and speed[1] != _P50S
+            shown = speed[1] + ("; a timing the machine disturbed, see the note on them" if disturbed else "")
+            slower.append(f"{row_name(row)} {speed[0]:.2f}× the speed of {row_name(parent)} ({shown})")
     if not slower:
         return []
-    return [f"reduced precision slower than the fp32 it was made from (by more than {SLOWER_MARGIN - 1:.0%}): "
+    return [f"reduced precision slower than the fp32 it was made from (taking more than {SLOWER_MARGIN}× as long): "
             f"{', '.join(slower)}; it pays only where the runtime's kernels for it beat its fp32 ones on this CPU "
             f"(scripts/int8_probe.py times TFLite's int8 against fp32 per layer kind)"]
 
@@ -96,17 +98,20 @@ def _speed_against(row: dict[str, Any], parent: dict[str, Any]) -> tuple[float, 
     mine, theirs = paired(row), paired(parent)
     setting = ("reference", "batch_size", "threads")
     if mine and theirs and all(mine.get(k) == theirs.get(k) for k in setting):
-        return mine["speedup"] / theirs["speedup"], "paired speed-ups"
+        return mine["speedup"] / theirs["speedup"], "ratio of their paired speed-ups"
     if mine and mine["reference"] == row_name(parent):  # the parent is the reference of the pairing itself
-        return mine["speedup"], "paired"
+        return mine["speedup"], "timed paired with it"
     def batch1(r: dict[str, Any]) -> dict[Any, Any]:
         return {e.get("threads"): e.get("p50") for e in r.get("latency") or [] if e.get("batch_size") == 1}
     mine_p50, theirs_p50 = batch1(row), batch1(parent)
     common = sorted(t for t in mine_p50.keys() & theirs_p50.keys() if isinstance(t, int))
     p50, parent_p50 = (mine_p50[common[0]], theirs_p50[common[0]]) if common else (None, None)
     if all(isinstance(v, (int, float)) and v > 0 for v in (p50, parent_p50)):
-        return parent_p50 / p50, "p50s"
+        return parent_p50 / p50, _P50S
     return None
+
+
+_P50S = "ratio of their p50s, timed minutes apart"
 
 
 def _transpose_notes(document: dict[str, Any]) -> list[str]:
@@ -116,8 +121,8 @@ def _transpose_notes(document: dict[str, Any]) -> list[str]:
     if not counts:
         return []
     taxed = {name: n for name, n in counts.items() if n}
-    if not taxed:
-        return [f"TFLite layout tax: no TRANSPOSE operator in any of the run's {len(counts)} TFLite graphs"]
+    if not taxed:  # nothing to pay attention to (each row still records its count)
+        return []
     listed = ", ".join(f"{name} {n}" for name, n in taxed.items())
     return [f"TFLite layout tax: TRANSPOSE operators (NCHW/NHWC conversions the converter could not fold) in "
             f"{len(taxed)} of {len(counts)} TFLite graphs: {listed}"]

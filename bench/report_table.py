@@ -112,7 +112,7 @@ def summary_lines(document: dict[str, Any]) -> list[Line]:
 
 
 def drift_text(line: Line) -> str:
-    """Attribution drift against the baseline's explanations: Spearman rho, top-10 IoU, a flag."""
+    """Attribution drift against the baseline's explanations: Spearman rho, top-10% IoU, a flag."""
     row = line.row
     explanation = row.get("explanation") or {}
     drift = explanation.get("drift")
@@ -190,8 +190,8 @@ COLUMNS: list[Column] = [
     ("runtime", "engine that ran the artifact (and device when not the CPU)",
      lambda l: runtime_label(l.row)),
     ("size", "artifact file size", lambda l: fmt_size(l.row.get("size_bytes"))),
-    ("size ×rt", "size / size of the baseline on the same runtime (<1: smaller)", lambda l: fmt_times(l.size_ratio_rt)),
-    ("size ×ref", "size / size of the reference baseline row", lambda l: fmt_times(l.size_ratio_ref)),
+    ("size ×rt", "size / size of the baseline's fp32 row on the same runtime (<1: smaller)", lambda l: fmt_times(l.size_ratio_rt)),
+    ("size ×ref", "size / size of the reference row (the baseline's torch fp32 row)", lambda l: fmt_times(l.size_ratio_ref)),
     ("params", "parameters of the model", lambda l: fmt_count(l.row.get("params"))),
     ("MACs", "multiply-accumulates per image", lambda l: fmt_count(l.row.get("macs"))),
     ("top-1 % [95% CI]", "test accuracy with its Wilson 95% interval", _top1),
@@ -199,17 +199,24 @@ COLUMNS: list[Column] = [
     ("F1", "macro F1 over the classes", lambda l: _f(l.f1, ".3f")),
     ("p50 ms", "median latency at batch 1 (fewest threads measured)", lambda l: _f(l.p50, ".3f")),
     ("p99 ms", "99th-percentile latency at batch 1", lambda l: _f(l.p99, ".3f")),
-    ("img/s", "throughput at the throughput batch size and the fewest threads measured", lambda l: _f(l.ips, ".0f")),
-    ("speed-up ×rt", "baseline p50 / this p50 on the same runtime and device (>1: faster)", lambda l: fmt_times(l.speedup_rt)),
-    ("speed-up ×ref", "reference baseline p50 / this p50", lambda l: fmt_times(l.speedup_ref)),
-    ("paired ×rt [p10-p90]", "speed-up vs the baseline on the same runtime, both timed in one process in alternating "
-     "blocks: median of the rounds' ratios and their 10-90% range; free of the drift between rows measured minutes apart. "
+    ("img/s", "throughput at [benchmark] throughput_batch (32 by default; each row's throughput.batch_size in "
+     "results.json) and the fewest threads measured", lambda l: _f(l.ips, ".0f")),
+    ("speed-up ×rt", "the baseline's fp32 p50 / this p50 on the same runtime and device (>1: faster); the two rows were "
+     "timed minutes apart, so the ratio carries the machine's drift between them: where paired ×rt has a value, read that",
+     lambda l: fmt_times(l.speedup_rt)),
+    ("speed-up ×ref", "the reference row's p50 / this p50 (the baseline's torch fp32 row, whose per-call Python overhead "
+     "dominates at small sizes)", lambda l: fmt_times(l.speedup_ref)),
+    ("paired ×rt [p10-p90]", "the speed-up to read: against the baseline's fp32 row on the same runtime, both timed in one "
+     "process in alternating blocks: median of the rounds' ratios and their 10-90% range; free of the drift between rows measured minutes apart. "
      "A pair timed while the machine was busy (p90 more than 15% above p10) is timed again, up to 3 times, and the steadiest "
      "timing kept (every timing: speedup_paired.attempts in results.json)",
      paired_text),
     ("agree", "share of test images with the same top-1 as the baseline", lambda l: _f(l.agreement, ".3f")),
 ]
-DRIFT_COLUMN: Column = ("drift", "attribution drift vs the baseline (Spearman ρ, top-10 IoU)", drift_text)
+DRIFT_COLUMN: Column = ("drift", "attribution drift vs the baseline's explanation (its ONNX Runtime fp32 row where there is "
+                        "one): mean Spearman ρ of the SHAP values and IoU of their top 10% pixels; DRIFTED when ρ is below "
+                        "[explain] drift_threshold; (shared): an fp32 row that reuses its variant's fp32 explanation, "
+                        "having matched it within the parity tolerance", drift_text)
 
 
 def columns_for(lines: list[Line]) -> list[Column]:

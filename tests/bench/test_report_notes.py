@@ -25,8 +25,7 @@ def test_report_notes_the_tflite_layout_tax() -> None:
                 "compression": {"transposes": transposes}}
 
     assert _transpose_notes({"rows": [{"variant": "v", "format": "onnx"}]}) == []  # no TFLite graph: no claim
-    assert _transpose_notes({"rows": [row("a", 0), row("b", 0)]}) == [
-        "TFLite layout tax: no TRANSPOSE operator in any of the run's 2 TFLite graphs"]
+    assert _transpose_notes({"rows": [row("a", 0), row("b", 0)]}) == []  # no tax: nothing to note
     (note,) = _transpose_notes({"rows": [row("a", 0), row("b", 3), row("c", "?")]})
     assert "in 1 of 2 TFLite graphs: b/tflite/fp32/litert 3" in note
 
@@ -49,8 +48,9 @@ def test_report_notes_reduced_precision_slower_than_its_fp32_parent() -> None:
             row("broken", "tflite", "fp32", 0.010, status="run_failed"),
             row("broken", "tflite", "int8", 0.400, paired=0.4)]  # slower than the baseline's fp32: a note if wrongly compared
     (note,) = _slower_than_fp32_notes({"baseline": "baseline", "rows": rows})
-    assert "small/tflite/int8/litert 0.50× the speed of small/tflite/fp32/litert (paired speed-ups)" in note
-    assert "ort-dyn/onnx/int8-dynamic/onnxruntime 0.14× the speed of baseline/onnx/fp32/onnxruntime (p50s)" in note
+    assert "small/tflite/int8/litert 0.50× the speed of small/tflite/fp32/litert (ratio of their paired speed-ups)" in note
+    assert ("ort-dyn/onnx/int8-dynamic/onnxruntime 0.14× the speed of baseline/onnx/fp32/onnxruntime "
+            "(ratio of their p50s, timed minutes apart)") in note
     assert "fp16" not in note and "baseline/tflite/int8" not in note
     assert "broken" not in note  # its own fp32 row failed: no parent (not the baseline's, another model)
     assert _slower_than_fp32_notes({"baseline": "baseline", "rows": rows[:4]}) == []
@@ -76,7 +76,7 @@ def test_slower_than_fp32_note_compares_like_with_like() -> None:
     assert note(base, row("v", "fp32", [(1, 0.1)]), row("v", "int8-static", [(1, 0.1)])) == ""
     # paired speed-ups are divided only when taken against the same row at the same settings, else the p50s decide
     fp32_paired = row("v", "fp32", [(1, 0.050)], paired={"speedup": 5.0})
-    assert "0.72× the speed of v/onnx/fp32/onnxruntime (paired speed-ups)" in note(
+    assert "0.72× the speed of v/onnx/fp32/onnxruntime (ratio of their paired speed-ups)" in note(
         base, fp32_paired, row("v", "int8-static", [(1, 0.050)], paired={"speedup": 3.6}))
     assert note(base, fp32_paired, row("v", "int8-static", [(1, 0.050)], paired={"speedup": 3.6, "threads": 2})) == ""
     no_reference = {"speedup": 2.0, "reference": None}
@@ -103,3 +103,18 @@ def test_report_notes_interrupted_explanations() -> None:
     assert note.startswith("the explanations were interrupted") and note.endswith("edgebench explain RUN_DIR")
     assert run_notes({"rows": [], "explanation_set": {"status": "complete"}}) == []
     assert run_notes({"rows": [], "explanation_set": None}) == []
+
+
+def test_a_slower_row_whose_pairing_was_disturbed_says_so() -> None:
+    def row(precision: str, speedup: float, spread: tuple[float, float]) -> dict:
+        return {"variant": "v", "format": "tflite", "precision": precision, "runtime": "litert", "status": "ok",
+                "latency": [{"batch_size": 1, "threads": 1, "p50": 0.05}],
+                "speedup_paired": {"reference": "baseline/tflite/fp32/litert", "batch_size": 1, "threads": 1,
+                                   "speedup": speedup, "speedup_p10_p90": list(spread), "rounds": 20}}
+
+    steady, busy = row("int8", 2.0, (1.95, 2.05)), row("int8", 2.0, (1.6, 2.4))
+    fp32 = row("fp32", 4.0, (3.9, 4.1))
+    (note,) = _slower_than_fp32_notes({"baseline": "baseline", "rows": [fp32, steady]})
+    assert "0.50× the speed of v/tflite/fp32/litert (ratio of their paired speed-ups)" in note
+    (note,) = _slower_than_fp32_notes({"baseline": "baseline", "rows": [fp32, busy]})
+    assert "(ratio of their paired speed-ups; a timing the machine disturbed, see the note on them)" in note
