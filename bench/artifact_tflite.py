@@ -81,7 +81,8 @@ def describe_tflite(path: Path) -> ArtifactInfo:
     model = parse_tflite(path)
     if model is None:
         return ArtifactInfo(str(path), "tflite", path.stat().st_size, [], [], {},
-                            ["header checked only: install ai-edge-litert to list tensors and operators"])
+                            ["only the header was checked: pip install 'edgebench[tflite]' to check the whole "
+                             "flatbuffer and list its tensors and operators"], checked="header")
     from ai_edge_litert import schema_py_generated as schema
 
     type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}

@@ -39,6 +39,7 @@ class ArtifactInfo:
     outputs: list[TensorInfo]
     operators: dict[str, int]
     notes: list[str] = field(default_factory=list)
+    checked: str = "structure"  # "header": only the file's header could be checked (a parser is not installed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -129,7 +129,7 @@ def _unmade_artifacts(variant: Variant, ctx: RunContext) -> list[Artifact]:
         artifacts.append(Artifact("onnx", _quantized_precision(variant.artifact_pass), None, None, error=variant.error,
                                   by_artifact_pass=True))
     if "tflite" in cfg.export.formats:  # skipped, as for every variant, when this install cannot convert
-        missing = _tflite_unavailable()
+        missing = tflite_unavailable()
         artifacts += [Artifact("tflite", p, None, None, error=None if missing else variant.error, skip=missing)
                       for p in cfg.export.tflite_precisions]
     return artifacts
@@ -140,7 +140,7 @@ def _quantized_precision(call: PassCall) -> str:
     return "int8-" + call.spec.name.split(".")[1]
 
 
-def _tflite_unavailable() -> str | None:
+def tflite_unavailable() -> str | None:
     """Why this install makes no TFLite files (a capability of the install, not a failure), or None."""
     # ai_edge_litert too: the converted file is read back with it (input quantization, graph counts)
     missing = [module for module in ("onnx2tf", "tensorflow", "ai_edge_litert") if importlib.util.find_spec(module) is None]
@@ -184,7 +184,7 @@ def _tflite(variant: Variant, source: Artifact | None, folder: Path, ctx: RunCon
             calibration_raw: np.ndarray) -> list[Artifact]:
     precisions = ctx.config.export.tflite_precisions
     nhwc = make_input_spec(ctx.dataset.input_shape, ctx.dataset.mean, ctx.dataset.std, layout="NHWC")
-    if why := _tflite_unavailable():
+    if why := tflite_unavailable():
         return [Artifact("tflite", p, None, nhwc, skip=why) for p in precisions]
     if source is None or source.path is None:
         reason = f"no fp32 ONNX to convert: {source.error if source else 'not exported'}"

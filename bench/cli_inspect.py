@@ -45,6 +45,9 @@ def _tensor_lines(tensors: list[TensorInfo]) -> list[str]:
 def render(info: ArtifactInfo) -> str:
     """Human-readable description: header, inputs, outputs, operator counts, notes."""
     total = sum(info.operators.values())
+    if info.checked == "header":  # nothing past the header was read: no "ok", no empty listings
+        lines = [f"{info.path}: {info.format}, {info.size_bytes:,} bytes, header ok (the rest not checked)"]
+        return "\n".join(lines + [f"note: {note}" for note in info.notes])
     lines = [f"{info.path}: {info.format}, {info.size_bytes:,} bytes, ok",
              "inputs:", *_tensor_lines(info.inputs),
              "outputs:", *_tensor_lines(info.outputs),

@@ -213,7 +213,8 @@ def _settings(extra: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"explain_run: unknown settings {unknown}; known: {sorted(DEFAULTS)}")
     if missing := missing_dependencies():
-        raise UserError(f"SHAP explanations need {', '.join(missing)}: pip install 'edgebench[explain]' (or run with --no-explain)")
+        # `edgebench run` checks this before anything else and offers --no-explain; here only the install helps
+        raise UserError(f"SHAP explanations need {', '.join(missing)}: pip install 'edgebench[explain]'")
     return {**DEFAULTS, **extra}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from bench.cells import tflite_unavailable
 from bench.config import Config
 from bench.data import Dataset, load_fashion_mnist, load_image_folder
 from bench.errors import ConfigError, exception_line
@@ -100,6 +101,8 @@ def setting_notes(config: Config, dataset: Dataset) -> list[str]:
                      "(at most a fifth of the training images)")
     if not config.variants:
         notes.append("the config has no [[variants]]: only the baseline is measured (a file's [[variants]] replace the built-in ones)")
+    if "tflite" in config.export.formats and (why := tflite_unavailable()):  # said now, not only in 8 skipped rows at the end
+        notes.append(f"the TFLite rows will be skipped: {why}; or drop 'tflite' from [export] formats")
     cores = usable_cores()
     for key, counts in (("[benchmark] threads", config.benchmark.threads), ("[benchmark] eval_threads", [config.benchmark.eval_threads]),
                         ("[baseline] threads", [config.baseline.threads])):

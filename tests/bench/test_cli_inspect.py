@@ -53,3 +53,22 @@ def test_an_older_pt2_layout_with_one_weights_file_is_not_refused(tmp_path: Path
                 target.writestr(info.filename, source.read(info))
         target.writestr("m/data/weights/model.pt", b"weights in torch's older single-file layout")
     assert main(["inspect", str(older)]) == 0  # torch still loads this layout: only it can judge the weights
+
+
+def test_without_litert_a_tflite_file_is_said_to_be_header_checked_only(tmp_path, monkeypatch, capsys) -> None:
+    """A minimal install cannot parse the flatbuffer: a cut-off file must not read as "ok"."""
+    import sys
+
+    from bench.cli import main
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.schema_py_generated", None)  # as if not installed
+    if (litert := sys.modules.get("ai_edge_litert")) is not None:  # an earlier import left it on the package too
+        monkeypatch.delattr(litert, "schema_py_generated", raising=False)
+    model = tmp_path / "cut.tflite"
+    model.write_bytes((16).to_bytes(4, "little") + b"TFL3" + bytes(24))  # a valid header, nothing behind it
+    assert main(["inspect", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{model}: tflite, 32 bytes, header ok (the rest not checked)")
+    assert ", ok" not in out and "nodes" not in out and "pip install 'edgebench[tflite]'" in out
+    assert main(["inspect", str(model), "--json"]) == 0
+    assert '"checked": "header"' in capsys.readouterr().out

@@ -52,3 +52,14 @@ def test_more_threads_than_cores_are_named_before_the_run(small, monkeypatch: py
     assert any(n.startswith("[benchmark] eval_threads asks for 3 threads") for n in notes), notes
     assert not any("[baseline] threads" in n for n in notes)  # 0: every core
     assert not any("threads" in n for n in setting_notes(config_from_dict({}), small))
+
+
+def test_a_missing_tflite_stack_is_named_at_the_start(small, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import preflight
+    from bench.config import config_from_dict
+
+    monkeypatch.setattr(preflight, "tflite_unavailable", lambda: "onnx2tf not installed, so no TFLite conversion")
+    notes = preflight.setting_notes(config_from_dict({}), small)  # the default formats include tflite
+    assert "the TFLite rows will be skipped: onnx2tf not installed, so no TFLite conversion; or drop 'tflite' " \
+           "from [export] formats" in notes
+    assert not any("TFLite" in n for n in preflight.setting_notes(config_from_dict({"export": {"formats": ["onnx"]}}), small))
