@@ -101,12 +101,13 @@ def setting_notes(config: Config, dataset: Dataset) -> list[str]:
                      "(at most a fifth of the training images)")
     if not config.variants:
         notes.append("the config has no [[variants]]: only the baseline is measured (a file's [[variants]] replace the built-in ones)")
-    if "tflite" in config.export.formats and (why := tflite_unavailable()):  # said now, not only in 8 skipped rows at the end
+    if "tflite" in config.export.formats and (why := tflite_unavailable()):  # said now, not only in each skipped row at the end
         notes.append(f"the TFLite rows will be skipped: {why}; or drop 'tflite' from [export] formats")
     cores = usable_cores()
-    for key, counts in (("[benchmark] threads", config.benchmark.threads), ("[benchmark] eval_threads", [config.benchmark.eval_threads]),
-                        ("[baseline] threads", [config.baseline.threads])):
-        if over := [n for n in counts if n > cores]:  # the threads then share cores: a latency of oversubscription
+    for key, counts, effect in (("[benchmark] threads", config.benchmark.threads, "its latencies measure threads sharing cores"),
+                                ("[benchmark] eval_threads", [config.benchmark.eval_threads], "they share cores"),
+                                ("[baseline] threads", [config.baseline.threads], "training threads share cores")):
+        if over := [n for n in counts if n > cores]:  # oversubscribed: slower, not faster
             notes.append(f"{key} asks for {', '.join(map(str, over))} threads, more than the {cores} cores this process may "
-                         "use: those threads share cores, and their timings measure that")
+                         f"use: {effect}")
     return notes
