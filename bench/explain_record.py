@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.results import atomic_write_json, key_slug, row_key
+from bench.files import atomic_write_json
+from bench.results import key_slug, row_key
 
 OUT = "explanations"
 

@@ -28,7 +28,8 @@ from bench.errors import ModelFileError, UserError
 from bench.explain_worker import run_jobs
 from bench.explain_record import OUT, Recorder, off_clean_difference, slug_of
 from bench.progress import progress_bar
-from bench.results import atomic_write_json, row_name
+from bench.files import atomic_write_json
+from bench.results import row_name
 from bench.resume import artifact_changed
 from explain.drift import choose_flips
 from explain.shap_explain import choose_explanation_set

@@ -21,7 +21,8 @@ from bench import report_deploy, report_passes, report_settings
 from bench.environment import int8_dot_product
 from bench.report_notes import run_notes
 from bench.report_table import STATUS_LABELS, Line, columns_for, explanation_failures, markdown_table, reasons, summary_lines
-from bench.results import atomic_write_bytes, batch1_latency, read_run_document
+from bench.files import atomic_write_bytes
+from bench.results import batch1_latency, read_run_document
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1500px;padding:0 1em;color:#222}

@@ -11,15 +11,12 @@ import functools
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.errors import UserError
+from bench.files import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "export_failed", "validation_failed", "run_failed", "skipped")
@@ -90,48 +87,6 @@ class Row:
         if self.input_spec is None:
             data.pop("input_spec")  # the schema wants an object when present
         return data
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; results are meant to be shared
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, default=_json_default) + "\n").encode())
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
-
-
-def save_array(path: str | Path, array: np.ndarray) -> None:
-    """An array as .npy, readable with np.load(allow_pickle=False) (raw latencies, logits); written
-    atomically, so a worker killed mid-write leaves no half file beside a row."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(array), allow_pickle=False)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 CSV_COLUMNS = ("variant", "format", "precision", "runtime", "device", "status", "reason", "size_bytes", "size_gzip_bytes",

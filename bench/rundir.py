@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.results import SCHEMA_VERSION, Row, atomic_write_json, row_key, write_csv
+from bench.files import atomic_write_json
+from bench.results import SCHEMA_VERSION, Row, row_key, write_csv
 
 
 def new_run_id(config_digest: str) -> str:

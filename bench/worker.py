@@ -22,7 +22,7 @@ import psutil
 
 from bench.errors import exception_line
 from bench.inputs import prepare_input
-from bench.results import save_array
+from bench.files import save_array
 from bench.runtimes import load
 from bench.stats import DISTURBED_SPREAD, PAIRED_MIN_ROUNDS, latency_stats, ratio_spread
 
