@@ -5,10 +5,9 @@ measurements out for width; a deployer choosing between variants needs them side
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
-from bench.report_table import md_cell
+from bench import report_table
 from bench.results import runtime_label
 
 TITLE = "Memory, start-up, robustness and calibration"
@@ -56,20 +55,9 @@ def deploy_table(document: dict[str, Any]) -> tuple[list[str], list[list[str]]] 
 
 def markdown_section(document: dict[str, Any]) -> list[str]:
     table = deploy_table(document)
-    if table is None:
-        return []
-    headings, cells = table
-    return ([f"## {TITLE}", "", INTRO, "", "| " + " | ".join(headings) + " |", "|---|" + "--:|" * (len(headings) - 1)]
-            + ["| " + " | ".join(md_cell(c) for c in line) + " |" for line in cells] + [""])
+    return [] if table is None else report_table.markdown_section(TITLE, INTRO, *table)
 
 
 def html_section(document: dict[str, Any]) -> str:
     table = deploy_table(document)
-    if table is None:
-        return ""
-    headings, cells = table
-    head = "".join(f'<th{" class=t" if i == 0 else ""}>{escape(h)}</th>' for i, h in enumerate(headings))
-    body = "".join("<tr>" + "".join(f'<td{" class=t" if i == 0 else ""}>{escape(c)}</td>' for i, c in enumerate(line))
-                   + "</tr>" for line in cells)
-    return (f"<h2>{escape(TITLE)}</h2><p>{escape(INTRO)}</p>"
-            f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
+    return "" if table is None else report_table.html_section(TITLE, INTRO, *table)

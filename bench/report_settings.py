@@ -6,9 +6,9 @@ shows the rest here, and a run without batch 1 shows its latencies only here.
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
+from bench import report_table
 from bench.results import runtime_label
 
 
@@ -45,22 +45,14 @@ INTRO = ("The batch-1 p50 at the fewest threads is the summary table's; these ar
          "timed (batch size b, threads t), each from its own samples.")
 
 
+TITLE = "Latency at every setting"
+
+
 def markdown_section(document: dict[str, Any]) -> list[str]:
     table = settings_table(document)
-    if table is None:
-        return []
-    headings, cells = table
-    return (["## Latency at every setting", "", INTRO, "", "| " + " | ".join(headings) + " |",
-             "|" + "---|" * len(headings)] + ["| " + " | ".join(line) + " |" for line in cells] + [""])
+    return [] if table is None else report_table.markdown_section(TITLE, INTRO, *table)
 
 
 def html_section(document: dict[str, Any]) -> str:
     table = settings_table(document)
-    if table is None:
-        return ""
-    headings, cells = table
-    head = "".join(f'<th{" class=t" if i == 0 else ""}>{escape(h)}</th>' for i, h in enumerate(headings))
-    body = "".join("<tr>" + "".join(f'<td{" class=t" if i == 0 else ""}>{escape(c)}</td>' for i, c in enumerate(line))
-                   + "</tr>" for line in cells)
-    return (f"<h2>Latency at every setting</h2><p>{escape(INTRO)}</p>"
-            f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
+    return "" if table is None else report_table.html_section(TITLE, INTRO, *table)

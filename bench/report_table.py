@@ -8,6 +8,7 @@ renders as "-" and never stops the report.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
 from typing import Any, Callable
 
 from bench.results import batch1_latency, runtime_label
@@ -255,3 +256,18 @@ def markdown_table(lines: list[Line]) -> list[str]:
         label, symbol = STATUS_LABELS.get(line.status, (line.status, "?"))
         out.append(f"| {symbol} {md_cell(label)} | " + " | ".join(md_cell(fn(line)) for _, _, fn in columns) + " |")
     return out
+
+
+def markdown_section(title: str, intro: str, headings: list[str], cells: list[list[str]]) -> list[str]:
+    """A titled report section holding one table (first column text, the rest numbers) as Markdown lines."""
+    return ([f"## {title}", "", intro, "", "| " + " | ".join(md_cell(h) for h in headings) + " |",
+             "|---|" + "--:|" * (len(headings) - 1)] + ["| " + " | ".join(md_cell(c) for c in line) + " |" for line in cells] + [""])
+
+
+def html_section(title: str, intro: str, headings: list[str], cells: list[list[str]]) -> str:
+    """The same section as HTML (the first column left-aligned, as the summary table's text columns)."""
+    head = "".join(f'<th{" class=t" if i == 0 else ""}>{escape(h)}</th>' for i, h in enumerate(headings))
+    body = "".join("<tr>" + "".join(f'<td{" class=t" if i == 0 else ""}>{escape(c)}</td>' for i, c in enumerate(line))
+                   + "</tr>" for line in cells)
+    return (f"<h2>{escape(title)}</h2><p>{escape(intro)}</p>"
+            f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
