@@ -49,9 +49,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     from bench.results import read_run_document
 
-    html_path, md_path = write_report(Path(args.run_dir), check_schema=True)
+    document = read_run_document(args.run_dir, check_schema=True)
+    html_path, md_path = write_report(Path(args.run_dir), document=document)
     print(f"report: {html_path}\n        {md_path}")
-    if (status := read_run_document(args.run_dir, check_schema=False).get("status")) not in (None, "complete"):
+    if (status := document.get("status")) not in (None, "complete"):
         print(f"note: the run is {status!r}, not complete: the report shows the rows finished so far", file=sys.stderr)
     return 0
 

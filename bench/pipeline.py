@@ -32,7 +32,7 @@ from bench.resume import check_same_data, finished_variants, measured_files, rec
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, create_run_dir
 from bench.summary import print_summary
-from bench.train import baseline_model, resume_precision_error, split_digests, to_tensor
+from bench.train import baseline_model, resume_precision_error, to_tensor
 from bench.variants import Variant, build_variants
 
 log = logging.getLogger("edgebench")
@@ -84,7 +84,7 @@ def run(config: Config, options: RunOptions) -> Path:
     with RunLock(run_dir):
         document = load_results(run_dir) if options.resume else _new_document(run_dir.name, config, dataset, options)
         if options.resume:  # its new rows must be trained and measured on the images it started with
-            check_same_data(document, split_digests(dataset), dataset.source)
+            check_same_data(document, dataset.digests, dataset.source)
         writer = RunWriter(run_dir, document)
         writer.update(status="running")
         try:
@@ -107,7 +107,7 @@ def _new_document(run_id: str, config: Config, dataset: Dataset, options: RunOpt
             "status": "running", "quick": options.quick, "config": config.to_dict(), "environment": environment(),
             "dataset": {"name": dataset.name, "source": dataset.source, "train_size": len(dataset.train),
                         "val_size": len(dataset.val), "test_size": len(dataset.test), "classes": list(dataset.classes),
-                        "mean": list(dataset.mean), "std": list(dataset.std), "digests": split_digests(dataset)},
+                        "mean": list(dataset.mean), "std": list(dataset.std), "digests": dataset.digests},
             "baseline": "baseline", "stages": {}, "variants_done": [],
             # what --resume needs to rebuild the same baseline from the same data
             "run_options": {"checkpoint": options.checkpoint, "data_dir": options.data_dir, "explain": options.explain}}

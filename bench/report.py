@@ -39,13 +39,14 @@ table.passes td.steps{white-space:normal;max-width:760px}table.passes ol{margin:
 """
 
 
-def write_report(run_dir: Path, *, check_schema: bool = False) -> tuple[Path, Path]:
+def write_report(run_dir: Path, *, check_schema: bool = False, document: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write <run_dir>/report.html and report.md (and plots/*.png) from results.json; return both paths.
 
     Tolerant of malformed blocks by default (the end of a run); `edgebench report` passes
-    check_schema=True so a hand-edited or foreign file is refused in one line instead."""
+    check_schema=True so a hand-edited or foreign file is refused in one line instead, or the
+    `document` it has already read (and checked)."""
     run_dir = Path(run_dir)
-    document = read_run_document(run_dir, check_schema=check_schema)
+    document = document if document is not None else read_run_document(run_dir, check_schema=check_schema)
     lines = summary_lines(document)
     classes = [str(c) for c in (document.get("dataset") or {}).get("classes") or []]
     figures = {

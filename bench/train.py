@@ -187,25 +187,10 @@ class TrainedModel:
     info: dict[str, Any]
 
 
-def split_digest(split: Split) -> str:
-    """A hash of a split's pixels and labels (about 0.1 s for Fashion-MNIST's training split)."""
-    digest = hashlib.sha256()
-    for array in (split.images, split.labels):
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(np.ascontiguousarray(array).data)
-    return digest.hexdigest()[:16]
-
-
-def split_digests(dataset: Dataset) -> dict[str, str]:
-    """The digest of each split's pixels and labels: which images a run trained and measured on,
-    whatever folder they came from (`edgebench compare` names runs whose images differ)."""
-    return {name: split_digest(getattr(dataset, name)) for name in ("train", "val", "test")}
-
-
 def data_fingerprint(dataset: Dataset) -> dict[str, Any]:
     """What about the data determines trained weights: the training and validation images and labels
     themselves (not where the files came from), and the normalisation."""
-    return {"name": dataset.name, "train": split_digest(dataset.train), "val": split_digest(dataset.val),
+    return {"name": dataset.name, "train": dataset.train.digest, "val": dataset.val.digest,
             "mean": dataset.mean, "std": dataset.std}
 
 

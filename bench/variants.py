@@ -26,7 +26,7 @@ from bench.config import Config
 from bench.data import Dataset
 from bench.errors import ConfigError, UserError, exception_line
 from bench.models import build_model, count_macs, count_params
-from bench.train import accuracy, data_fingerprint, predict_logits, resolve_train_precision, run_fit, split_digest, to_tensor
+from bench.train import accuracy, data_fingerprint, predict_logits, resolve_train_precision, run_fit, to_tensor
 from compress.chain import PassCall, parse_chain
 from compress.context import PassContext, PassNotApplicable
 from compress.prune import weight_sparsity
@@ -182,7 +182,7 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
     variants = [Variant("baseline", baseline, info={"macs": base_macs, "params": base_params})]
     ctx = make_context(config, dataset, baseline, quiet=quiet)
     memo: dict[str, tuple[nn.Module, dict[str, Any]]] = {}  # chains sharing a prefix train it once
-    key_context, evaluation_set = pass_key_context(config, dataset), split_digest(dataset.test)
+    key_context, evaluation_set = pass_key_context(config, dataset), dataset.test.digest
     failures: dict[str, str] = {}  # cache key -> why its pass failed: chains sharing the prefix fail without a retry
     student_digests: dict[str, str] = {}
     for vcfg in config.variants:
