@@ -93,7 +93,9 @@ def _load_onnx(path: Path) -> Any:
     from google.protobuf.message import DecodeError
 
     try:
-        model = onnx.load(str(path), load_external_data=False)  # external data is checked below, not read
+        # binary protobuf whatever the file's extension (onnx.load would read a .json or .textproto
+        # as text, which no runtime here loads); external data is checked below, not read
+        model = onnx.load(str(path), format="protobuf", load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
         raise ModelFileError(f"{path}: not a valid ONNX model, corrupt or truncated ({first_line(exc)})") from None
     if not model.HasField("graph") or not model.graph.node:

@@ -40,7 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise UserError("--resume continues a run with the config it started with; drop --config")
         if args.out:
             raise UserError("--resume continues a run in its own folder; drop --out")
-        from bench.pipeline import load_results
+        from bench.resume import load_results
 
         document = load_results(args.resume)
         if document.get("status") == "complete":

@@ -6,13 +6,14 @@ of ../shared/DESIGN.md and keeps results.json current after every finished row.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -27,8 +28,8 @@ from bench.measure import Paired, Timing
 from bench.preflight import check_baseline_inputs, check_cuda_request, check_export_settings, load_dataset, setting_notes
 from bench.progress import progress_bar
 from bench.report_notes import untrained_baseline_note
-from bench.results import Row, read_run_document, row_key, row_name, validate_results
-from bench.resume import check_same_data, finished_variants, measured_files, record_digests, still_valid
+from bench.results import Row, row_key, row_name, validate_results
+from bench.resume import check_same_data, finished_variants, load_results, measured_files, record_digests, still_valid
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, create_run_dir
 from bench.summary import print_summary
@@ -80,8 +81,7 @@ def run(config: Config, options: RunOptions) -> Path:
     else:  # the folder is created only once config, data, model and checkpoint are known to be good
         run_dir = create_run_dir(Path(options.out_dir or config.output.dir), config.digest())
     (run_dir / "logs").mkdir(exist_ok=True)
-    _log_to_file(run_dir / "logs" / "run.log")
-    with RunLock(run_dir):
+    with _logging_to(run_dir / "logs" / "run.log"), RunLock(run_dir):
         document = load_results(run_dir) if options.resume else _new_document(run_dir.name, config, dataset, options)
         if options.resume:  # its new rows must be trained and measured on the images it started with
             check_same_data(document, dataset.digests, dataset.source)
@@ -111,14 +111,6 @@ def _new_document(run_id: str, config: Config, dataset: Dataset, options: RunOpt
             "baseline": "baseline", "stages": {}, "variants_done": [],
             # what --resume needs to rebuild the same baseline from the same data
             "run_options": {"checkpoint": options.checkpoint, "data_dir": options.data_dir, "explain": options.explain}}
-
-
-def load_results(run_dir: Path) -> dict[str, Any]:
-    """results.json of an existing (possibly interrupted) run folder; UserError when missing or unreadable."""
-    document = read_run_document(run_dir, check_schema=False)
-    if not isinstance(document.get("config"), dict):
-        raise UserError(f"{Path(run_dir) / 'results.json'} is not an edgebench results file (expected an object with a 'config' object and a 'rows' list)")
-    return document
 
 
 def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWriter, options: RunOptions) -> None:
@@ -287,8 +279,17 @@ def _say(options: RunOptions, text: str) -> None:
         tqdm.write(text)
 
 
-def _log_to_file(path: Path) -> None:
-    handler = logging.FileHandler(path)
+@contextlib.contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    """The run's log lines go to its run.log while it runs, and only then: a second run in the same
+    process (a script, the tests) must not write into the first one's log."""
+    handler, level = logging.FileHandler(path), log.level
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        log.setLevel(level)

@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.results import Row, key_slug, row_key, row_name
+from bench.results import Row, key_slug, read_run_document, row_key, row_name
 
 log = logging.getLogger("edgebench")
+
+
+def load_results(run_dir: Path) -> dict[str, Any]:
+    """results.json of an existing (possibly interrupted) run folder; UserError when missing or unreadable."""
+    document = read_run_document(run_dir, check_schema=False)
+    if not isinstance(document.get("config"), dict):
+        raise UserError(f"{Path(run_dir) / 'results.json'} is not an edgebench results file (expected an object with a 'config' object and a 'rows' list)")
+    return document
 
 
 def check_same_data(document: dict[str, Any], digests: dict[str, str], source: str) -> None:

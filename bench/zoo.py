@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -43,7 +44,7 @@ class EdgeCNN(nn.Module):
         )
         self.classifier = nn.Conv2d(c4, num_classes, input_size // 4)
 
-    def forward(self, x):  # noqa: ANN001, ANN201 - torch convention
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x)).mean(dim=(2, 3))
 
 

@@ -13,7 +13,7 @@ from tests.conftest import write_idx
 
 
 # A run that finishes in seconds: an untrained tinycnn, no variants, torch and ONNX only. Bad-input
-# cases change one thing in it; tests/bench/test_run_notes.py runs it whole.
+# cases change one thing in it; tests/bench/test_preflight.py runs it whole.
 TINY_RUN_CONFIG = """
 [data]
 val_size = 50
@@ -242,6 +242,13 @@ def model_for_other_images(in_channels: int = 1, num_classes: int = 10):  # noqa
     from torch import nn
 
     return nn.Sequential(nn.Flatten(), nn.Linear(32 * 32 * 3, num_classes))  # CIFAR-sized input
+
+
+NOT_A_FACTORY = 3
+
+
+def factory_returning_a_dict(in_channels: int = 1, num_classes: int = 10):  # noqa: ANN201
+    return {"conv": "weights"}
 
 
 def model_with_seven_outputs(in_channels: int = 1, num_classes: int = 10):  # noqa: ANN201

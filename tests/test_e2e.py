@@ -84,7 +84,8 @@ def test_every_variant_row_is_timed_against_its_runtimes_baseline(tiny_run):
             assert paired is None  # the reference itself
             continue
         assert paired["reference"] == f"baseline/{row['format']}/fp32/{row['runtime']}"
-        assert paired["rounds"] == 4 and paired["calls_per_block"] == 20  # --quick
+        # --quick: at most 4 rounds of 20 calls, stopped after 2 or 3 once its time cap has passed (a slow machine)
+        assert 2 <= paired["rounds"] <= 4 and paired["calls_per_block"] == 20
         timings = [*paired["speedup_p10_p90"], paired["speedup"], paired["reference_p50_ms"], paired["p50_ms"]]
         assert all(math.isfinite(t) and t > 0 for t in timings)  # measured: their values are not for a unit test
 

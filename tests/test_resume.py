@@ -176,9 +176,7 @@ def test_kill_9_then_resume_matches_and_the_lock_keeps_out_a_second_writer(
     capsys.readouterr()
     with RunLock(run_dir):
         code = main(["run", "--resume", str(run_dir), "--quiet"])
-    for handler in [h for h in logger.handlers if h not in handlers]:
-        logger.removeHandler(handler)
-        handler.close()
+    assert logger.handlers == handlers, "the refused run left its log handler on the logger"
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "in use" in err[0] and str(run_dir) in err[0], err
     assert _load(run_dir) == killed, "the refused process changed results.json"

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,42 @@ def test_a_broken_pipe_elsewhere_is_an_error(monkeypatch: pytest.MonkeyPatch, ca
     monkeypatch.setattr(cli, "_cmd_list", broken)
     assert main(["list"]) == 1
     assert capsys.readouterr().err.startswith("edgebench: error: unexpected BrokenPipeError")
+
+
+def test_print_config_shows_the_command_lines_settings_folded_in(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+
+    assert main(["run", "--print-config", "--data-dir", "imgs", "--checkpoint", "w.pt", "--out", "o", "--no-explain"]) == 0
+    printed = tomllib.loads(capsys.readouterr().out)
+    assert printed["data"]["data_dir"] == "imgs" and printed["baseline"]["checkpoint"] == "w.pt"
+    assert printed["output"]["dir"] == "o" and printed["explain"]["enabled"] is False
+    assert len(printed["variants"]) >= 8  # the built-in config's variants, not an empty table
+
+
+def test_resume_takes_the_data_dir_the_run_started_with_and_refuses_another_baseline(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tests.bad_input_files import TINY_RUN_CONFIG, fake_data, toml
+
+    config = toml(tmp_path, TINY_RUN_CONFIG + f'[output]\ndir = "{tmp_path / "out"}"\ncache_dir = "{tmp_path / "cache"}"\n')
+    data = fake_data(tmp_path / "data")
+    assert main(["run", "--config", str(config), "--data-dir", str(data), "--quick", "--quiet"]) == 0
+    (run_dir,) = (tmp_path / "out").iterdir()
+    results = run_dir / "results.json"
+
+    def reopen(edit: Any = lambda document: None) -> None:
+        document = json.loads(results.read_text())
+        document["status"] = "incomplete"
+        edit(document)
+        results.write_text(json.dumps(document))
+
+    reopen()
+    # no --data-dir: the run's own fake images again (Fashion-MNIST's would be refused as other images)
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
+    assert json.loads(results.read_text())["status"] == "complete"
+    capsys.readouterr()
+    reopen(lambda document: document["baseline_info"].update(cache_key="0" * 16))  # as if trained with other weights
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot resume {run_dir}: its baseline (0000000000000000) differs" in err[0], err

@@ -45,6 +45,32 @@ def test_injected_2x_regression_fails(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "×2.000" in out and "slower" in out
 
 
+def test_a_gate_fails_only_in_its_own_direction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A 2x speed-up passes p50:+10% (a slow-down gate) and fails p50:-10%; p99 gates like p50."""
+    fast = copy_run(tmp_path / "fast", factor=0.5)
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(fast), "--fail-on", "p50:+10%", "--fail-on", "p99:+10%"]) == 0
+    assert "FAIL" not in capsys.readouterr().out
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(fast), "--fail-on", "p50:-10%"]) == 1
+    assert capsys.readouterr().out.count("FAIL p50:-10%") == 5
+    slow = copy_run(tmp_path / "slow", factor=2.0)
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(slow), "--fail-on", "p99:+10%"]) == 1
+    out = capsys.readouterr().out
+    # the fixture's ORT samples carry a few outliers, so a p99 of 60 of them is noise even at 2x: only
+    # the torch rows' p99 doubles significantly
+    assert out.count("FAIL p99:+10%") == 2 and "baseline torch/fp32 torch: p99 +100.00% (ratio ×2.000" in out, out
+
+
+def test_macro_f1_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def worse_f1(doc: dict[str, Any]) -> None:
+        doc["rows"][0]["accuracy"]["f1_macro"] -= 0.008
+
+    worse = copy_run(tmp_path / "worse", edit=worse_f1)
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(worse), "--fail-on", "f1:-1pt"]) == 0
+    assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(worse), "--fail-on", "f1:-0.5pt"]) == 1
+    assert "f1 -0.80 pt" in capsys.readouterr().out
+
+
 def test_run_against_itself_passes(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["compare", str(FIXTURE), str(FIXTURE), "--fail-on", "p50:+10%", "--fail-on", "top1:-0.5pt", "--fail-on", "size:+5%"]
     assert run_cli(monkeypatch, argv) == 0

@@ -296,3 +296,22 @@ def test_cli_explains_a_real_run(tmp_path, capsys):
     assert main(["explain", str(run_dir), "--variant", "baseline", "--quiet"]) == 0  # joins the existing set
     document = json.loads((run_dir / "results.json").read_text())
     assert document["explanation_set"]["max_evals"] == 100 and len(document["explanation_set"]["indices"]) == 10
+
+
+def test_missing_or_mismatched_test_images_and_labels_are_named(tmp_path: Path) -> None:
+    """`edgebench explain` reads the images and labels `run` saved in work/: a folder without them
+    (copied without work/, or hand-edited) stops with a line naming the file."""
+    from bench.explain_stage import _run_images
+
+    (tmp_path / "work").mkdir()
+    with pytest.raises(UserError, match=r"work/test_images.npy is missing"):
+        _run_images(tmp_path)
+    np.save(tmp_path / "work" / "test_images.npy", np.zeros((4, 28, 28), np.uint8), allow_pickle=False)
+    with pytest.raises(UserError, match=r"work/test_labels.npy is missing"):
+        _run_images(tmp_path)
+    np.save(tmp_path / "work" / "test_labels.npy", np.zeros(3, np.int64), allow_pickle=False)
+    with pytest.raises(UserError, match=r"holds \(3,\) labels for 4 test images"):
+        _run_images(tmp_path)
+    np.save(tmp_path / "work" / "test_labels.npy", np.arange(4), allow_pickle=False)
+    _, images, labels = _run_images(tmp_path)
+    assert images.shape == (4, 28, 28) and labels.tolist() == [0, 1, 2, 3]

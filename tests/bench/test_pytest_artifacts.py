@@ -59,8 +59,10 @@ def _pytest(tmp_path: Path, run: Path | None, *args: str) -> subprocess.Complete
     env = {k: v for k, v in os.environ.items() if k != "EDGEBENCH_RUN"}
     if run is not None:
         env["EDGEBENCH_RUN"] = str(run)
+    # run from tmp_path: pytest-benchmark creates its .benchmarks/ folder in the working directory
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "pytest", str(ENTRY), "-p", "no:cacheprovider", "-q", *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_benchmarks_every_ok_row(tiny_run: Path, tmp_path: Path) -> None:
