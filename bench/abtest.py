@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bench.errors import ModelFileError, UserError, exception_line, first_line
-from bench.results import row_name
+from bench.results import artifact_path, row_name
 from bench.worker import time_calls
 
 
@@ -90,9 +90,7 @@ def row_predictor(run_dir: Path, row: dict[str, Any], threads: int, batch_size: 
     from bench.inputs import prepare_input
     from bench.runtimes import load, without_xnnpack_notice
 
-    path = (run_dir / row["artifact"]).resolve()
-    if not path.is_relative_to(run_dir.resolve()):
-        raise UserError(f"ab: artifact {row['artifact']!r} lies outside the run folder")
+    path = artifact_path(run_dir, row)
     describe_artifact(path, row["format"])  # raises a UserError on a bad file before any native loader sees it
     spec = row["input_spec"]
     shape = [d for d in spec["shape"] if d != "N"]

@@ -3,9 +3,9 @@
 Why: ONNX Runtime and LiteRT parse files in native code, and an ONNX file can point its external
 data at any path on the machine. `check_artifact` looks at the bytes first, with pure-Python
 parsers (protobuf, flatbuffers, zip, JSON), and raises ModelFileError with one line naming the
-file and the problem. It never unpickles anything: a .pt2 archive is only checked as a zip with a
-serialized program inside; loading it (torch.export.load) may unpickle constants, so edgebench only
-loads .pt2 files that it wrote itself.
+file and the problem. It never unpickles anything: a .pt2 archive is checked as a zip with a
+serialized program inside, and `bench.pt2_safety` refuses one whose loading (torch.export.load)
+would unpickle an object or run code.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import ModelFileError, first_line, joined_lines
+from bench.pt2_safety import check_pt2_safe
 
 SUFFIX_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "torch"}
 
@@ -204,9 +205,10 @@ def _read_pt2(path: Path) -> dict[str, Any]:
                 raise ModelFileError(f"{path}: zip archive without a serialized program (models/*.json); not a torch.export .pt2 file")
             program = json.loads(archive.read(programs[0]))
             _check_pt2_weights(path, archive, programs[0], program)
-            return program
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise ModelFileError(f"{path}: not a valid .pt2 archive (not a zip, or corrupt: {first_line(exc)})") from None
+    check_pt2_safe(path)  # what torch.export.load would unpickle or run
+    return program
 
 
 # bytes per element of torch's serialized scalar types (torch._export.serde.schema.ScalarType values)

@@ -49,14 +49,20 @@ def _at_least(minimum: int) -> Any:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from bench.config import ExplainConfig
+    from dataclasses import fields
+
+    from bench.config import ExplainConfig, config_from_dict
     from bench.explain_stage import DEFAULTS, explain_run
     from bench.report import write_report
     from bench.rundir import RunLock
 
+    explain_keys = {f.name for f in fields(ExplainConfig)}
     run_dir = Path(args.run_dir)
     document = read_run_document(run_dir)
-    configured = (document.get("config") or {}).get("explain") or {}
+    source = f"{run_dir / 'results.json'}"
+    stored = document.get("config") or {}  # the schema does not require it: the [explain] defaults then
+    config_from_dict(stored, f"{source} config")  # a hand-edited setting stops here, not in every row's worker
+    configured = stored.get("explain") or {}
     settings = {k: configured.get(k, getattr(ExplainConfig(), k)) for k in _SETTINGS}
     extra = {k: configured[k] for k in DEFAULTS if k in configured}  # keys the config may add later
     previous = document.get("explanation_set") or {}
@@ -67,6 +73,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         settings["per_class"] = args.samples
     if args.max_evals is not None:
         settings["max_evals"] = args.max_evals
+    # the settings taken from an earlier explanation set are checked like the config's own
+    config_from_dict({"explain": {k: v for k, v in {**settings, **extra}.items() if k in explain_keys}},
+                     f"{source} explanation_set")
     with RunLock(run_dir):
         explain_run(run_dir, document, variant=args.variant, quiet=args.quiet, check_artifacts=True, **settings, **extra)
         html, _ = write_report(run_dir)  # the report shows the explanations: rebuilt with them

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.files import atomic_write_json
-from bench.results import key_slug, row_key
+from bench.results import artifact_path, key_slug, row_key
 
 OUT = "explanations"
 
@@ -90,7 +90,7 @@ class Recorder:
 
     def _job(self, i: int, sets: dict[str, Any], images_file: Path, max_evals: int, seed: int) -> dict[str, Any]:
         row, s = self.rows[i], self.settings
-        return {"runtime": row["runtime"], "device": row.get("device", "cpu"), "artifact": str(self.run_dir / row["artifact"]),
+        return {"runtime": row["runtime"], "device": row.get("device", "cpu"), "artifact": str(artifact_path(self.run_dir, row)),
                 "input_spec": row["input_spec"], "images": str(images_file), "sets": sets, "masker": s["masker"],
                 "max_evals": max_evals, "batch_size": s["batch_size"], "seed": seed, "threads": s["threads"],
                 "one_at_a_time": "dynamic" in row["precision"], "deletion_steps": s["deletion_steps"]}

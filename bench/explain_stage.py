@@ -29,7 +29,7 @@ from bench.explain_worker import run_jobs
 from bench.explain_record import OUT, Recorder, off_clean_difference, slug_of
 from bench.progress import progress_bar
 from bench.files import atomic_write_json
-from bench.results import row_name
+from bench.results import artifact_path, row_name
 from bench.resume import artifact_changed
 from explain.drift import choose_flips
 from explain.shap_explain import choose_explanation_set
@@ -244,7 +244,7 @@ def _check_artifacts(run_dir: Path, rows: list[dict[str, Any]], sharing: list[di
     (or a failed one). The `sharing` rows take another row's explanation without being loaded: their
     files need only be there and be the ones they measured."""
     for row, loaded in [*((r, True) for r in rows), *((r, False) for r in sharing)]:
-        path = run_dir / str(row["artifact"])
+        path = artifact_path(run_dir, row)
         if not path.is_file():
             raise ModelFileError(f"{row_name(row)}: its artifact {path} is missing; nothing was changed "
                                  "(explain needs the run's artifacts/ folder)")

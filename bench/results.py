@@ -11,6 +11,7 @@ import functools
 import io
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ SCHEMA_VERSION = 1
 STATUSES = ("ok", "export_failed", "validation_failed", "run_failed", "skipped")
 
 
+_FILE_NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 KEY_FIELDS = ("variant", "format", "precision", "runtime", "device")  # what makes a row one cell
 
 
@@ -31,8 +33,23 @@ def row_key(row: dict[str, Any]) -> tuple[str, ...]:
 
 
 def key_slug(key: tuple[str, ...]) -> str:
-    """A file-name-safe id of a row from its key: how its logits, samples and plots are named."""
-    return "__".join(part.replace(":", "") for part in key)
+    """A file-name-safe id of a row from its key: how its logits, samples and plots are named.
+
+    The config only allows such names; a results.json edited by hand (a variant named '../x') is
+    refused here rather than made to write outside the run folder."""
+    parts = [part.replace(":", "") for part in key]  # cuda:0 -> cuda0
+    if unsafe := [part for part in parts if not _FILE_NAME_PART.fullmatch(part)]:
+        raise UserError(f"row {'/'.join(key)}: {unsafe[0]!r} cannot be part of a file name (letters, digits, '-', '_' "
+                        "and '.' only, not first); was results.json edited?")
+    return "__".join(parts)
+
+
+def artifact_path(run_dir: Path, row: dict[str, Any]) -> Path:
+    """The row's artifact file, which must lie inside the run folder (results.json may have been edited)."""
+    path = (Path(run_dir) / str(row.get("artifact"))).resolve()
+    if not path.is_relative_to(Path(run_dir).resolve()):
+        raise UserError(f"row {row_name(row)}: its artifact {row.get('artifact')!r} lies outside the run folder")
+    return path
 
 
 @dataclass

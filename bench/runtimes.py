@@ -81,6 +81,9 @@ def _load_torch(artifact: Path, threads: int, device: str) -> Predict:
     if key not in _TORCH_MODULES:
         if len(_TORCH_MODULES) >= 4:  # a long-lived process (ab, pytest_artifacts) must not keep every model
             _TORCH_MODULES.pop(next(iter(_TORCH_MODULES)))
+        from bench.pt2_safety import check_pt2_safe
+
+        check_pt2_safe(artifact)  # a run folder may have been edited: nothing in it is unpickled or run
         _TORCH_MODULES[key] = torch.export.load(str(artifact)).module().to(device)
     module = _TORCH_MODULES[key]
 

@@ -59,3 +59,43 @@ def test_explain_refuses_a_changed_artifact_of_a_row_that_shares_an_explanation(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "baseline/torch/fp32/torch: its artifact" in err[0] and "sha256 changed" in err[0], err
     assert (run / "results.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("artifact", "../outside.onnx", "q8/onnx/int8-static/onnxruntime: its artifact '../outside.onnx' lies outside the run folder"),
+    ("variant", "../../escape", "'../../escape' cannot be part of a file name"),
+])
+def test_explain_refuses_a_row_edited_to_point_outside_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               field: str, value: str, message: str) -> None:
+    """A hand-edited results.json must not make explain read or write files outside its run folder."""
+    run = tmp_path / "run"
+    build_run(run)
+    shutil.copy(run / "artifacts" / "m.int8s.onnx", tmp_path / "outside.onnx")
+    document = json.loads((run / "results.json").read_text())
+    next(r for r in document["rows"] if r["variant"] == "q8")[field] = value
+    (run / "results.json").write_text(json.dumps(document))
+    before, outside = (run / "results.json").read_bytes(), sorted(p.name for p in tmp_path.iterdir())
+    assert main(["explain", str(run), "--variant", value if field == "variant" else "q8", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert (run / "results.json").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == outside
+    assert not (run / "explanations").exists()
+
+
+@pytest.mark.parametrize("where", ["config", "explanation_set"])
+def test_explain_refuses_an_edited_setting_before_replacing_any_explanation(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                            where: str) -> None:
+    """A masker no worker can build would turn every good explanation into a failed one."""
+    run = tmp_path / "run"
+    build_run(run)
+    document = json.loads((run / "results.json").read_text())
+    if where == "config":
+        document.setdefault("config", {}).setdefault("explain", {})["masker"] = "blur(0,0)"
+    else:  # --variant takes the settings of the run's earlier explanation set
+        document["explanation_set"] = {"masker": "blur(0,0)", "indices": [0], "max_evals": 40, "seed": 0, "batch_size": 50}
+    (run / "results.json").write_text(json.dumps(document))
+    before = (run / "results.json").read_bytes()
+    assert main(["explain", str(run), "--variant", "q8", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "[explain].masker" in err[0] and "blur(0,0)" in err[0] and where in err[0], err
+    assert (run / "results.json").read_bytes() == before
