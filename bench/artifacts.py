@@ -229,7 +229,7 @@ def _check_pt2_weights(path: Path, archive: zipfile.ZipFile, program_file: str, 
     root, _, name = program_file.rpartition("/models/")
     weights, model = f"{root}/data/weights/", name.removesuffix(".json")
     sizes = {info.filename: info.file_size for info in archive.infolist()}
-    if f"{weights}{model}.pt" in sizes:  # the older layout (one pickled file), which torch still loads: not checked here
+    if f"{weights}{model}.pt" in sizes:  # the older layout (one pickled file): bench.pt2_safety refuses it
         return
     try:
         table = json.loads(archive.read(f"{weights}{model}_weights_config.json"))["config"]

@@ -160,6 +160,14 @@ def main(argv: list[str] | None = None) -> int:
         if _stdout_is_closed():  # the reader went away (`edgebench compare A B | head`): stop quietly, as on SIGPIPE
             return 141  # 128 + SIGPIPE, never 1: that is compare's "a gate failed"
         return _unexpected(exc, args.debug)  # another pipe (a worker's) broke: a real error
+    except (FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        # the user's folders are in the way (a file where a folder must go, or no permission): say which path
+        if args.debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edgebench: error: {where}{exc.strerror or exc} (a file or folder there is in the way, or not writable)",
+              file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - not the user's input: still one line, the traceback behind --debug
         return _unexpected(exc, args.debug)
 

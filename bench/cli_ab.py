@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _cmd_ab(args: argparse.Namespace) -> int:
     from bench.abtest import find_row, paired_latency, row_predictor
+    from bench.config_checks import MAX_THREADS
     from bench.errors import UserError
     from bench.results import read_run_document
 
@@ -39,6 +40,8 @@ def _cmd_ab(args: argparse.Namespace) -> int:
             raise UserError(f"ab: {name} must be >= {low}, got {value}")
     if args.batch > MAX_BATCH:  # two artifacts' inputs and activations at a huge batch exhaust memory
         raise UserError(f"ab: --batch must be <= {MAX_BATCH}, got {args.batch}")
+    if args.threads > MAX_THREADS:
+        raise UserError(f"ab: --threads must be <= {MAX_THREADS}, got {args.threads}")
     run_dir = Path(args.run_dir)
     document = read_run_document(run_dir)
     row_a, row_b = find_row(document, args.row_a), find_row(document, args.row_b)

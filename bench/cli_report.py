@@ -61,6 +61,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     thresholds = [parse_threshold(expr) for expr in args.fail_on]  # validate before any work
     if args.resamples < 100:
         raise UserError(f"--resamples {args.resamples} is too few for a 95% interval (use at least 100)")
+    if args.resamples > 100_000:  # each resample takes a quantile of every row's samples: memory and time grow with it
+        raise UserError(f"--resamples {args.resamples} is more than a 95% interval needs (use at most 100000)")
     if args.seed < 0:  # numpy's generators take non-negative seeds only
         raise UserError(f"--seed must be >= 0, got {args.seed}")
     comparison = compare_runs(Path(args.run_a), Path(args.run_b), thresholds, strict=args.strict,

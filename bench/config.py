@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.config_checks import (at_least, masker_problem, names_a_folder, positive_ints, repeated,
+                                 seed_range, severities, subset_of, thread_count, thread_counts, unit_interval_open)
 from bench.config_sections import build_section, suggest
 from bench.errors import ConfigError
 from explain.drift import DEFAULT_THRESHOLD
@@ -30,57 +32,15 @@ def _key(help: str, *, check: Callable[[Any], str | None] | None = None, **kw: A
     return field(metadata={"help": help, "check": check}, **kw)
 
 
-def _at_least(low: float) -> Callable[[Any], str | None]:
-    return lambda v: None if v >= low else f"must be >= {low}"
-
-
-def _unit_interval_open(v: float) -> str | None:
-    return None if 0 <= v < 1 else "must be in [0, 1)"
-
-
-def _subset_of(allowed: tuple[str, ...], *, empty_ok: bool = False) -> Callable[[Any], str | None]:
-    def check(values: list[str]) -> str | None:
-        if not values and not empty_ok:  # an empty list would make no rows, and a run without rows is no result
-            return f"must name at least one of {list(allowed)}"
-        bad = [v for v in values if v not in allowed]
-        if bad:
-            return f"unknown value {bad[0]!r}{suggest(bad[0], allowed)}; expected any of {list(allowed)}"
-        return _repeated(values)
-
-    return check
-
-
-def _positive_ints(values: list[int]) -> str | None:
-    if not (values and all(v >= 1 for v in values)):
-        return "must be a non-empty list of integers >= 1"
-    return _repeated(values)
-
-
-def _seed(v: int) -> str | None:
-    return None if 0 <= v < 2**32 else "must be in 0..2**32-1 (numpy and torch seeds)"
-
-
-def _severities(values: list[int]) -> str | None:
-    if not (values and all(1 <= s <= 3 for s in values)):
-        return "must be a non-empty list of 1, 2 or 3"
-    return _repeated(values)
-
-
-def _repeated(values: list[Any]) -> str | None:
-    """Why a list that names a value twice is rejected: both entries would make the same rows and files."""
-    twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
-    return None if twice is None else f"lists {twice!r} twice"
-
-
 @dataclass
 class DataConfig:
     dataset: str = _key("dataset name: 'fashion-mnist', or 'imagefolder' for a folder of class sub-folders", default="fashion-mnist")
     data_dir: str = _key("folder with the IDX files (or the ImageFolder root); '' searches the Debian package path and the cache", default="")
     download: bool = _key("download Fashion-MNIST with torchvision when no local copy is found (needs network)", default=True)
-    val_size: int = _key("images carved from the training set for validation (the test set is only used for final metrics)", default=5000, check=_at_least(1))
-    train_limit: int = _key("use only the first N training images (0 = all); for quick experiments", default=0, check=_at_least(0))
-    test_limit: int = _key("use only the first N test images (0 = all 10000); final metrics then cover fewer images", default=0, check=_at_least(0))
-    seed: int = _key("seed of the train/validation split", default=0, check=_seed)
+    val_size: int = _key("images carved from the training set for validation (the test set is only used for final metrics)", default=5000, check=at_least(1))
+    train_limit: int = _key("use only the first N training images (0 = all); for quick experiments", default=0, check=at_least(0))
+    test_limit: int = _key("use only the first N test images (0 = all 10000); final metrics then cover fewer images", default=0, check=at_least(0))
+    seed: int = _key("seed of the train/validation split", default=0, check=seed_range)
 
 
 @dataclass
@@ -88,14 +48,14 @@ class BaselineConfig:
     model: str = _key("baseline architecture from `edgebench list`, or 'package.module:factory' returning an nn.Module", default="edgecnn")
     width: float = _key("channel width multiplier of the zoo model", default=1.0, check=lambda v: None if v > 0 else "must be > 0")
     checkpoint: str = _key("load these weights (a state_dict .pt/.pth loaded with weights_only=True, or .safetensors) instead of training", default="")
-    epochs: int = _key("training epochs (0 keeps the random initialisation)", default=5, check=_at_least(0))
-    batch_size: int = _key("training batch size (256 trains fastest per image on 2 cores)", default=256, check=_at_least(1))
+    epochs: int = _key("training epochs (0 keeps the random initialisation)", default=5, check=at_least(0))
+    batch_size: int = _key("training batch size (256 trains fastest per image on 2 cores)", default=256, check=at_least(1))
     lr: float = _key("peak learning rate of the one-cycle schedule (SGD with Nesterov momentum)", default=0.2, check=lambda v: None if v > 0 else "must be > 0")
-    weight_decay: float = _key("weight decay", default=5e-4, check=_at_least(0))
-    label_smoothing: float = _key("label smoothing of the cross-entropy loss", default=0.1, check=_unit_interval_open)
+    weight_decay: float = _key("weight decay", default=5e-4, check=at_least(0))
+    label_smoothing: float = _key("label smoothing of the cross-entropy loss", default=0.1, check=unit_interval_open)
     augment: bool = _key("random crop (pad 2) and horizontal flip during training (off: at a 5-epoch budget it cost 1.4 pt here)", default=False)
-    seed: int = _key("seed of weight init, data order and augmentation", default=0, check=_seed)
-    threads: int = _key("CPU threads for training (0 = all logical cores)", default=0, check=_at_least(0))
+    seed: int = _key("seed of weight init, data order and augmentation", default=0, check=seed_range)
+    threads: int = _key("CPU threads for training (0 = all logical cores)", default=0, check=thread_count)
     train_precision: str = _key("'auto', 'fp32' or 'bf16': arithmetic of training steps (baseline and passes); 'bf16' runs "
                                 "them under bfloat16 autocast (weights, evaluation and exported models stay fp32), 'auto' "
                                 "picks bf16 where the CPU has AMX tiles (2x faster steps for edgecnn there) and fp32 elsewhere",
@@ -110,75 +70,70 @@ class VariantConfig:
 
 @dataclass
 class ExportConfig:
-    formats: list[str] = _key(f"artifact formats to produce, any of {list(FORMATS)}", default_factory=lambda: ["torch", "onnx", "tflite"], check=_subset_of(FORMATS))
-    onnx_opset: int = _key("ONNX opset of the exported graphs", default=17, check=_at_least(13))
-    tflite_precisions: list[str] = _key(f"TFLite precisions, any of {list(TFLITE_PRECISIONS)}", default_factory=lambda: list(TFLITE_PRECISIONS), check=_subset_of(TFLITE_PRECISIONS, empty_ok=True))
-    calibration_images: int = _key("training-split images in TFLite's representative dataset for full-int8 (ONNX quantize.static takes its own images=N)", default=256, check=_at_least(1))
-    parity_images: int = _key("test images used for the fp32 parity check against torch", default=1000, check=_at_least(1))
+    formats: list[str] = _key(f"artifact formats to produce, any of {list(FORMATS)}", default_factory=lambda: ["torch", "onnx", "tflite"], check=subset_of(FORMATS))
+    onnx_opset: int = _key("ONNX opset of the exported graphs", default=17, check=at_least(13))
+    tflite_precisions: list[str] = _key(f"TFLite precisions, any of {list(TFLITE_PRECISIONS)}", default_factory=lambda: list(TFLITE_PRECISIONS), check=subset_of(TFLITE_PRECISIONS, empty_ok=True))
+    calibration_images: int = _key("training-split images in TFLite's representative dataset for full-int8 (ONNX quantize.static takes its own images=N)", default=256, check=at_least(1))
+    parity_images: int = _key("test images used for the fp32 parity check against torch", default=1000, check=at_least(1))
     parity_tolerance: float = _key("max abs logit difference allowed for an fp32 artifact vs its torch source (scaled by the largest |logit| / 100 beyond 100)", default=1e-4, check=lambda v: None if v > 0 else "must be > 0")
     quantized_min_agreement: float = _key("min top-1 agreement of a reduced-precision artifact with its fp32 parent", default=0.97, check=lambda v: None if 0 < v <= 1 else "must be in (0, 1]")
-    quantized_max_top1_drop: float = _key("max top-1 loss of a reduced-precision artifact vs its fp32 parent (0.01 = 1 pt)", default=0.01, check=_unit_interval_open)
+    quantized_max_top1_drop: float = _key("max top-1 loss of a reduced-precision artifact vs its fp32 parent (0.01 = 1 pt)", default=0.01, check=unit_interval_open)
 
 
 @dataclass
 class BenchmarkConfig:
     runtimes: list[str] = _key("runtimes to measure (see `edgebench list`)", default_factory=lambda: ["torch", "onnxruntime", "litert"])
     device: str = _key(f"one of {list(DEVICES)}; 'auto' adds CUDA cells, measured where a GPU is present and skipped rows saying why where none is", default="cpu", check=lambda v: None if v in DEVICES else f"expected one of {list(DEVICES)}")
-    threads: list[int] = _key("thread counts to measure latency at", default_factory=lambda: [1], check=_positive_ints)
-    batch_sizes: list[int] = _key("batch sizes to measure latency at", default_factory=lambda: [1], check=_positive_ints)
-    throughput_batch: int = _key("batch size of the throughput measurement", default=32, check=_at_least(1))
-    warmup_calls: int = _key("minimum warm-up calls per setting", default=10, check=_at_least(0))
-    warmup_seconds: float = _key("minimum warm-up time per setting, seconds", default=0.25, check=_at_least(0))
-    min_calls: int = _key("minimum timed calls per setting", default=1000, check=_at_least(1))
+    threads: list[int] = _key("thread counts to measure latency at", default_factory=lambda: [1], check=thread_counts)
+    batch_sizes: list[int] = _key("batch sizes to measure latency at", default_factory=lambda: [1], check=positive_ints)
+    throughput_batch: int = _key("batch size of the throughput measurement", default=32, check=at_least(1))
+    warmup_calls: int = _key("minimum warm-up calls per setting", default=10, check=at_least(0))
+    warmup_seconds: float = _key("minimum warm-up time per setting, seconds", default=0.25, check=at_least(0))
+    min_calls: int = _key("minimum timed calls per setting", default=1000, check=at_least(1))
     # 1 s, not 2: six fresh loads of the baseline's ORT, LiteRT and torch artifacts timed 1 s or 2 s
     # (after 0.25 or 0.5 s of warm-up) gave the same mean p50 within 2% and the same spread between
     # loads (CV 2.4-3.9% against 2.5-3.2%): a p50 varies with the machine's state, not with more samples
-    min_seconds: float = _key("minimum timed duration per setting, seconds", default=1.0, check=_at_least(0))
-    max_seconds: float = _key("stop a setting after this long even below min_calls (0 = no cap); the row records n", default=20.0, check=_at_least(0))
+    min_seconds: float = _key("minimum timed duration per setting, seconds", default=1.0, check=at_least(0))
+    max_seconds: float = _key("stop a setting after this long even below min_calls (0 = no cap); the row records n", default=20.0, check=at_least(0))
     throughput_seconds: float = _key("timed duration of the throughput measurement at throughput_batch, seconds (it follows the "
-                                     "latency timing, so the artifact is warm: 3 warm-up calls)", default=0.5, check=_at_least(0))
+                                     "latency timing, so the artifact is warm: 3 warm-up calls)", default=0.5, check=at_least(0))
     paired_rounds: int = _key("rounds of interleaved timing of every row against the baseline's row on the same runtime, "
                               "at the smallest batch and fewest threads; gives a drift-free speed-up (0 = off; --quick caps it at 4 rounds of 20 calls)",
                               default=20, check=lambda v: None if v == 0 or v >= 2 else "must be 0 (off) or at least 2")
-    paired_calls: int = _key("timed calls per block of the paired timing (each round is one block of each)", default=50, check=_at_least(1))
-    eval_batch: int = _key("batch size used to compute predictions on the test set", default=256, check=_at_least(1))
+    paired_calls: int = _key("timed calls per block of the paired timing (each round is one block of each)", default=50, check=at_least(1))
+    eval_batch: int = _key("batch size used to compute predictions on the test set", default=256, check=at_least(1))
     eval_threads: int = _key("threads used to compute predictions on the test and robustness sets (not timed; 0 = every core "
-                             "this process may use); latency and throughput keep `threads`", default=0, check=_at_least(0))
+                             "this process may use); latency and throughput keep `threads`", default=0, check=thread_count)
     robustness: bool = _key("measure accuracy on corrupted test images (MNIST-C style) and ECE for every row", default=True)
-    robustness_images: int = _key("test images per corruption set (--quick caps it at 300)", default=1000, check=_at_least(1))
-    corruption_severities: list[int] = _key("corruption severities to use, each in 1..3", default_factory=lambda: [1, 3], check=_severities)
+    robustness_images: int = _key("test images per corruption set (--quick caps it at 300)", default=1000, check=at_least(1))
+    corruption_severities: list[int] = _key("corruption severities to use, each in 1..3", default_factory=lambda: [1, 3], check=severities)
     adversarial: bool = _key("replay FGSM and PGD examples crafted on the fp32 torch baseline on every artifact (transfer attack)", default=True)
     adversarial_epsilon: float = _key("L-infinity budget of the attacks on the [0, 1] pixel scale", default=0.1, check=lambda v: None if 0 < v < 1 else "must be in (0, 1)")
-    adversarial_images: int = _key("test images attacked (--quick caps it at 200)", default=1000, check=_at_least(1))
-    pgd_steps: int = _key("PGD iterations (step size epsilon/4, random start)", default=10, check=_at_least(1))
-
-
-def _masker_problem(spec: str) -> str | None:
-    from explain.shap_explain import masker_problem  # light: shap itself is imported only to explain
-
-    return masker_problem(spec)
+    adversarial_images: int = _key("test images attacked (--quick caps it at 200)", default=1000, check=at_least(1))
+    pgd_steps: int = _key("PGD iterations (step size epsilon/4, random start)", default=10, check=at_least(1))
 
 
 @dataclass
 class ExplainConfig:
     enabled: bool = _key("compute SHAP explanations for every ok row", default=True)
-    per_class: int = _key("explained test images per class (seeded)", default=2, check=_at_least(1))
-    max_evals: int = _key("model evaluations per explained image (Partition explainer budget)", default=500, check=_at_least(10))
-    seed: int = _key("seed of the explanation image choice", default=0, check=_seed)
-    masker: str = _key("how SHAP hides pixels: 'blur(kx,ky)', 'inpaint_telea' or 'inpaint_ns'", default=DEFAULT_MASKER, check=_masker_problem)
-    batch_size: int = _key("masked images per model call in the Partition explainer", default=DEFAULT_BATCH_SIZE, check=_at_least(1))
-    flip_gallery: int = _key("test images whose top-1 flipped vs the baseline, explained and plotted per variant (0 = none)", default=8, check=_at_least(0))
+    per_class: int = _key("explained test images per class (seeded)", default=2, check=at_least(1))
+    max_evals: int = _key("model evaluations per explained image (Partition explainer budget)", default=500, check=at_least(10))
+    seed: int = _key("seed of the explanation image choice", default=0, check=seed_range)
+    masker: str = _key("how SHAP hides pixels: 'blur(kx,ky)', 'inpaint_telea' or 'inpaint_ns'", default=DEFAULT_MASKER, check=masker_problem)
+    batch_size: int = _key("masked images per model call in the Partition explainer", default=DEFAULT_BATCH_SIZE, check=at_least(1))
+    flip_gallery: int = _key("test images whose top-1 flipped vs the baseline, explained and plotted per variant (0 = none)", default=8, check=at_least(0))
     drift_threshold: float = _key("flag a variant as drifted when its mean Spearman correlation with the baseline's attributions is below this", default=DEFAULT_THRESHOLD, check=lambda v: None if -1 <= v <= 1 else "must be in [-1, 1]")
-    deletion_steps: int = _key("steps of the deletion faithfulness curve", default=DEFAULT_STEPS, check=_at_least(2))
+    deletion_steps: int = _key("steps of the deletion faithfulness curve", default=DEFAULT_STEPS, check=at_least(2))
     share_fp32: bool = _key("fp32 rows of a variant that passed parity reuse one explanation (the row says so)", default=True)
-    workers: int = _key("parallel explanation processes", default=2, check=_at_least(1))
+    workers: int = _key("parallel explanation processes", default=2, check=at_least(1))
     job_timeout_s: float = _key("a row's explanation fails after this many seconds", default=600.0, check=lambda v: None if v > 0 else "must be > 0")
 
 
 @dataclass
 class OutputConfig:
-    dir: str = _key("folder that receives one sub-folder per run", default="results")
-    cache_dir: str = _key("folder of cached trained weights (keyed by a hash of what determines them)", default="results/.cache")
+    dir: str = _key("folder that receives one sub-folder per run", default="results", check=names_a_folder)
+    cache_dir: str = _key("folder of cached trained weights (keyed by a hash of what determines them)", default="results/.cache",
+                          check=names_a_folder)
 
 
 @dataclass
@@ -239,7 +194,7 @@ def validate_semantics(config: Config, source: str) -> None:
     bad_rt = [r for r in config.benchmark.runtimes if r not in runtimes.RUNTIMES]
     if bad_rt:
         raise ConfigError(f"{source} [benchmark].runtimes: unknown runtime {bad_rt[0]!r}{suggest(bad_rt[0], runtimes.RUNTIMES)}; expected any of {list(runtimes.RUNTIMES)}")
-    if twice := _repeated(config.benchmark.runtimes):
+    if twice := repeated(config.benchmark.runtimes):
         raise ConfigError(f"{source} [benchmark].runtimes {twice}")
     if "tflite" in config.export.formats and not config.export.tflite_precisions:  # empty is fine without TFLite
         raise ConfigError(f"{source} [export].tflite_precisions: must name at least one of {list(TFLITE_PRECISIONS)} "
@@ -255,6 +210,8 @@ def validate_semantics(config: Config, source: str) -> None:
         # it names files and folders: '..' would write beside artifacts/, a leading '.' would hide them
         if not variant.name or not variant.name[0].isalnum() or not all(c.isalnum() or c in "-_." for c in variant.name):
             raise ConfigError(f"{where}: name must start with a letter or digit and use only letters, digits, '-', '_' and '.'")
+        if len(variant.name) > 100:  # it is joined with format, precision and runtime into file names (255 bytes at most)
+            raise ConfigError(f"{where}: name has {len(variant.name)} characters; at most 100")
         if variant.name == "baseline":
             raise ConfigError(f"{where}: the name 'baseline' is reserved for the unchanged model; pick another")
         if variant.name in names:

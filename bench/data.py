@@ -85,6 +85,9 @@ class Dataset:
         return {"train": self.train.digest, "val": self.val.digest, "test": self.test.digest}
 
 
+IDX_MAX_BYTES = 2 << 30  # a gzip bomb stops here instead of filling the memory
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped) into a numpy array; DataError names a bad file.
 
@@ -93,9 +96,15 @@ def read_idx(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        if path.suffix == ".gz":
+            with gzip.open(path) as stream:
+                raw = stream.read(IDX_MAX_BYTES + 1)  # read no further than any real dataset needs
+        else:
+            raw = path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"cannot read IDX file {path}: {exc}") from None
+    if len(raw) > IDX_MAX_BYTES:
+        raise DataError(f"{path} holds more than {IDX_MAX_BYTES / 2**30:g} GiB (Fashion-MNIST's largest file is 47 MB); not read further")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number)")
     dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
@@ -130,6 +139,8 @@ def _load_idx_dir(directory: Path) -> dict[str, np.ndarray] | None:
             raise DataError(f"{directory}: {split} images must be 3-D and labels 1-D IDX arrays, got {images.shape} and {labels.shape}")
         if len(images) != len(labels):
             raise DataError(f"{directory}: {split} has {len(images)} images but {len(labels)} labels (mismatched IDX files)")
+        if not len(images):
+            raise DataError(f"{directory}: the {split} IDX files hold no images")
         if len(labels) and (labels.min() < 0 or labels.max() > 9):
             raise DataError(f"{directory}: {split} labels outside 0..9 (not Fashion-MNIST labels)")
     return arrays

@@ -24,7 +24,7 @@ import numpy as np
 
 from bench.artifacts import check_artifact
 from bench.config import ExplainConfig
-from bench.errors import ModelFileError, UserError
+from bench.errors import ModelFileError, UserError, first_line
 from bench.explain_worker import run_jobs
 from bench.explain_record import OUT, Recorder, off_clean_difference, slug_of
 from bench.progress import progress_bar
@@ -60,7 +60,10 @@ def load_labels(run_dir: Path, n: int) -> np.ndarray:
     path = run_dir / "work" / "test_labels.npy"
     if not path.is_file():
         raise UserError(f"{path} is missing: the explanation stage needs the run's test labels (saved by `edgebench run`)")
-    labels = np.load(path, allow_pickle=False).astype(np.int64)
+    try:
+        labels = np.load(path, allow_pickle=False).astype(np.int64)
+    except (OSError, ValueError, TypeError, EOFError) as exc:  # truncated, an object array (not unpickled), not a .npy
+        raise UserError(f"{path} cannot be read as the run's test labels ({first_line(exc)})") from None
     if labels.shape != (n,):
         raise UserError(f"{path} holds {labels.shape} labels for {n} test images")
     return labels
@@ -224,7 +227,12 @@ def _run_images(run_dir: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     images_file = run_dir / "work" / "test_images.npy"
     if not images_file.is_file():
         raise UserError(f"{images_file} is missing: the explanation stage needs the run's raw test images")
-    raw = np.load(images_file, mmap_mode="r", allow_pickle=False)
+    try:
+        raw = np.load(images_file, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # truncated, an object array (not unpickled), not a .npy
+        raise UserError(f"{images_file} cannot be read as the run's test images ({first_line(exc)})") from None
+    if raw.dtype != np.uint8 or raw.ndim != 4:
+        raise UserError(f"{images_file} holds {raw.dtype} images of shape {raw.shape}; the run saved uint8 images (N, C, H, W)")
     return images_file, raw, load_labels(run_dir, len(raw))
 
 

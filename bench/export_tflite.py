@@ -64,6 +64,7 @@ def convert_to_tflite(onnx_path: Path, out_dir: Path, precisions: list[str], cal
     log_start = log_file.stat().st_size if log_file.is_file() else 0  # this conversion's part of the log
     with tempfile.TemporaryDirectory(prefix=".onnx2tf-", dir=out_dir) as tmp, _console_to(log_file):
         _load_triton_before_tensorflow()
+        recursion_limit = sys.getrecursionlimit()
         try:
             saved_model, rewrites = _onnx_to_saved_model(onnx_path, Path(tmp))
         # The converter boundary: onnx2tf and TensorFlow raise many unrelated types (and onnx2tf
@@ -74,6 +75,10 @@ def convert_to_tflite(onnx_path: Path, out_dir: Path, precisions: list[str], cal
             at = _failed_node(log_file, log_start, onnx_path)
             error = ExportError(f"ONNX -> TensorFlow (onnx2tf) failed{at}: {exception_line(exc)}")
             return {precision: error for precision in precisions}
+        finally:
+            # importing onnx2tf sets the limit to 2**31-1: past the conversion, runaway recursion
+            # (a deeply nested file) must raise RecursionError, not overflow the C stack
+            sys.setrecursionlimit(recursion_limit)
         for precision in precisions:
             path = out_dir / f"{stem}.{precision}.tflite"
             try:

@@ -63,12 +63,16 @@ def _import_from_current_folder() -> None:
 
 def import_factory(spec: str, where: str) -> Callable[..., Any]:
     module_name, _, func_name = spec.partition(":")
+    if not all(part.isidentifier() for part in module_name.split(".")):  # '.mod' (relative), 'my-model'
+        raise ConfigError(f"{where}: {module_name!r} is not a module name (dotted Python identifiers, e.g. 'mypkg.models')")
     _import_from_current_folder()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"{where}: cannot import module {module_name!r} ({exc}); it must be importable from the "
                           "current folder or PYTHONPATH") from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's module ran and failed (a SyntaxError, a sys.exit)
+        raise ConfigError(f"{where}: importing module {module_name!r} failed: {exception_line(exc)}") from exc
     factory = getattr(module, func_name, None)
     if not callable(factory):
         raise ConfigError(f"{where}: module {module_name!r} has no callable {func_name!r}")
@@ -90,7 +94,7 @@ def build_model(name: str, *, in_channels: int = 1, num_classes: int = 10, width
     takes_all = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
     try:
         model = factory(**{k: v for k, v in offered.items() if takes_all or k in accepted})
-    except Exception as exc:  # noqa: BLE001 - a user factory may raise anything; it is the model's problem, not ours
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a user factory may raise anything (sys.exit too): its problem, not ours
         raise ConfigError(f"model factory {spec!r} failed: {exception_line(exc)}") from exc  # --debug shows the factory's frame
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory {spec!r} returned {type(model).__name__}, expected a torch.nn.Module")

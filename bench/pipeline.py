@@ -25,7 +25,8 @@ from bench.data import Dataset
 from bench.environment import environment
 from bench.errors import UserError, exception_line
 from bench.measure import Paired, Timing
-from bench.preflight import check_baseline_inputs, check_cuda_request, check_export_settings, load_dataset, setting_notes
+from bench.preflight import (check_baseline_inputs, check_cuda_request, check_export_settings, check_output_folders, load_dataset,
+                             setting_notes)
 from bench.progress import progress_bar
 from bench.report_notes import untrained_baseline_note
 from bench.results import Row, row_key, row_name, validate_results
@@ -74,6 +75,7 @@ def run(config: Config, options: RunOptions) -> Path:
             raise UserError(f"explanations need {', '.join(missing)} (pip install 'edgebench[explain]'), or pass --no-explain")
     check_cuda_request(config)
     check_export_settings(config)
+    check_output_folders(config, options.out_dir)
     dataset = load_dataset(config, options.data_dir)
     check_baseline_inputs(config, dataset, options.checkpoint)
     if options.resume:

@@ -3,6 +3,8 @@ baseline model (and checkpoint) fits the data. Their errors end in one line with
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from bench.cells import tflite_unavailable
@@ -37,6 +39,17 @@ def check_cuda_request(config: Config) -> None:
                           "use device = 'cpu', or 'auto' for CUDA cells where a GPU is present")
 
 
+def check_output_folders(config: Config, out_dir: str = "") -> None:
+    """The run's folder and the weight cache must be folders (or not exist yet): a file found in their
+    place only when the baseline is saved would end the run after its training."""
+    for folder, what in ((out_dir or config.output.dir, "cannot create the run folder under"),
+                         (config.output.cache_dir, "[output].cache_dir =")):
+        path = Path(folder)
+        blocking = next((p for p in (path, *path.parents) if p.exists() or p.is_symlink()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise ConfigError(f"{what} {folder!r}: {blocking} exists but is not a folder")
+
+
 def check_export_settings(config: Config) -> None:
     """An ONNX opset this torch cannot export would fail every ONNX row (and every TFLite and ONNX
     int8 row, all made from the ONNX file) after all the training."""
@@ -51,17 +64,24 @@ def check_export_settings(config: Config) -> None:
                           f"opset {ONNX_MAX_OPSET}")
 
 
-def _import_students(config: Config) -> None:
-    """Import every 'module:factory' KD student now, like the baseline's: a typo must not surface
-    only after the baseline has trained, leaving a run folder without rows."""
-    from bench.models import MODELS, import_factory
+def _build_students(config: Config, dataset: Dataset) -> None:
+    """Build every 'module:factory' KD student now, like the baseline: a typo or a factory that fails
+    must not surface only after the baseline has trained, leaving a run folder without rows."""
+    from bench.models import MODELS, build_model, import_factory
     from compress.chain import parse_chain
     from compress.registry import student_model
 
     for variant in config.variants:
         for call in parse_chain(variant.passes):
             if call.spec.name == "distill" and (name := student_model(call.params)) and name not in MODELS:
-                import_factory(name, f"[[variants]] {variant.name!r} distill(student={name!r})")
+                where = f"[[variants]] {variant.name!r} distill(student={name!r})"
+                import_factory(name, where)  # a module that does not import, named as this variant's
+                try:
+                    student = build_model(name, in_channels=dataset.input_shape[0], num_classes=len(dataset.classes),
+                                          width=call.params["width"])
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}: {exc}") from exc
+                _check_forward(student, where, dataset)
 
 
 def check_baseline_inputs(config: Config, dataset: Dataset, checkpoint: str = "") -> None:
@@ -71,20 +91,24 @@ def check_baseline_inputs(config: Config, dataset: Dataset, checkpoint: str = ""
 
     model = build_model(config.baseline.model, in_channels=dataset.input_shape[0],
                         num_classes=len(dataset.classes), width=config.baseline.width)
-    _import_students(config)
+    _build_students(config, dataset)
     if checkpoint := checkpoint or config.baseline.checkpoint:
         load_state_dict_file(checkpoint, model)
-    # one forward pass now: a model that does not fit the data fails here in one line, not mid-training
+    _check_forward(model, f"[baseline].model {config.baseline.model!r}", dataset)
+
+
+def _check_forward(model: torch.nn.Module, where: str, dataset: Dataset) -> None:
+    """One forward pass now: a model that does not fit the data fails here in one line, not mid-training."""
     shape, classes = dataset.input_shape, len(dataset.classes)
     try:
         with torch.no_grad():
             out = model.eval()(torch.zeros(2, *shape))
     except Exception as exc:  # noqa: BLE001 - whatever the model raises, the cause is the model/data pairing
-        raise ConfigError(f"[baseline].model {config.baseline.model!r} does not run on this dataset's {'x'.join(map(str, shape))} "
+        raise ConfigError(f"{where} does not run on this dataset's {'x'.join(map(str, shape))} "
                           f"images: {exception_line(exc)}") from exc  # --debug shows where the user's model failed
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ConfigError(f"[baseline].model {config.baseline.model!r} returns {got} for a batch of 2 images; "
+        raise ConfigError(f"{where} returns {got} for a batch of 2 images; "
                           f"expected logits of shape (2, {classes}) for this dataset's {classes} classes")
 
 

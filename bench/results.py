@@ -12,6 +12,7 @@ import io
 import json
 import math
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,17 @@ def _validator_class() -> Any:
     return jsonschema.validators.extend(base, {k: bounded(k) for k in ("minimum", "maximum")})
 
 
+def _loads_shallow(text: str) -> Any:
+    """json.loads under Python's default recursion limit: absurdly deep nesting (a damaged or hostile
+    file) is a RecursionError, never a C-stack overflow in a process where a library raised the limit."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(min(limit, 1000))
+    try:
+        return json.loads(text)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict[str, Any]:
     """results.json of a run folder, for every command that reads one (report, compare, explain, ab, --resume).
 
@@ -212,11 +224,13 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
     if not path.is_file():
         raise UserError(f"{run_dir} is not an edgebench run folder: it has no results.json")
     try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = _loads_shallow(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise UserError(f"{path} cannot be read as JSON: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("rows", []), list):
         raise UserError(f"{path} is not an edgebench results file (expected an object with a 'rows' list)")
+    if isinstance(version := document.get("schema_version"), int) and version > SCHEMA_VERSION:
+        raise UserError(f"{path} has schema version {version}, newer than this edgebench reads ({SCHEMA_VERSION}); update edgebench")
     if check_schema and not document.get("rows") and (why := _no_rows_yet(run_dir, document)):
         raise UserError(why)
     if check_schema and (errors := validate_results(document)):

@@ -6,7 +6,9 @@ in numpy: cheap, seeded per epoch, and independent of torch's DataLoader workers
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,14 +17,18 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from bench.cache import TRAINING_CODE, cache_key, cache_path, code_digest, library_versions
 from bench.checkpoints import load_state_dict_file, save_state_dict
 from bench.config import BaselineConfig
 from bench.data import Dataset, Split, batch_indices, batches
+from bench.errors import UserError, first_line
 from bench.models import build_model
 from bench.progress import progress_bar
 from compress.train import EpochBatches, FitSettings, fit
+
+log = logging.getLogger("edgebench")
 
 
 def to_tensor(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -212,9 +218,15 @@ def baseline_model(cfg: BaselineConfig, dataset: Dataset, cache_dir: str | Path,
                      **library_versions()})
     path = cache_path(cache_dir, "baseline", key)
     if path.exists():
-        model.load_state_dict(load_state_dict_file(path, model))
-        return TrainedModel(model.eval(), {"source": "cache", "cache_file": str(path), "cache_key": key,
-                                           "train_precision": precision, "val_top1": accuracy(model, dataset.val, dataset)})
+        try:
+            cached = copy.deepcopy(model)  # `model` keeps its seeded initial weights should the entry be unusable
+            cached.load_state_dict(load_state_dict_file(path, model))
+            return TrainedModel(cached.eval(), {"source": "cache", "cache_file": str(path), "cache_key": key,
+                                                "train_precision": precision, "val_top1": accuracy(cached, dataset.val, dataset)})
+        except (UserError, RuntimeError) as exc:  # a damaged or foreign cache entry is retrained, never trusted
+            log.warning("cached baseline %s is unusable (%s): training it again", path.name, first_line(exc))
+            if not quiet:
+                tqdm.write(f"warning: the cached baseline {path} is unusable ({first_line(exc)}); training it again")
     start = time.perf_counter()
     fit_settings = FitSettings(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                label_smoothing=cfg.label_smoothing, seed=cfg.seed)

@@ -63,6 +63,10 @@ def _non_negative(v: float) -> str | None:
     return None if v >= 0 else "must be >= 0"
 
 
+def _width(v: float) -> str | None:
+    return None if 0 <= v <= 4 else "must be in [0, 4] (a student is the baseline at a fraction of its width, or a few times it)"
+
+
 def _at_least_one(v: int) -> str | None:
     return None if v >= 1 else "must be >= 1"
 
@@ -134,7 +138,7 @@ PASSES: dict[str, PassSpec] = {
             "distill", "model", "compress.distill:distill_pass",
             "Hinton knowledge distillation from the baseline into a zoo student (or into the current model when width=0)",
             {
-                "width": Param(float, 0.5, "student width multiplier (relative to the baseline's width); 0 distils into the current model", check=_non_negative),
+                "width": Param(float, 0.5, "student width multiplier (relative to the baseline's width); 0 distils into the current model", check=_width),
                 "student": Param(str, "baseline", "the student's model: 'baseline' = the baseline's architecture, else a zoo "
                                                   "model (edgebench list) or 'module:factory'"),
                 "epochs": Param(int, 3, "student training epochs", check=_non_negative),

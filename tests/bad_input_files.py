@@ -38,13 +38,13 @@ def toml(tmp: Path, text: str | bytes) -> Path:
 
 
 def fake_data(directory: Path, *, drop: str = "", truncate: str = "", garbage: str = "", n_train_labels: int = 200,
-              max_label: int = 10, blank_train: bool = False) -> Path:
+              max_label: int = 10, blank_train: bool = False, n_test: int = 50) -> Path:
     """Small Fashion-MNIST-shaped IDX files (200 train, 50 test), with one defect if asked for."""
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     train_images = np.full((200, 28, 28), 7) if blank_train else rng.integers(0, 256, (200, 28, 28))
     arrays = {"train_images": train_images, "train_labels": rng.integers(0, max_label, n_train_labels),
-              "test_images": rng.integers(0, 256, (50, 28, 28)), "test_labels": rng.integers(0, max_label, 50)}
+              "test_images": rng.integers(0, 256, (n_test, 28, 28)), "test_labels": rng.integers(0, max_label, n_test)}
     for key, stem in FASHION_MNIST_FILES.items():
         if garbage == stem:
             (directory / stem).write_bytes(b"this is not an IDX file")
@@ -245,6 +245,10 @@ def model_for_other_images(in_channels: int = 1, num_classes: int = 10):  # noqa
 
 
 NOT_A_FACTORY = 3
+
+
+def factory_that_exits(in_channels: int = 1, num_classes: int = 10):  # noqa: ANN201
+    raise SystemExit(0)  # would end the run with exit 0 and no message if not caught
 
 
 def factory_returning_a_dict(in_channels: int = 1, num_classes: int = 10):  # noqa: ANN201

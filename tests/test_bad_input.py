@@ -54,7 +54,11 @@ def _ckpt(kind: str) -> Callable[[Path], list[str]]:
 
 def _model(factory: str) -> Callable[[Path], list[str]]:
     """`run` with a model factory from tests/bad_input_files.py as the baseline."""
-    text = GOOD_CONFIG.replace('"tinycnn"', f'"tests.bad_input_files:{factory}"')
+    return _model_spec(f"tests.bad_input_files:{factory}")
+
+
+def _model_spec(spec: str) -> Callable[[Path], list[str]]:
+    text = GOOD_CONFIG.replace('"tinycnn"', f'"{spec}"')
     return lambda tmp: ["run", "--config", str(toml(tmp, text)), "--data-dir", str(fake_data(tmp / "data"))]
 
 
@@ -87,6 +91,9 @@ CASES = [
     Case("config-batch-size-zero", _config("[baseline]\nbatch_size = 0\n"), ("[baseline].batch_size = 0", ">= 1")),
     Case("config-bench-batch-sizes-zero", _config("[benchmark]\nbatch_sizes = [1, 0]\n"), ("batch_sizes", ">= 1")),
     Case("config-threads-zero", _config("[benchmark]\nthreads = [0]\n"), ("[benchmark].threads", ">= 1")),
+    Case("config-threads-absurd", _config("[benchmark]\nthreads = [1, 100000]\n"), ("[benchmark].threads", "at most 256")),
+    Case("config-train-threads-absurd", _config("[baseline]\nthreads = 100000\n"), ("[baseline].threads", "must be in 0..256")),
+    Case("config-student-width-absurd", _config(_variant('"distill(width=1000)"')), ("width=1000", "must be in [0, 4]")),
     Case("config-unknown-precision", _config('[export]\ntflite_precisions = ["int4"]\n'), ("tflite_precisions", "'int4'", "expected any of")),
     Case("config-unknown-format", _config('[export]\nformats = ["onx"]\n'), ("[export].formats", "'onx'", "did you mean 'onnx'")),
     Case("config-no-format", _config('[export]\nformats = []\n'), ("[export].formats", "must name at least one of")),
@@ -97,10 +104,14 @@ CASES = [
     Case("config-sparsity-out-of-range", _config(_variant('"prune.unstructured(sparsity=1.5)"')), ("sparsity=1.5", "[0, 1)")),
     Case("config-ratio-out-of-range", _config(_variant('"prune.structured(ratio=1.0)"')), ("ratio=1.0", "[0, 1)")),
     Case("config-pass-bad-param", _config(_variant('"finetune(epoch=1)"')), ("finetune has no parameter 'epoch'",)),
+    Case("config-variant-name-too-long", _config(f'[[variants]]\nname = "{"v" * 300}"\npasses = ["finetune()"]\n'), ("300 characters", "at most 100")),
     Case("config-duplicate-variant", _config(_variant('"finetune()"') + _variant('"finetune()"')), ("duplicate variant name",)),
     Case("config-unknown-masker", _config('[explain]\nmasker = "blurr(10,10)"\n'), ("[explain].masker", "'blurr(10,10)'", "expected 'blur(kx,ky)'")),
     Case("config-unknown-dataset", _config('[data]\ndataset = "mnist"\n'), ("[data].dataset = 'mnist'", "expected 'fashion-mnist' or 'imagefolder'")),
     Case("config-imagefolder-without-folder", _config('[data]\ndataset = "imagefolder"\n'), ("[data].data_dir", "required when dataset = 'imagefolder'")),
+    Case("config-empty-cache-dir", _config('[output]\ncache_dir = ""\n'), ("[output].cache_dir", "must name a folder")),
+    Case("cache-dir-is-a-file", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG + f'[output]\ncache_dir = "{write_file(tmp / "f", b"x")}/c"\n')),
+                                             "--data-dir", str(fake_data(tmp / "data"))], ("[output].cache_dir", "exists but is not a folder")),
     Case("config-label-smoothing-one", _config("[baseline]\nlabel_smoothing = 1.0\n"), ("label_smoothing", "[0, 1)")),
     # --data-dir
     Case("data-dir-missing", _run("--data-dir", "{tmp}/nope"), ("data directory not found", "nope")),
@@ -111,6 +122,7 @@ CASES = [
     Case("data-truncated-gzip", _data(truncate="t10k-images-idx3-ubyte.gz"), ("cannot read IDX file", "t10k-images-idx3-ubyte.gz")),
     Case("data-not-idx", _data(garbage="train-labels-idx1-ubyte"), ("train-labels-idx1-ubyte", "not an IDX file")),
     Case("data-mismatched-idx", _data(n_train_labels=150), ("mismatched", "200 images but 150 labels")),
+    Case("data-no-test-images", _data(n_test=0), ("the test IDX files hold no images",)),
     Case("data-labels-out-of-range", _data(max_label=20), ("labels outside 0..9",)),
     Case("data-blank-training-images", _data(blank_train=True), ("training images", "pixel std 0.0", "cannot be normalised")),
     Case("data-val-size-too-big", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG.replace("val_size = 50", "val_size = 500"))),
@@ -132,6 +144,11 @@ CASES = [
     Case("model-wrong-input-size", _model("model_for_other_images"), ("does not run on this dataset's 1x28x28 images", "RuntimeError")),
     Case("model-factory-not-callable", _model("NOT_A_FACTORY"), ("has no callable 'NOT_A_FACTORY'",)),
     Case("model-factory-returns-no-module", _model("factory_returning_a_dict"), ("returned dict", "expected a torch.nn.Module")),
+    Case("model-relative-module", _model_spec(".bad_input_files:factory_that_raises"), ("'.bad_input_files' is not a module name",)),
+    Case("model-factory-exits", _model("factory_that_exits"), ("factory_that_exits", "failed", "SystemExit: 0")),
+    Case("student-factory-raises", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG + _variant(
+        "\"distill(width=0.5, student='tests.bad_input_files:factory_that_raises')\""))), "--data-dir", str(fake_data(tmp / "data"))],
+        ("[[variants]] 'v' distill(student='tests.bad_input_files:factory_that_raises')", "failed", "needs 3 input channels")),
     Case("model-wrong-class-count", _model("model_with_seven_outputs"), ("returns (2, 7)", "expected logits of shape (2, 10)")),
     # artifacts (`edgebench inspect`)
     Case("inspect-missing-file", lambda tmp: ["inspect", str(tmp / "nope.onnx")], ("model file not found", "nope.onnx")),
@@ -169,6 +186,12 @@ CASES = [
          ("does not meet the results schema: top level: 'schema_version' is a required property",)),
     Case("compare-too-few-resamples", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW])))] * 2, "--resamples", "10"],
          ("--resamples 10 is too few",)),
+    Case("compare-too-many-resamples", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW])))] * 2, "--resamples", str(10**12)],
+         ("is more than a 95% interval needs",)),
+    Case("compare-deeply-nested-json", lambda tmp: ["compare", *[str(results_json(tmp, '{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}"))] * 2],
+         ("cannot be read as JSON", "recursion")),
+    Case("report-newer-schema", lambda tmp: ["report", str(results_json(tmp, minimal_document([_ROW], schema_version=999)))],
+         ("schema version 999, newer than this edgebench reads (1)",)),
     Case("compare-negative-seed", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW])))] * 2, "--seed", "-1"],
          ("--seed must be >= 0, got -1",)),
     Case("report-row-twice", lambda tmp: ["report", str(results_json(tmp, minimal_document([_ROW, _ROW])))], ("lists row", "twice")),

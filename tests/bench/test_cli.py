@@ -87,3 +87,16 @@ def test_resume_takes_the_data_dir_the_run_started_with_and_refuses_another_base
     assert main(["run", "--resume", str(run_dir), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"cannot resume {run_dir}: its baseline (0000000000000000) differs" in err[0], err
+
+
+def test_a_file_where_a_folder_must_go_is_named_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    run = shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "report_run", tmp_path / "run")
+    shutil.rmtree(run / "plots", ignore_errors=True)
+    (run / "plots").write_text("not a folder")
+    before = (run / "results.json").read_bytes()
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"edgebench: error: {run / 'plots'}: File exists"), err
+    assert (run / "results.json").read_bytes() == before and (run / "plots").read_text() == "not a folder"

@@ -38,7 +38,8 @@ def test_inspect_pt2_reads_the_program_without_unpickling(tmp_path: Path, capsys
     assert np.prod(info["outputs"][0]["shape"][1:]) == 10
 
 
-def test_an_older_pt2_layout_with_one_weights_file_is_not_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_older_pt2_layout_with_one_pickled_weights_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """torch still loads this layout, by unpickling the file: edgebench never does (bench.pt2_safety)."""
     import zipfile
 
     from bench.export import export_torch
@@ -51,7 +52,9 @@ def test_an_older_pt2_layout_with_one_weights_file_is_not_refused(tmp_path: Path
             if "/data/weights/" not in info.filename:
                 target.writestr(info.filename, source.read(info))
         target.writestr("m/data/weights/model.pt", b"weights in torch's older single-file layout")
-    assert main(["inspect", str(older)]) == 0  # torch still loads this layout: only it can judge the weights
+    assert main(["inspect", str(older)]) == 2
+    err = capsys.readouterr().err
+    assert "holds 'm/data/weights/model.pt', which edgebench does not load" in err and "pickled" in err, err
 
 
 def test_without_litert_a_tflite_file_is_said_to_be_header_checked_only(tmp_path, monkeypatch, capsys) -> None:

@@ -132,3 +132,13 @@ def test_image_folder_skips_hidden_folders_and_scales_16_bit_images(tmp_path):
     labels = np.concatenate([data.train.labels, data.val.labels, data.test.labels])
     flat = images[labels == 2].reshape((labels == 2).sum(), -1)
     assert (flat == 40000 >> 8).all(axis=1).sum() == 20  # scaled, not clipped to 255
+
+
+def test_read_idx_stops_at_its_size_limit(tmp_path, monkeypatch):
+    """A gzip bomb is not decompressed into memory: reading stops past the limit."""
+    import bench.data
+
+    monkeypatch.setattr(bench.data, "IDX_MAX_BYTES", 1 << 20)
+    path = write_idx(tmp_path / "big-idx3-ubyte.gz", np.zeros((2000, 28, 28), np.uint8))  # 1.5 MB unpacked, 2 KB packed
+    with pytest.raises(DataError, match="holds more than"):
+        read_idx(path)

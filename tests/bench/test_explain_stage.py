@@ -306,7 +306,16 @@ def test_missing_or_mismatched_test_images_and_labels_are_named(tmp_path: Path) 
     (tmp_path / "work").mkdir()
     with pytest.raises(UserError, match=r"work/test_images.npy is missing"):
         _run_images(tmp_path)
+    (tmp_path / "work" / "test_images.npy").write_bytes(b"")
+    with pytest.raises(UserError, match=r"test_images.npy cannot be read as the run's test images"):
+        _run_images(tmp_path)
+    np.save(tmp_path / "work" / "test_images.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(UserError, match=r"test_images.npy cannot be read .*Python objects"):  # refused, not unpickled
+        _run_images(tmp_path)
     np.save(tmp_path / "work" / "test_images.npy", np.zeros((4, 28, 28), np.uint8), allow_pickle=False)
+    with pytest.raises(UserError, match=r"holds uint8 images of shape \(4, 28, 28\)"):
+        _run_images(tmp_path)
+    np.save(tmp_path / "work" / "test_images.npy", np.zeros((4, 1, 28, 28), np.uint8), allow_pickle=False)
     with pytest.raises(UserError, match=r"work/test_labels.npy is missing"):
         _run_images(tmp_path)
     np.save(tmp_path / "work" / "test_labels.npy", np.zeros(3, np.int64), allow_pickle=False)
@@ -314,4 +323,4 @@ def test_missing_or_mismatched_test_images_and_labels_are_named(tmp_path: Path) 
         _run_images(tmp_path)
     np.save(tmp_path / "work" / "test_labels.npy", np.arange(4), allow_pickle=False)
     _, images, labels = _run_images(tmp_path)
-    assert images.shape == (4, 28, 28) and labels.tolist() == [0, 1, 2, 3]
+    assert images.shape == (4, 1, 28, 28) and labels.tolist() == [0, 1, 2, 3]

@@ -266,3 +266,11 @@ def test_a_failed_conversion_is_an_export_failed_row_and_the_other_formats_go_on
     for row in rows[2:]:
         assert row.runtime == "litert" and row.artifact is None and "\n" not in row.reason
         assert "(onnx2tf) failed: DecodeError" in row.reason  # the converter's own words
+
+
+def test_the_conversion_leaves_the_recursion_limit_as_it_was(converted):
+    """onnx2tf raises it to 2**31-1 on import; left there, a deeply nested results.json read later in
+    the same process would overflow the C stack (a segfault) instead of raising RecursionError."""
+    import sys
+
+    assert sys.getrecursionlimit() < 100_000

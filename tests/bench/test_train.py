@@ -1,6 +1,8 @@
 """bench.train: the training batches, the teacher logits precomputed for KD, and the training
 precision (bf16 autocast where the CPU has AMX, keyed into the weight cache)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -249,3 +251,17 @@ def test_a_run_is_resumed_only_in_the_precision_it_trained_in(monkeypatch):
     assert "trains in fp32" in resume_precision_error({"train_precision": "bf16"}, "fp32")
     with pytest.raises(ValueError, match="'fp16'"):
         resolve_train_precision("fp16")
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a weight file", b"\x80\x04K\x01."])  # empty, text, a pickled int
+def test_a_damaged_baseline_cache_entry_is_trained_again_with_a_warning(small, tmp_path, caplog, damage):
+    cfg = BaselineConfig(model="tinycnn", epochs=1, batch_size=32, train_precision="fp32")
+    first = baseline_model(cfg, small, tmp_path, quiet=True)
+    entry = Path(first.info["cache_file"])
+    entry.write_bytes(damage)
+    with caplog.at_level("WARNING", logger="edgebench"):
+        again = baseline_model(cfg, small, tmp_path, quiet=True)
+    assert again.info["source"] == "trained" and "is unusable" in caplog.text
+    # the same seed, so the same weights as the first time; and the entry is whole again
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+    assert baseline_model(cfg, small, tmp_path, quiet=True).info["source"] == "cache"
