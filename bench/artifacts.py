@@ -204,8 +204,11 @@ def _read_pt2(path: Path) -> dict[str, Any]:
             if not programs:
                 raise ModelFileError(f"{path}: zip archive without a serialized program (models/*.json); not a torch.export .pt2 file")
             program = json.loads(archive.read(programs[0]))
+            if not isinstance(program, dict):
+                raise ModelFileError(f"{path}: {programs[0]} is not a serialized program")
             _check_pt2_weights(path, archive, programs[0], program)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+    # JSONDecodeError is a ValueError; AttributeError, TypeError, KeyError: JSON of another shape than a program's
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RecursionError, AttributeError, TypeError, KeyError) as exc:
         raise ModelFileError(f"{path}: not a valid .pt2 archive (not a zip, or corrupt: {first_line(exc)})") from None
     check_pt2_safe(path)  # what torch.export.load would unpickle or run
     return program

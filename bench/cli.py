@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"edgebench: error: {where}{exc.strerror or exc} (a file or folder there is in the way, or not writable)",
+        print(f"edgebench: error: {where}{exc.strerror or exc} (a file or folder in the way, or no permission)",
               file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - not the user's input: still one line, the traceback behind --debug

@@ -51,7 +51,8 @@ def _at_least(minimum: int) -> Any:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from bench.config import ExplainConfig, config_from_dict
+    from bench.config import ExplainConfig
+    from bench.config_sections import build_section
     from bench.explain_stage import DEFAULTS, explain_run
     from bench.report import write_report
     from bench.rundir import RunLock
@@ -60,9 +61,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     document = read_run_document(run_dir)
     source = f"{run_dir / 'results.json'}"
-    stored = document.get("config") or {}  # the schema does not require it: the [explain] defaults then
-    config_from_dict(stored, f"{source} config")  # a hand-edited setting stops here, not in every row's worker
-    configured = stored.get("explain") or {}
+    configured = (document.get("config") or {}).get("explain") or {}  # the schema does not require a config: defaults then
+    # a hand-edited setting stops here, not in every row's worker (only [explain]: the rest of a run's
+    # config, checked by the rules of the edgebench that ran it, is not used here)
+    build_section(ExplainConfig, configured, f"{source} config [explain]")
     settings = {k: configured.get(k, getattr(ExplainConfig(), k)) for k in _SETTINGS}
     extra = {k: configured[k] for k in DEFAULTS if k in configured}  # keys the config may add later
     previous = document.get("explanation_set") or {}
@@ -74,8 +76,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if args.max_evals is not None:
         settings["max_evals"] = args.max_evals
     # the settings taken from an earlier explanation set are checked like the config's own
-    config_from_dict({"explain": {k: v for k, v in {**settings, **extra}.items() if k in explain_keys}},
-                     f"{source} explanation_set")
+    build_section(ExplainConfig, {k: v for k, v in {**settings, **extra}.items() if k in explain_keys},
+                  f"{source} explanation_set [explain]")
     with RunLock(run_dir):
         explain_run(run_dir, document, variant=args.variant, quiet=args.quiet, check_artifacts=True, **settings, **extra)
         html, _ = write_report(run_dir)  # the report shows the explanations: rebuilt with them

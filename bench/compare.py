@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.environment import environment_differences
 from bench.errors import UserError
-from bench.results import batch1_latency, read_run_document, row_key
+from bench.results import batch1_latency, file_inside, read_run_document, row_key
 from bench.stats import bootstrap_ratio
 
 # metric -> (unit the threshold must use, what it measures)
@@ -178,11 +178,11 @@ def metric_value(row: dict[str, Any], metric: str) -> float | None:
 
 
 def _samples(run_dir: Path, entry: dict[str, Any]) -> np.ndarray | None:
-    name = entry.get("samples_file")
-    if not name or not (run_dir / name).is_file():
+    path = file_inside(run_dir, entry.get("samples_file"))
+    if path is None:
         return None
     try:
-        samples = np.load(run_dir / name, allow_pickle=False)
+        samples = np.load(path, allow_pickle=False)
     except (OSError, ValueError):  # unreadable: fall back to the recorded stats
         return None
     # a bootstrap of a handful of calls gives a deceptively narrow interval: test noise only above that

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.files import atomic_write_json
-from bench.results import artifact_path, key_slug, row_key
+from bench.results import artifact_path, file_inside, key_slug, row_key
 
 OUT = "explanations"
 
@@ -183,10 +183,11 @@ class Recorder:
         columns = []
         for i, row in enumerate(self.rows):
             block = row.get("explanation") or {}
-            if block.get("status") != "ok" or block.get("shared_from") or not (self.run_dir / block["values_file"]).is_file():
+            values = file_inside(self.run_dir, block.get("values_file"))
+            if block.get("status") != "ok" or block.get("shared_from") or values is None:
                 continue
             name = f"{row['variant']}\n{row['format']} {row['precision']}\n{row['runtime']}"
-            columns.append((name, np.load(self.run_dir / block["values_file"], allow_pickle=False), block["predicted"]))
+            columns.append((name, np.load(values, allow_pickle=False), block["predicted"]))
             flips = block.get("flips") or {}
             if flips.get("values_file") and i in self.flips:  # galleries of this stage's rows only
                 idx, slug = flips["indices"], slug_of(row)

@@ -29,7 +29,7 @@ from bench.explain_worker import run_jobs
 from bench.explain_record import OUT, Recorder, off_clean_difference, slug_of
 from bench.progress import progress_bar
 from bench.files import atomic_write_json
-from bench.results import artifact_path, row_name
+from bench.results import artifact_path, file_inside, row_name
 from bench.resume import artifact_changed
 from explain.drift import choose_flips
 from explain.shap_explain import choose_explanation_set
@@ -269,8 +269,8 @@ def _check_artifacts(run_dir: Path, rows: list[dict[str, Any]], sharing: list[di
 def _reference_flips(run_dir: Path, previous: dict[str, Any] | None) -> dict[int, np.ndarray]:
     """{test image: the baseline's SHAP values} recorded by an earlier explanation of this run, or {}."""
     block = (previous or {}).get("reference_flips") or {}
-    path = run_dir / str(block.get("values_file", ""))
-    if not block.get("indices") or not block.get("values_file") or not path.is_file():
+    path = file_inside(run_dir, block.get("values_file"))
+    if not block.get("indices") or path is None:
         return {}
     values = np.load(path, allow_pickle=False)
     return dict(zip((int(k) for k in block["indices"]), values)) if len(values) == len(block["indices"]) else {}

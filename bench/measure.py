@@ -17,7 +17,7 @@ import numpy as np
 from bench.artifacts import check_artifact
 from bench.config import BenchmarkConfig
 from bench.errors import ModelFileError
-from bench.results import Row, row_name
+from bench.results import Row, artifact_path, row_name
 from bench.runtimes import XNNPACK_NOTICE
 from bench.stats import classification_metrics
 
@@ -95,7 +95,7 @@ def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig,
     for d in (work, samples_dir, run_dir / "logits"):
         d.mkdir(parents=True, exist_ok=True)
     settings = latency_settings(cfg, row.slug, samples_dir)
-    job = {"runtime": row.runtime, "device": row.device, "artifact": str(run_dir / str(row.artifact)),
+    job = {"runtime": row.runtime, "device": row.device, "artifact": str(run_dir / str(row.artifact)),  # made by this run
            "input_spec": row.input_spec, "images": str(images_file), "eval_batch": cfg.eval_batch,
            "eval_threads": cfg.eval_threads or usable_cores(),
            "throughput_batch": throughput_batch, "settings": settings, "timing": timing.latency(),
@@ -105,10 +105,12 @@ def run_worker(row: Row, run_dir: Path, images_file: Path, cfg: BenchmarkConfig,
            "extra_logits_out": str(run_dir / "logits" / f"{row.slug}__robustness.npy"), "paired": None}
     if paired and paired.rounds and reference:
         job["paired"] = {"rounds": paired.rounds, "calls_per_block": paired.calls_per_block,
-                         "reference": row_name(reference), "artifact": str(run_dir / str(reference["artifact"])),
+                         "reference": row_name(reference), "artifact": str(artifact_path(run_dir, reference)),
                          "input_spec": reference["input_spec"]}
     try:  # pure-Python checks: a corrupt or hostile file becomes a clear reason, not a native crash
         check_artifact(run_dir / str(row.artifact), row.format)
+        if job["paired"]:  # a resumed run's reference comes from results.json: checked like the row's own
+            check_artifact(Path(job["paired"]["artifact"]), reference["format"])
     except ModelFileError as exc:
         raise WorkerFailed(f"artifact rejected before loading: {exc}") from None
     job_file, out_file = work / f"{row.slug}.job.json", work / f"{row.slug}.out.json"

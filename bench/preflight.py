@@ -78,7 +78,7 @@ def _build_students(config: Config, dataset: Dataset) -> None:
                 import_factory(name, where)  # a module that does not import, named as this variant's
                 try:
                     student = build_model(name, in_channels=dataset.input_shape[0], num_classes=len(dataset.classes),
-                                          width=call.params["width"])
+                                          width=config.baseline.width * call.params["width"])  # as the pass builds it
                 except ConfigError as exc:
                     raise ConfigError(f"{where}: {exc}") from exc
                 _check_forward(student, where, dataset)

@@ -16,6 +16,7 @@ size. `check_pt2_safe` accepts exactly that shape of archive and names what it r
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import re
@@ -28,15 +29,26 @@ from bench.errors import ModelFileError
 # every member of a torch.export.save archive of a plain program (ROOT/ is the archive's folder)
 _MEMBER = re.compile(r"(archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id"
                      r"|models/model\.json|data/sample_inputs/model\.pt|data/weights/model_weights_config\.json"
-                     r"|data/constants/model_constants_config\.json|data/weights/weight_\d+|data/constants/tensor_constant_\d+)")
-_PAYLOAD = {"data/weights/model_weights_config.json": "weight_", "data/constants/model_constants_config.json": "tensor_constant_"}
-# names a symbolic shape expression may use: sympy's constructors and torch's shape functions
-_SYMPY_NAMES = {"Symbol", "Integer", "Rational", "Float", "positive", "negative", "nonnegative", "integer", "real",
-                "True", "False", "oo", "int_oo", "Max", "Min", "Mod", "Abs", "floor", "ceiling", "Eq", "Ne", "Lt", "Le",
-                "Gt", "Ge", "And", "Or", "Not", "FloorDiv", "CeilDiv", "CleanDiv", "ModularIndexing", "PythonMod",
-                "Where", "FloorToInt", "CeilToInt", "TruncToInt", "TruncToFloat", "RoundToInt", "RoundDecimal",
-                "ToFloat", "IntTrueDiv", "FloatTrueDiv", "FloatPow", "PowByNatural", "LShift", "RShift", "Identity"}
-_EXPR_TOKEN = re.compile(r"\s+|\d+(?:\.\d+)?|'[a-z]+\d+'|[A-Za-z_][A-Za-z0-9_]*|\*\*|//|[-+*/%(),=<>!]")
+                     r"|data/constants/model_constants_config\.json|data/weights/weight_\d+|data/constants/tensor_\d+)")
+# the tables of raw tensors, and the file-name prefix torch gives their payloads (pt2_archive_constants.h)
+_PAYLOAD = {"data/weights/model_weights_config.json": ("weight", "weight_"),
+            "data/constants/model_constants_config.json": ("constant", "tensor_")}
+# graph targets: aten operators (name and overload, no dunder attribute of them), and the Python
+# builtins and torch.sym_* functions torch's own verifier allows for shape arithmetic
+_ATEN_TARGET = re.compile(r"torch\.ops\.aten\.(?!__)\w+\.[A-Za-z]\w*")
+_OTHER_TARGETS = {f"_operator.{name}" for name in ("getitem", "add", "mul", "sub", "truediv", "ge", "le", "gt", "lt", "eq", "ne",
+                                                    "floordiv", "mod", "and_", "or_", "not_", "pow", "neg", "abs", "lshift", "rshift")} \
+    | {"math.ceil", "math.floor", "math.trunc"} \
+    | {f"torch.sym_{name}" for name in ("int", "float", "ite", "max", "min", "not", "sqrt", "sum")}
+# what a shape expression (written by sympy.srepr) may call: sympy's constructors and torch's shape functions
+_SYMPY_CALLS = {"Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Max", "Min", "Mod", "Abs", "floor", "ceiling",
+                "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "StrictLessThan", "StrictGreaterThan", "LessThan", "GreaterThan",
+                "Equality", "Unequality", "And", "Or", "Not", "FloorDiv", "CeilDiv", "CleanDiv", "ModularIndexing",
+                "PythonMod", "Where", "FloorToInt", "CeilToInt", "TruncToInt", "TruncToFloat", "RoundToInt", "RoundDecimal",
+                "ToFloat", "IntTrueDiv", "FloatTrueDiv", "FloatPow", "PowByNatural", "LShift", "RShift", "Identity",
+                "IsNonOverlappingAndDenseIndicator"}
+_SYMPY_NAMES = {"true", "false", "oo", "zoo", "nan", "int_oo", "S"}
+_SYMPY_KEYWORDS = {"integer", "positive", "negative", "nonnegative", "nonpositive", "real", "finite", "commutative", "precision"}
 _SYMBOL_NAME = re.compile(r"[a-z]+\d+")  # s77, u0: the names torch gives shape symbols
 
 
@@ -45,7 +57,8 @@ def check_pt2_safe(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             _check_archive(path, archive)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+    # JSONDecodeError is a ValueError; AttributeError, TypeError, KeyError: JSON of another shape than a program's
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RecursionError, AttributeError, TypeError, KeyError) as exc:
         raise ModelFileError(f"{path}: not a valid .pt2 archive ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
@@ -54,20 +67,27 @@ def _check_archive(path: Path, archive: zipfile.ZipFile) -> None:
     roots = {name.partition("/")[0] for name in names}
     if len(roots) != 1 or not all("/" in name for name in names):
         raise ModelFileError(f"{path}: not a torch.export archive of one program (expected one top-level folder)")
+    if len({name.lower() for name in names}) != len(names):  # torch finds members case-blind and may read another copy
+        raise ModelFileError(f"{path}: holds two members of one name; edgebench checks one copy, torch could read the other")
     root = roots.pop() + "/"
     for name in names:
         if not _MEMBER.fullmatch(name[len(root):]):
             raise ModelFileError(f"{path}: holds {name!r}, which edgebench does not load: only plain programs with raw "
                                  "tensor weights (no pickled objects, compiled code or legacy layouts) are loaded")
-    for config, prefix in _PAYLOAD.items():
-        if root + config in names:
-            _check_payload_table(path, json.loads(archive.read(root + config)), prefix)
+    for table, (what, prefix) in _PAYLOAD.items():
+        if root + table in names:
+            _check_payload_table(path, json.loads(archive.read(root + table)), what, prefix)
+    if root + "models/model.json" not in names:
+        raise ModelFileError(f"{path}: zip archive without models/model.json; not a torch.export .pt2 file")
     program = json.loads(archive.read(root + "models/model.json"))
+    if not isinstance(program, dict):
+        raise ModelFileError(f"{path}: models/model.json is not a serialized program")
     if program.get("guards_code"):
         raise ModelFileError(f"{path}: its program carries guard code, which torch would compile and run; edgebench loads none")
     for key, value in _walk(program):
-        if key == "target" and isinstance(value, str) and not (value.startswith("torch.ops.aten.") or value == "_operator.getitem"):
-            raise ModelFileError(f"{path}: its program calls {value[:80]!r}; edgebench loads only programs of aten operators")
+        if key == "target" and not (isinstance(value, str) and (_ATEN_TARGET.fullmatch(value) or value in _OTHER_TARGETS)):
+            raise ModelFileError(f"{path}: its program calls {str(value)[:80]!r}; edgebench loads only programs of aten "
+                                 "operators and shape arithmetic")
         if key == "expr_str" and not _plain_expression(value):
             raise ModelFileError(f"{path}: its program holds the shape expression {str(value)[:80]!r}, "
                                  "which is not a plain sympy expression")
@@ -75,31 +95,43 @@ def _check_archive(path: Path, archive: zipfile.ZipFile) -> None:
         _check_sample_inputs(path, archive.read(root + "data/sample_inputs/model.pt"))
 
 
-def _check_payload_table(path: Path, table: Any, prefix: str) -> None:
+def _check_payload_table(path: Path, table: Any, what: str, prefix: str) -> None:
     entries = table.get("config") if isinstance(table, dict) else None
     if not isinstance(entries, dict):
-        raise ModelFileError(f"{path}: unreadable weights table")
+        raise ModelFileError(f"{path}: unreadable {what} table")
     for name, entry in entries.items():
         if not isinstance(entry, dict) or entry.get("use_pickle") is not False or not entry.get("tensor_meta") \
                 or not str(entry.get("path_name", "")).startswith(prefix):
-            raise ModelFileError(f"{path}: {name!r} is stored as a pickled object, not raw tensor bytes; edgebench does not unpickle it")
+            raise ModelFileError(f"{path}: {what} {name!r} is stored as a pickled object, not raw tensor bytes; "
+                                 "edgebench does not unpickle it")
 
 
 def _plain_expression(text: Any) -> bool:
-    """Only numbers, operators, symbol names in quotes and the names of _SYMPY_NAMES: nothing for eval to reach."""
-    if not isinstance(text, str) or len(text) > 2000:
+    """Python syntax of calls to _SYMPY_CALLS with names, short constants and keywords as arguments,
+    as sympy.srepr writes: nothing sympify's eval could reach, and no operator (10**10**10 would
+    make it compute a number of ten billion digits)."""
+    if not isinstance(text, str) or len(text) > 5000:
         return False
-    position = 0
-    while position < len(text):
-        token = _EXPR_TOKEN.match(text, position)
-        if token is None:
-            return False
-        word = token.group()
-        if word[0].isalpha() or word[0] == "_":
-            if word not in _SYMPY_NAMES and not _SYMBOL_NAME.fullmatch(word):
-                return False
-        position = token.end()
-    return True
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    return _plain_node(tree.body)
+
+
+def _plain_node(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        value = node.value
+        return (isinstance(value, (bool, float)) or (isinstance(value, int) and abs(value) < 2**63)
+                or (isinstance(value, str) and len(value) <= 64))
+    if isinstance(node, ast.Name):
+        return node.id in _SYMPY_NAMES or node.id in _SYMPY_CALLS or bool(_SYMBOL_NAME.fullmatch(node.id))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return _plain_node(node.operand)
+    if isinstance(node, ast.Call):
+        return (isinstance(node.func, ast.Name) and node.func.id in _SYMPY_CALLS and all(map(_plain_node, node.args))
+                and all(k.arg in _SYMPY_KEYWORDS and _plain_node(k.value) for k in node.keywords))
+    return False
 
 
 def _check_sample_inputs(path: Path, data: bytes) -> None:
@@ -111,8 +143,11 @@ def _check_sample_inputs(path: Path, data: bytes) -> None:
     try:
         torch.load(io.BytesIO(data), weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, AttributeError, TypeError) as exc:
-        raise ModelFileError(f"{path}: its sample inputs are not plain tensors (a weights-only load says: "
-                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        # torch's message is paragraphs (with terminal colours and advice to load unsafely): its
+        # "WeightsUnpickler error:" line is the one that names what was refused
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        why = next((line for line in lines if line.startswith("WeightsUnpickler error")), lines[0] if lines else type(exc).__name__)
+        raise ModelFileError(f"{path}: its sample inputs are not plain tensors ({why[:200]})") from None
 
 
 def _walk(node: Any, key: str | None = None) -> Iterator[tuple[str | None, Any]]:

@@ -81,7 +81,8 @@ def test_artifact_latency(benchmark: Any, row: dict[str, Any], raw_image: np.nda
     from bench import runtimes
     from bench.artifacts import check_artifact
     from bench.inputs import prepare_input
-    from bench.results import batch1_latency
+    from bench.errors import UserError
+    from bench.results import artifact_path, batch1_latency
 
     spec = runtimes.RUNTIMES.get(row["runtime"])
     if spec is None or not runtimes.is_installed(spec):
@@ -89,11 +90,12 @@ def test_artifact_latency(benchmark: Any, row: dict[str, Any], raw_image: np.nda
     device = row.get("device", "cpu")
     if device.startswith("cuda") and (why := runtimes.cuda_reason(row["runtime"])):
         pytest.skip(why)
-    artifact = RUN_DIR / row["artifact"]
+    try:
+        artifact = artifact_path(RUN_DIR, row)
+    except UserError as exc:  # an edited results.json pointing outside the run folder
+        pytest.fail(str(exc), pytrace=False)
     if not artifact.is_file():
         pytest.skip(f"{artifact} is missing (model files are not kept with copied runs)")
-    if not artifact.resolve().is_relative_to(RUN_DIR.resolve()):
-        pytest.fail(f"artifact {row['artifact']!r} lies outside the run folder", pytrace=False)
     check_artifact(artifact, row["format"])  # a damaged file fails in one line before a native loader sees it
     predict = runtimes.load(row["runtime"], artifact, threads=1, device=device)
     x = prepare_input(raw_image, row["input_spec"])

@@ -22,7 +22,7 @@ from bench.environment import int8_dot_product
 from bench.report_notes import run_notes
 from bench.report_table import STATUS_LABELS, Line, columns_for, explanation_failures, markdown_table, reasons, summary_lines
 from bench.files import atomic_write_bytes
-from bench.results import batch1_latency, read_run_document
+from bench.results import batch1_latency, file_inside, read_run_document
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1500px;padding:0 1em;color:#222}
@@ -108,12 +108,6 @@ def _png_fields(block: Any, prefix: str) -> Iterator[tuple[str, str]]:
             yield from _png_fields(value, f"{prefix}[{i}]")
     elif isinstance(block, str) and block.lower().endswith(".png"):
         yield prefix, block
-
-
-def _inside(run_dir: Path, relative: str) -> Path | None:
-    """The file a results.json path names, only if it exists inside the run folder."""
-    path = (run_dir / relative).resolve()
-    return path if path.is_file() and path.is_relative_to(run_dir.resolve()) else None
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -203,7 +197,7 @@ def render_html(document: dict[str, Any], lines: list[Line], figures: dict[str, 
               _figure_html(figures.get("per_class_delta"), "Per-class top-1 minus the reference baseline, pt")]
     explained, missing = [], []
     for caption, relative in explanation_figures(document, lines):
-        path = _inside(run_dir, relative)
+        path = file_inside(run_dir, relative)
         if path is None:
             missing.append(f"{caption}: {relative}")
         else:
@@ -247,7 +241,7 @@ def render_markdown(document: dict[str, Any], lines: list[Line], figures: dict[s
                                                    ("per_class_delta", "Per-class accuracy vs the baseline")) if figures.get(name)]
     if drawn:
         out += ["## Charts", ""] + [f"![{caption}](plots/{name}.png)" for name, caption in drawn] + [""]
-    shown = [(c, r) for c, r in explanation_figures(document, lines) if _inside(run_dir, r)]
+    shown = [(c, r) for c, r in explanation_figures(document, lines) if file_inside(run_dir, r)]
     if shown:
         out += ["## Explanations", ""] + [f"![{caption}]({relative})" for caption, relative in shown] + [""]
     out += ["## Environment", ""] + [f"- {k}: {v}" for k, v in _environment(document)]

@@ -127,14 +127,14 @@ def size_accuracy_chart(lines: list[Line]) -> bytes | None:
 
 def load_samples(run_dir: Path, line: Line) -> np.ndarray | None:
     """Raw batch-1 latency samples of a row (ms), or None when the file is absent or unreadable."""
-    from bench.results import batch1_latency
+    from bench.results import batch1_latency, file_inside
 
     entry = batch1_latency(line.row) or {}
-    name = entry.get("samples_file")
-    if not name or not (run_dir / name).is_file():
+    path = file_inside(run_dir, entry.get("samples_file"))
+    if path is None:
         return None
     try:
-        samples = np.load(run_dir / name, allow_pickle=False)
+        samples = np.load(path, allow_pickle=False)
     except (OSError, ValueError):  # truncated or not an .npy file: draw without it
         return None
     return np.asarray(samples, dtype=np.float64).ravel() if samples.size else None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.results import Row, key_slug, read_run_document, row_key, row_name
+from bench.results import Row, file_inside, key_slug, read_run_document, row_key, row_name
 
 log = logging.getLogger("edgebench")
 
@@ -58,8 +58,8 @@ def files_present(row: dict[str, Any], run_dir: Path) -> bool:
     unchanged where the row recorded its sha256, and for an ok row its saved logits (a deleted or
     replaced file makes the row describe something that is not on disk)."""
     if row.get("artifact"):
-        path = run_dir / str(row["artifact"])
-        if not path.is_file() or artifact_changed(row, path):
+        path = file_inside(run_dir, row["artifact"])
+        if path is None or artifact_changed(row, path):
             return False
     return _logits_present(row, run_dir)
 
@@ -111,7 +111,7 @@ def measured_files(rows: list[dict[str, Any]], variant: str, run_dir: Path) -> d
     """{row key: (finished row, sha256 of the file it measured)} for a variant about to be exported
     again: the row's recorded artifact_sha256, or for rows from before it was recorded, the file as it
     is now (read before the export rewrites it)."""
-    return {row_key(r): (r, r.get("artifact_sha256") or (file_digest(run_dir / r["artifact"]) if r.get("artifact") else None))
+    return {row_key(r): (r, r.get("artifact_sha256") or ((file_digest(path) if (path := file_inside(run_dir, r.get("artifact"))) else None)))
             for r in rows if r["variant"] == variant}
 
 

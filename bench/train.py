@@ -218,15 +218,16 @@ def baseline_model(cfg: BaselineConfig, dataset: Dataset, cache_dir: str | Path,
                      **library_versions()})
     path = cache_path(cache_dir, "baseline", key)
     if path.exists():
+        cached = copy.deepcopy(model)  # `model` keeps its seeded initial weights should the entry be unusable
         try:
-            cached = copy.deepcopy(model)  # `model` keeps its seeded initial weights should the entry be unusable
             cached.load_state_dict(load_state_dict_file(path, model))
-            return TrainedModel(cached.eval(), {"source": "cache", "cache_file": str(path), "cache_key": key,
-                                                "train_precision": precision, "val_top1": accuracy(cached, dataset.val, dataset)})
         except (UserError, RuntimeError) as exc:  # a damaged or foreign cache entry is retrained, never trusted
             log.warning("cached baseline %s is unusable (%s): training it again", path.name, first_line(exc))
             if not quiet:
                 tqdm.write(f"warning: the cached baseline {path} is unusable ({first_line(exc)}); training it again")
+        else:
+            return TrainedModel(cached.eval(), {"source": "cache", "cache_file": str(path), "cache_key": key,
+                                                "train_precision": precision, "val_top1": accuracy(cached, dataset.val, dataset)})
     start = time.perf_counter()
     fit_settings = FitSettings(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                label_smoothing=cfg.label_smoothing, seed=cfg.seed)

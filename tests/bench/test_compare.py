@@ -258,3 +258,18 @@ def test_a_change_in_how_a_runtime_is_called_is_noted(tmp_path: Path, monkeypatc
     changed = copy_run(tmp_path / "changed", edit=edit)
     assert run_cli(monkeypatch, ["compare", str(FIXTURE), str(changed)]) == 0
     assert "onnxruntime is called differently: A not recorded, B run_with_iobinding" in capsys.readouterr().out
+
+
+def test_samples_outside_the_run_folder_are_not_read(tmp_path: Path) -> None:
+    """A samples_file edited to point elsewhere counts as missing: the stats are compared instead."""
+    def elsewhere(doc: dict[str, Any]) -> None:
+        for row in doc["rows"]:
+            for entry in row["latency"]:
+                entry["samples_file"] = "../" + Path(entry["samples_file"]).name
+
+    run = copy_run(tmp_path / "run", edit=elsewhere)
+    for name in (run / "samples").iterdir():  # the files sit right where the edited paths point
+        shutil.copy(name, tmp_path / name.name)
+    result = compare_runs(FIXTURE, run, [parse_threshold("p50:+10%")])
+    changes = [pair.latency["p50"] for pair in result.pairs if "p50" in pair.latency]
+    assert changes and all(change.ci is None for change in changes)

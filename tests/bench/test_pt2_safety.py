@@ -74,8 +74,10 @@ def _set_first_target(target: str) -> Callable[[dict], None]:
     return change
 
 
-def _set_expression(program: dict) -> None:
-    program["graph_module"]["graph"]["sym_int_values"] = {"s0": {"as_expr": {"expr_str": "__import__('os').getcwd()"}}}
+def _set_expression(text: str) -> Callable[[dict], None]:
+    def change(program: dict) -> None:
+        program["graph_module"]["graph"]["sym_int_values"] = {"s0": {"as_expr": {"expr_str": text}}}
+    return change
 
 
 def _bad_sample_inputs(marker: Path) -> Callable[[dict[str, bytes]], None]:
@@ -87,8 +89,34 @@ def _bad_sample_inputs(marker: Path) -> Callable[[dict[str, bytes]], None]:
     return edit
 
 
-def test_edgebench_exports_pass(exported: Path) -> None:
-    check_pt2_safe(exported)
+class WithConstantsAndShapeArithmetic(torch.nn.Module):
+    """A non-persistent buffer (stored as a constant), a batch doubled by cat (a shape expression 2*s)
+    and a flatten by the batch size (shape arithmetic in the graph)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3)
+        self.register_buffer("scale", torch.tensor(0.5), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(torch.cat([x, x])) * self.scale
+        return y.view(y.size(0), -1)[:, :10]
+
+
+@pytest.mark.parametrize("model", ["tinycnn", "edgecnn", "mobilenet_v2", "resnet18", "custom"])
+def test_edgebench_exports_pass(model: str, tmp_path: Path) -> None:
+    from bench.export import export_torch
+    from bench.models import build_model
+
+    torch.manual_seed(0)
+    module = WithConstantsAndShapeArithmetic() if model == "custom" else build_model(model)
+    path = export_torch(module.eval(), tmp_path / "m.pt2", (1, 28, 28))
+    check_pt2_safe(path)
+    if model == "custom":  # the features the check must let through are really in the archive
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            program = archive.read(next(n for n in names if n.endswith("models/model.json"))).decode()
+        assert any("data/constants/tensor_" in n for n in names) and "Mul(" in program, (names, program[:300])
 
 
 @pytest.mark.parametrize("case, message", [
@@ -96,6 +124,8 @@ def test_edgebench_exports_pass(exported: Path) -> None:
     ("os-system-target", "calls 'torch.serialization.os.system'"),
     ("guards-code", "carries guard code"),
     ("eval-expression", "not a plain sympy expression"),
+    ("huge-power-expression", "not a plain sympy expression"),
+    ("attribute-of-an-aten-op", "calls 'torch.ops.aten.conv2d.__call__'"),
     ("compiled-library", "which edgebench does not load"),
     ("legacy-weights", "which edgebench does not load"),
     ("pickled-sample-inputs", "sample inputs are not plain tensors"),
@@ -106,7 +136,9 @@ def test_archives_that_would_run_code_are_refused(exported: Path, tmp_path: Path
         "pickled-weight": _pickled_weight(marker),
         "os-system-target": _json_edit("models/model.json", _set_first_target("torch.serialization.os.system")),
         "guards-code": _json_edit("models/model.json", lambda program: program.update(guards_code=["__import__('os')"])),
-        "eval-expression": _json_edit("models/model.json", _set_expression),
+        "eval-expression": _json_edit("models/model.json", _set_expression("__import__('os').getcwd()")),
+        "huge-power-expression": _json_edit("models/model.json", _set_expression("10**10**10")),
+        "attribute-of-an-aten-op": _json_edit("models/model.json", _set_first_target("torch.ops.aten.conv2d.__call__")),
         "compiled-library": lambda members: members.update({"m/data/aotinductor/model/model.so": b"\x7fELF"}),
         "legacy-weights": lambda members: members.update({"m/data/weights/model.pt": pickle.dumps(Payload(marker))}),
         "pickled-sample-inputs": _bad_sample_inputs(marker),
@@ -114,16 +146,27 @@ def test_archives_that_would_run_code_are_refused(exported: Path, tmp_path: Path
     bad = _edited(exported, tmp_path / "bad.pt2", edits[case])
     with pytest.raises(ModelFileError, match=message):
         check_pt2_safe(bad)
-    assert not marker.exists()
-
-
-def test_the_torch_runtime_refuses_them_before_loading(exported: Path, tmp_path: Path) -> None:
     from bench.runtimes import load
 
-    marker = tmp_path / MARKER
-    bad = _edited(exported, tmp_path / "bad.pt2", _pickled_weight(marker))
-    with pytest.raises(ModelFileError, match="pickled object"):
+    with pytest.raises(ModelFileError, match=message):  # the runtime refuses it before torch.export.load
         load("torch", bad, threads=1)
     assert not marker.exists()
-    # the unedited program still loads and runs
+
+
+def test_two_members_of_one_name_are_refused(exported: Path, tmp_path: Path) -> None:
+    """torch looks members up case-blind: it could read a copy other than the one checked."""
+    with zipfile.ZipFile(exported) as archive:
+        members = [(name, archive.read(name)) for name in archive.namelist()]
+    bad = tmp_path / "bad.pt2"
+    with zipfile.ZipFile(bad, "w") as archive, pytest.warns(UserWarning, match="Duplicate name"):
+        root, _, rest = members[0][0].partition("/")
+        for name, data in members + [(f"{root}/{rest.upper()}", members[0][1]), members[0]]:
+            archive.writestr(name, data)
+    with pytest.raises(ModelFileError, match="two members of one name"):
+        check_pt2_safe(bad)
+
+
+def test_an_unedited_export_still_loads_and_runs(exported: Path) -> None:
+    from bench.runtimes import load
+
     assert load("torch", exported, threads=1)(torch.zeros(2, 1, 28, 28).numpy()).shape == (2, 10)

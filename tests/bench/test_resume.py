@@ -116,3 +116,14 @@ def test_a_resumed_run_refuses_images_other_than_those_it_started_with() -> None
         check_same_data(document, {"train": "t", "val": "v", "test": "y"}, "other")
     with pytest.raises(UserError, match="the train, val and test images from other"):
         check_same_data(document, {"train": "T", "val": "V", "test": "y"}, "other")
+
+
+def test_a_row_whose_artifact_lies_outside_the_run_folder_is_never_kept(tmp_path: Path) -> None:
+    """An edited results.json must not make --resume read (or trust) a file elsewhere on the machine."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "elsewhere.tflite").write_bytes(b"model")
+    for artifact in (str(tmp_path / "elsewhere.tflite"), "../elsewhere.tflite"):
+        finished = _measured(run, _row(artifact))
+        assert not files_present(finished, run)
+        assert measured_files([finished], "v", run)[row_key(finished)][1] is None
