@@ -50,6 +50,10 @@ _SYMPY_CALLS = {"Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "
 _SYMPY_NAMES = {"true", "false", "oo", "zoo", "nan", "int_oo", "S"}
 _SYMPY_KEYWORDS = {"integer", "positive", "negative", "nonnegative", "nonpositive", "real", "finite", "commutative", "precision"}
 _SYMBOL_NAME = re.compile(r"[a-z]+\d+")  # s77, u0: the names torch gives shape symbols
+_DECIMAL = re.compile(r"-?\d{1,30}(\.\d{1,30})?(e-?\d{1,3})?")  # Float('1.5', precision=53)
+_NAME = re.compile(r"[A-Za-z0-9_.]{0,300}")  # node, argument, weight and type names; dtypes; versions
+_VERSION = re.compile(r"[A-Za-z0-9_.+]{1,40}")  # 2.14.1+cu130
+_INERT_METADATA = {"stack_trace", "nn_module_stack", "source_fn_stack", "torch_fn", "custom"}
 
 
 def check_pt2_safe(path: Path) -> None:
@@ -84,13 +88,7 @@ def _check_archive(path: Path, archive: zipfile.ZipFile) -> None:
         raise ModelFileError(f"{path}: models/model.json is not a serialized program")
     if program.get("guards_code"):
         raise ModelFileError(f"{path}: its program carries guard code, which torch would compile and run; edgebench loads none")
-    for key, value in _walk(program):
-        if key == "target" and not (isinstance(value, str) and (_ATEN_TARGET.fullmatch(value) or value in _OTHER_TARGETS)):
-            raise ModelFileError(f"{path}: its program calls {str(value)[:80]!r}; edgebench loads only programs of aten "
-                                 "operators and shape arithmetic")
-        if key == "expr_str" and not _plain_expression(value):
-            raise ModelFileError(f"{path}: its program holds the shape expression {str(value)[:80]!r}, "
-                                 "which is not a plain sympy expression")
+    _check_strings(path, program)
     if root + "data/sample_inputs/model.pt" in names:
         _check_sample_inputs(path, archive.read(root + "data/sample_inputs/model.pt"))
 
@@ -119,19 +117,74 @@ def _plain_expression(text: Any) -> bool:
     return _plain_node(tree.body)
 
 
-def _plain_node(node: ast.AST) -> bool:
+def _plain_node(node: ast.AST, text_allowed: re.Pattern[str] | None = None) -> bool:
+    """`text_allowed`: the strings this argument may be (a string is sympified, i.e. evaluated, by most
+    sympy constructors, so only Symbol's name and Float's digits may be one)."""
     if isinstance(node, ast.Constant):
         value = node.value
-        return (isinstance(value, (bool, float)) or (isinstance(value, int) and abs(value) < 2**63)
-                or (isinstance(value, str) and len(value) <= 64))
+        if isinstance(value, str):
+            return text_allowed is not None and bool(text_allowed.fullmatch(value))
+        return isinstance(value, (bool, float)) or (isinstance(value, int) and abs(value) < 2**63)
     if isinstance(node, ast.Name):
         return node.id in _SYMPY_NAMES or node.id in _SYMPY_CALLS or bool(_SYMBOL_NAME.fullmatch(node.id))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         return _plain_node(node.operand)
-    if isinstance(node, ast.Call):
-        return (isinstance(node.func, ast.Name) and node.func.id in _SYMPY_CALLS and all(map(_plain_node, node.args))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _SYMPY_CALLS:
+        first_text = {"Symbol": _SYMBOL_NAME, "Float": _DECIMAL}.get(node.func.id)
+        return (all(_plain_node(arg, first_text if i == 0 else None) for i, arg in enumerate(node.args))
                 and all(k.arg in _SYMPY_KEYWORDS and _plain_node(k.value) for k in node.keywords))
     return False
+
+
+def _check_strings(path: Path, program: dict[str, Any]) -> None:
+    """Every text in the program is checked by what torch does with it; anything else must be a
+    plain name (letters, digits, '_', '.'). Fail closed: torch writes a name (a node's, an
+    argument's) into the Python source it generates and runs, and a new field must not slip by."""
+    for key, value in _walk(program):
+        if isinstance(key, str) and not _NAME.fullmatch(key):
+            raise ModelFileError(f"{path}: its program has the key {key[:80]!r}, which is not a plain name")
+        if not isinstance(value, str):
+            continue
+        if key == "target":
+            fine = bool(_ATEN_TARGET.fullmatch(value)) or value in _OTHER_TARGETS
+        elif key == "expr_str":
+            fine = _plain_expression(value)
+        elif key in ("in_spec", "out_spec"):
+            fine = _plain_treespec(value)
+        elif key in _INERT_METADATA:  # stored with each node for debugging; torch runs none of it
+            fine = len(value) <= 20_000
+        else:
+            fine = bool(_NAME.fullmatch(value)) or (key == "torch_version" and bool(_VERSION.fullmatch(value)))
+        if not fine:
+            raise ModelFileError(f"{path}: its program's {key!r} holds {value[:80]!r}, which edgebench does not "
+                                 "load (only aten operators, plain names and sympy shape expressions)")
+
+
+def _plain_treespec(text: str) -> bool:
+    """A pytree spec (JSON): containers of registered types, keyed by plain names."""
+    try:
+        spec = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    for key, value in _walk(spec):
+        if key == "context" and isinstance(value, str):  # itself JSON: a container's keys
+            try:
+                keys = json.loads(value)
+            except (ValueError, RecursionError):
+                return False
+            if not all(isinstance(k, (int, type(None))) or (isinstance(k, str) and _NAME.fullmatch(k)) for k in _leaves(keys)):
+                return False
+        elif isinstance(value, str) and not _NAME.fullmatch(value):
+            return False
+    return True
+
+
+def _leaves(node: Any) -> Iterator[Any]:
+    if isinstance(node, (list, dict)):
+        for item in (node.values() if isinstance(node, dict) else node):
+            yield from _leaves(item)
+    else:
+        yield node
 
 
 def _check_sample_inputs(path: Path, data: bytes) -> None:
@@ -156,5 +209,6 @@ def _walk(node: Any, key: str | None = None) -> Iterator[tuple[str | None, Any]]
             yield k, v
             yield from _walk(v, k)
     elif isinstance(node, list):
-        for item in node:
+        for item in node:  # a list's items stand under the list's key (forward_arg_names: ["x"])
+            yield key, item
             yield from _walk(item, key)

@@ -80,6 +80,12 @@ def _set_expression(text: str) -> Callable[[dict], None]:
     return change
 
 
+def _set_signature(field: str, value: object) -> Callable[[dict], None]:
+    def change(program: dict) -> None:
+        program["graph_module"]["module_call_graph"][0]["signature"][field] = value
+    return change
+
+
 def _bad_sample_inputs(marker: Path) -> Callable[[dict[str, bytes]], None]:
     def edit(members: dict[str, bytes]) -> None:
         name = next(n for n in members if n.endswith("data/sample_inputs/model.pt"))
@@ -121,11 +127,14 @@ def test_edgebench_exports_pass(model: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case, message", [
     ("pickled-weight", "stored as a pickled object"),
-    ("os-system-target", "calls 'torch.serialization.os.system'"),
+    ("os-system-target", "'torch.serialization.os.system', which edgebench does not load"),
     ("guards-code", "carries guard code"),
-    ("eval-expression", "not a plain sympy expression"),
-    ("huge-power-expression", "not a plain sympy expression"),
-    ("attribute-of-an-aten-op", "calls 'torch.ops.aten.conv2d.__call__'"),
+    ("eval-expression", "'expr_str' holds"),
+    ("huge-power-expression", "'expr_str' holds"),
+    ("attribute-of-an-aten-op", "'torch.ops.aten.conv2d.__call__', which edgebench does not load"),
+    ("sympified-string-argument", "'expr_str' holds"),
+    ("code-in-an-argument-name", "'forward_arg_names' holds"),
+    ("code-in-a-treespec-key", "'in_spec' holds"),
     ("compiled-library", "which edgebench does not load"),
     ("legacy-weights", "which edgebench does not load"),
     ("pickled-sample-inputs", "sample inputs are not plain tensors"),
@@ -139,6 +148,12 @@ def test_archives_that_would_run_code_are_refused(exported: Path, tmp_path: Path
         "eval-expression": _json_edit("models/model.json", _set_expression("__import__('os').getcwd()")),
         "huge-power-expression": _json_edit("models/model.json", _set_expression("10**10**10")),
         "attribute-of-an-aten-op": _json_edit("models/model.json", _set_first_target("torch.ops.aten.conv2d.__call__")),
+        # found by a review: sympy evaluates a string argument of Max, and FX writes argument names into the code it runs
+        "sympified-string-argument": _json_edit("models/model.json", _set_expression(
+            "Max(Symbol('s77', positive=True, integer=True), \"__import__('os').getcwd()\")")),
+        "code-in-an-argument-name": _json_edit("models/model.json", _set_signature("forward_arg_names", ["x=__import__('os')"])),
+        "code-in-a-treespec-key": _json_edit("models/model.json", _set_signature(
+            "in_spec", json.dumps([1, {"type": "builtins.dict", "context": json.dumps(["x=__import__('os')"]), "children_spec": []}]))),
         "compiled-library": lambda members: members.update({"m/data/aotinductor/model/model.so": b"\x7fELF"}),
         "legacy-weights": lambda members: members.update({"m/data/weights/model.pt": pickle.dumps(Payload(marker))}),
         "pickled-sample-inputs": _bad_sample_inputs(marker),
