@@ -51,7 +51,8 @@ _SYMPY_NAMES = {"true", "false", "oo", "zoo", "nan", "int_oo", "S"}
 _SYMPY_KEYWORDS = {"integer", "positive", "negative", "nonnegative", "nonpositive", "real", "finite", "commutative", "precision"}
 _SYMBOL_NAME = re.compile(r"[a-z]+\d+")  # s77, u0: the names torch gives shape symbols
 _DECIMAL = re.compile(r"-?\d{1,30}(\.\d{1,30})?(e-?\d{1,3})?")  # Float('1.5', precision=53)
-_NAME = re.compile(r"[A-Za-z0-9_.]{0,300}")  # node, argument, weight and type names; dtypes; versions
+# node, argument, weight and type names; dtypes: no segment may start with '__' (a dunder attribute)
+_NAME = re.compile(r"(?!__)(?!.*\.__)[A-Za-z0-9_.]{0,300}")
 _VERSION = re.compile(r"[A-Za-z0-9_.+]{1,40}")  # 2.14.1+cu130
 _INERT_METADATA = {"stack_trace", "nn_module_stack", "source_fn_stack", "torch_fn", "custom"}
 
@@ -59,38 +60,57 @@ _INERT_METADATA = {"stack_trace", "nn_module_stack", "source_fn_stack", "torch_f
 def check_pt2_safe(path: Path) -> None:
     """ModelFileError (one line) unless the .pt2 at `path` is a plain program torch can load without running code."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            _check_archive(path, archive)
+        members = _members(path)
+        _check_members(path, members)
     # JSONDecodeError is a ValueError; AttributeError, TypeError, KeyError: JSON of another shape than a program's
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, RecursionError, AttributeError, TypeError, KeyError) as exc:
         raise ModelFileError(f"{path}: not a valid .pt2 archive ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
-def _check_archive(path: Path, archive: zipfile.ZipFile) -> None:
-    names = archive.namelist()
-    roots = {name.partition("/")[0] for name in names}
-    if len(roots) != 1 or not all("/" in name for name in names):
-        raise ModelFileError(f"{path}: not a torch.export archive of one program (expected one top-level folder)")
-    if len({name.lower() for name in names}) != len(names):  # torch finds members case-blind and may read another copy
-        raise ModelFileError(f"{path}: holds two members of one name; edgebench checks one copy, torch could read the other")
-    root = roots.pop() + "/"
-    for name in names:
-        if not _MEMBER.fullmatch(name[len(root):]):
+def _members(path: Path) -> dict[str, bytes]:
+    """{member name below the archive's folder: bytes}, as torch's zip reader (miniz) sees the file,
+    which is what torch.export.load reads. Python's zipfile must see exactly the same: a file built
+    so that the two readers find different central directories would otherwise pass the check with
+    one archive and load the other."""
+    import torch
+
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if len({name.lower() for name in names}) != len(names):  # miniz finds members case-blind
+            raise ModelFileError(f"{path}: holds two members of one name; edgebench checks one copy, torch could read the other")
+        roots = {name.partition("/")[0] for name in names}
+        if len(roots) != 1 or not all("/" in name for name in names):
+            raise ModelFileError(f"{path}: not a torch.export archive of one program (expected one top-level folder)")
+        seen_by_python = {name.partition("/")[2]: archive.read(name) for name in names}
+    try:
+        reader = torch._C.PyTorchFileReader(str(path))  # the reader torch.export.load uses
+        seen_by_torch = {name: bytes(reader.get_record(name)) for name in reader.get_all_records()}
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: torch cannot read this archive ({str(exc).splitlines()[0][:200]})") from None
+    if seen_by_torch != seen_by_python:
+        raise ModelFileError(f"{path}: Python's and torch's zip readers see different contents (a doctored archive); "
+                             "edgebench loads only an archive both read alike")
+    return seen_by_torch
+
+
+def _check_members(path: Path, members: dict[str, bytes]) -> None:
+    for name in members:
+        if not _MEMBER.fullmatch(name):
             raise ModelFileError(f"{path}: holds {name!r}, which edgebench does not load: only plain programs with raw "
                                  "tensor weights (no pickled objects, compiled code or legacy layouts) are loaded")
     for table, (what, prefix) in _PAYLOAD.items():
-        if root + table in names:
-            _check_payload_table(path, json.loads(archive.read(root + table)), what, prefix)
-    if root + "models/model.json" not in names:
+        if table in members:
+            _check_payload_table(path, json.loads(members[table]), what, prefix)
+    if "models/model.json" not in members:
         raise ModelFileError(f"{path}: zip archive without models/model.json; not a torch.export .pt2 file")
-    program = json.loads(archive.read(root + "models/model.json"))
+    program = json.loads(members["models/model.json"])
     if not isinstance(program, dict):
         raise ModelFileError(f"{path}: models/model.json is not a serialized program")
     if program.get("guards_code"):
         raise ModelFileError(f"{path}: its program carries guard code, which torch would compile and run; edgebench loads none")
     _check_strings(path, program)
-    if root + "data/sample_inputs/model.pt" in names:
-        _check_sample_inputs(path, archive.read(root + "data/sample_inputs/model.pt"))
+    if "data/sample_inputs/model.pt" in members:
+        _check_sample_inputs(path, members["data/sample_inputs/model.pt"])
 
 
 def _check_payload_table(path: Path, table: Any, what: str, prefix: str) -> None:
@@ -145,8 +165,8 @@ def _check_strings(path: Path, program: dict[str, Any]) -> None:
             raise ModelFileError(f"{path}: its program has the key {key[:80]!r}, which is not a plain name")
         if not isinstance(value, str):
             continue
-        if key == "target":
-            fine = bool(_ATEN_TARGET.fullmatch(value)) or value in _OTHER_TARGETS
+        if key in ("target", "as_operator"):  # as_operator: an operator passed as an argument, resolved alike
+            fine = _operator_target(value)
         elif key == "expr_str":
             fine = _plain_expression(value)
         elif key in ("in_spec", "out_spec"):
@@ -158,6 +178,20 @@ def _check_strings(path: Path, program: dict[str, Any]) -> None:
         if not fine:
             raise ModelFileError(f"{path}: its program's {key!r} holds {value[:80]!r}, which edgebench does not "
                                  "load (only aten operators, plain names and sympy shape expressions)")
+
+
+def _operator_target(name: str) -> bool:
+    """A listed builtin, or torch.ops.aten.<op>.<overload> that really is an operator overload (the
+    pattern alone would let `torch.ops.aten.name.format`, a method of the namespace's name, through)."""
+    if name in _OTHER_TARGETS:
+        return True
+    if not _ATEN_TARGET.fullmatch(name):
+        return False
+    import torch
+
+    op, overload = name.split(".")[3:5]
+    packet = getattr(torch.ops.aten, op, None)
+    return isinstance(packet, torch._ops.OpOverloadPacket) and isinstance(getattr(packet, overload, None), torch._ops.OpOverload)
 
 
 def _plain_treespec(text: str) -> bool:

@@ -54,7 +54,7 @@ def test_an_older_pt2_layout_with_one_pickled_weights_file_is_refused(tmp_path: 
         target.writestr("m/data/weights/model.pt", b"weights in torch's older single-file layout")
     assert main(["inspect", str(older)]) == 2
     err = capsys.readouterr().err
-    assert "holds 'm/data/weights/model.pt', which edgebench does not load" in err and "pickled" in err, err
+    assert "holds 'data/weights/model.pt', which edgebench does not load" in err and "pickled" in err, err
 
 
 def test_without_litert_a_tflite_file_is_said_to_be_header_checked_only(tmp_path, monkeypatch, capsys) -> None:

@@ -135,6 +135,8 @@ def test_edgebench_exports_pass(model: str, tmp_path: Path) -> None:
     ("sympified-string-argument", "'expr_str' holds"),
     ("code-in-an-argument-name", "'forward_arg_names' holds"),
     ("code-in-a-treespec-key", "'in_spec' holds"),
+    ("dunder-name", "'forward_arg_names' holds '__builtins__'"),
+    ("not-an-operator", "'torch.ops.aten.name.format', which edgebench does not load"),
     ("compiled-library", "which edgebench does not load"),
     ("legacy-weights", "which edgebench does not load"),
     ("pickled-sample-inputs", "sample inputs are not plain tensors"),
@@ -152,6 +154,9 @@ def test_archives_that_would_run_code_are_refused(exported: Path, tmp_path: Path
         "sympified-string-argument": _json_edit("models/model.json", _set_expression(
             "Max(Symbol('s77', positive=True, integer=True), \"__import__('os').getcwd()\")")),
         "code-in-an-argument-name": _json_edit("models/model.json", _set_signature("forward_arg_names", ["x=__import__('os')"])),
+        "dunder-name": _json_edit("models/model.json", _set_signature("forward_arg_names", ["__builtins__"])),
+        # the aten pattern matches, but it names str.format of the namespace's name, not an operator
+        "not-an-operator": _json_edit("models/model.json", _set_first_target("torch.ops.aten.name.format")),
         "code-in-a-treespec-key": _json_edit("models/model.json", _set_signature(
             "in_spec", json.dumps([1, {"type": "builtins.dict", "context": json.dumps(["x=__import__('os')"]), "children_spec": []}]))),
         "compiled-library": lambda members: members.update({"m/data/aotinductor/model/model.so": b"\x7fELF"}),
@@ -185,3 +190,51 @@ def test_an_unedited_export_still_loads_and_runs(exported: Path) -> None:
     from bench.runtimes import load
 
     assert load("torch", exported, threads=1)(torch.zeros(2, 1, 28, 28).numpy()).shape == (2, 10)
+
+
+def _two_faced_zip(benign: dict[str, bytes], evil: dict[str, bytes]) -> bytes:
+    """One file, two archives: Python's zipfile finds the central directory just before the end
+    record (and shifts offsets by the data in front), torch's miniz reader trusts the end record's
+    offset field. Found by a review: each reader then sees the other archive's members."""
+    import struct
+
+    def parts(members: dict[str, bytes]) -> tuple[bytes, bytes, int]:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
+        raw = buffer.getvalue()
+        eocd = raw.rindex(b"PK\x05\x06")
+        count, size, offset = struct.unpack("<HII", raw[eocd + 10:eocd + 20])
+        return raw[:offset], raw[offset:offset + size], count
+
+    b_locals, b_cd, count = parts(benign)
+    e_locals, e_cd, _ = parts(evil)
+    pad = bytes(len(e_cd))  # what zipfile takes for data in front of B's archive
+    shift = len(pad) + len(b_locals)
+    shifted, i = bytearray(e_cd), 0
+    while i < len(shifted):  # E's members now start after B's
+        name_len, extra_len, comment_len = struct.unpack("<HHH", shifted[i + 28:i + 34])
+        struct.pack_into("<I", shifted, i + 42, struct.unpack("<I", shifted[i + 42:i + 46])[0] + shift)
+        i += 46 + name_len + extra_len + comment_len
+    e_cd_at = shift + len(e_locals)
+    eocd = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, count, count, len(b_cd), e_cd_at, 0)
+    return pad + b_locals + e_locals + bytes(shifted) + b_cd + eocd
+
+
+def test_an_archive_the_two_zip_readers_see_differently_is_refused(exported: Path, tmp_path: Path) -> None:
+    import torch
+
+    with zipfile.ZipFile(exported) as archive:
+        benign = {name: archive.read(name) for name in archive.namelist()}
+    evil = dict(benign)
+    _json_edit("models/model.json", lambda program: program.update(guards_code=["__import__('os')"]))(evil)
+    bad = tmp_path / "two-faced.pt2"
+    bad.write_bytes(_two_faced_zip(benign, evil))
+    with zipfile.ZipFile(bad) as archive:  # the construction works: Python sees the benign program...
+        assert archive.read(next(n for n in archive.namelist() if n.endswith("models/model.json"))) == \
+            benign[next(n for n in benign if n.endswith("models/model.json"))]
+    reader = torch._C.PyTorchFileReader(str(bad))  # ...and torch the doctored one
+    assert b"guards_code\": [\"__import__" in bytes(reader.get_record("models/model.json"))
+    with pytest.raises(ModelFileError, match="zip readers see different contents"):
+        check_pt2_safe(bad)
