@@ -5,13 +5,15 @@ Why: torch.export.load is pickle under the hood. It unpickles weights and consta
 sample inputs that a weights-only load rejects without that restriction, loads compiled
 AOTInductor libraries, compiles the program's `guards_code` into a Python function, evaluates its
 symbolic shape expressions with sympy (which uses eval), and resolves graph targets by attribute
-path from the `torch` module (`torch.serialization.os.system` is such a path). A run folder can be
+path from the `torch` module (`torch.serialization.os.system` is such a path); `.module()` then
+writes names from the program into Python source that FX compiles and runs. A run folder can be
 shared or edited, so its record (results.json) is no proof of where an artifact came from.
 
 edgebench's own exports are plain programs: aten operators, raw tensor weights, one symbolic batch
-size. `check_pt2_safe` accepts exactly that shape of archive and names what it refuses otherwise;
-`bench.runtimes` calls it before every torch.export.load, `edgebench inspect` through
-`bench.artifacts`.
+size. `check_pt2_safe` is a fail-closed allow-list of exactly that shape of archive, read as torch
+reads it, and names what it refuses; `bench.runtimes` calls it before every torch.export.load,
+`edgebench inspect` through `bench.artifacts`. It is defence in depth, not a proof (the README
+says so): each rule below answers a way in that a review found or torch's loader shows.
 """
 
 from __future__ import annotations
