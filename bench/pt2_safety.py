@@ -57,6 +57,7 @@ _DECIMAL = re.compile(r"-?\d{1,30}(\.\d{1,30})?(e-?\d{1,3})?")  # Float('1.5', p
 _NAME = re.compile(r"(?!__)(?!.*\.__)[A-Za-z0-9_.]{0,300}")
 _VERSION = re.compile(r"[A-Za-z0-9_.+]{1,40}")  # 2.14.1+cu130
 _INERT_METADATA = {"stack_trace", "nn_module_stack", "source_fn_stack", "torch_fn", "custom"}
+_SPEC_TYPES = {None, "builtins.tuple", "builtins.list", "builtins.dict"}
 
 
 def check_pt2_safe(path: Path) -> None:
@@ -197,46 +198,52 @@ def _operator_target(name: str) -> bool:
 
 
 def _plain_treespec(text: str) -> bool:
-    """A pytree spec (JSON): containers of registered types, keyed by plain names."""
+    """A pytree spec (JSON) as torch writes one for a tuple of tensors: nodes of tuple, list or dict
+    type (no enum or defaultdict, whose specs name modules to import), keyed by plain names."""
     try:
         spec = json.loads(text)
     except (ValueError, RecursionError):
         return False
-    for key, value in _walk(spec):
-        if key == "context" and isinstance(value, str):  # itself JSON: a container's keys
-            try:
-                keys = json.loads(value)
-            except (ValueError, RecursionError):
-                return False
-            if not all(isinstance(k, (int, type(None))) or (isinstance(k, str) and _NAME.fullmatch(k)) for k in _leaves(keys)):
-                return False
-        elif isinstance(value, str) and not _NAME.fullmatch(value):
-            return False
-    return True
+    if not (isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], int)):
+        return False
+    return _plain_spec_node(spec[1])
 
 
-def _leaves(node: Any) -> Iterator[Any]:
-    if isinstance(node, (list, dict)):
-        for item in (node.values() if isinstance(node, dict) else node):
-            yield from _leaves(item)
-    else:
-        yield node
+def _plain_spec_node(node: Any) -> bool:
+    if not (isinstance(node, dict) and set(node) == {"type", "context", "children_spec"}):
+        return False
+    if node["type"] not in _SPEC_TYPES or not isinstance(node["children_spec"], list):
+        return False
+    try:  # the context is itself JSON: null, or a container's keys
+        keys = json.loads(node["context"]) if isinstance(node["context"], str) else node["context"]
+    except (ValueError, RecursionError):
+        return False
+    if keys is not None and not (isinstance(keys, list) and all(isinstance(k, str) and _NAME.fullmatch(k) for k in keys)):
+        return False
+    return all(_plain_spec_node(child) for child in node["children_spec"])
 
 
 def _check_sample_inputs(path: Path, data: bytes) -> None:
-    """torch reads them weights-only first, and unrestricted when that fails: only the first may succeed."""
+    """torch reads them weights-only first, and unrestricted when that fails: only the first may
+    succeed. Then they must be what an export of a model taking tensors saves, `((tensor, ...), {})`:
+    torch writes the keys of other structures into the guard code it generates (a review made a
+    dict key run code there)."""
     import pickle
 
     import torch
 
     try:
-        torch.load(io.BytesIO(data), weights_only=True)
+        inputs = torch.load(io.BytesIO(data), weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, AttributeError, TypeError) as exc:
         # torch's message is paragraphs (with terminal colours and advice to load unsafely): its
         # "WeightsUnpickler error:" line is the one that names what was refused
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         why = next((line for line in lines if line.startswith("WeightsUnpickler error")), lines[0] if lines else type(exc).__name__)
         raise ModelFileError(f"{path}: its sample inputs are not plain tensors ({why[:200]})") from None
+    if not (isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], tuple) and inputs[1] == {}
+            and all(type(t) is torch.Tensor for t in inputs[0])):
+        raise ModelFileError(f"{path}: its sample inputs are not a tuple of tensors (({type(inputs).__name__} ...)); "
+                             "edgebench loads only programs that take tensors")
 
 
 def _walk(node: Any, key: str | None = None) -> Iterator[tuple[str | None, Any]]:

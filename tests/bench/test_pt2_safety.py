@@ -86,6 +86,15 @@ def _set_signature(field: str, value: object) -> Callable[[dict], None]:
     return change
 
 
+def _sample_inputs(make: Callable[[], object]) -> Callable[[dict[str, bytes]], None]:
+    def edit(members: dict[str, bytes]) -> None:
+        name = next(n for n in members if n.endswith("data/sample_inputs/model.pt"))
+        buffer = io.BytesIO()
+        torch.save(make(), buffer)
+        members[name] = buffer.getvalue()
+    return edit
+
+
 def _bad_sample_inputs(marker: Path) -> Callable[[dict[str, bytes]], None]:
     def edit(members: dict[str, bytes]) -> None:
         name = next(n for n in members if n.endswith("data/sample_inputs/model.pt"))
@@ -137,6 +146,8 @@ def test_edgebench_exports_pass(model: str, tmp_path: Path) -> None:
     ("code-in-a-treespec-key", "'in_spec' holds"),
     ("dunder-name", "'forward_arg_names' holds '__builtins__'"),
     ("not-an-operator", "'torch.ops.aten.name.format', which edgebench does not load"),
+    ("sample-inputs-dict-key", "sample inputs are not a tuple of tensors"),
+    ("treespec-naming-a-module", "'in_spec' holds"),
     ("compiled-library", "which edgebench does not load"),
     ("legacy-weights", "which edgebench does not load"),
     ("pickled-sample-inputs", "sample inputs are not plain tensors"),
@@ -157,6 +168,12 @@ def test_archives_that_would_run_code_are_refused(exported: Path, tmp_path: Path
         "dunder-name": _json_edit("models/model.json", _set_signature("forward_arg_names", ["__builtins__"])),
         # the aten pattern matches, but it names str.format of the namespace's name, not an operator
         "not-an-operator": _json_edit("models/model.json", _set_first_target("torch.ops.aten.name.format")),
+        # found by a review: torch writes sample-input dict keys into the guard code it runs
+        "sample-inputs-dict-key": _sample_inputs(lambda: (({"+str(__import__('os').getcwd())+": torch.zeros(1, 1, 28, 28)},), {})),
+        # a defaultdict spec names a module and a factory that pytree imports
+        "treespec-naming-a-module": _json_edit("models/model.json", _set_signature("in_spec", json.dumps([1, {
+            "type": "collections.defaultdict", "children_spec": [],
+            "context": json.dumps({"default_factory_module": "os", "default_factory_name": "getcwd", "dict_context": []})}]))),
         "code-in-a-treespec-key": _json_edit("models/model.json", _set_signature(
             "in_spec", json.dumps([1, {"type": "builtins.dict", "context": json.dumps(["x=__import__('os')"]), "children_spec": []}]))),
         "compiled-library": lambda members: members.update({"m/data/aotinductor/model/model.so": b"\x7fELF"}),
