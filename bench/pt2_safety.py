@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import keyword
 import re
 import zipfile
 from pathlib import Path
@@ -58,6 +59,7 @@ _NAME = re.compile(r"(?!__)(?!.*\.__)[A-Za-z0-9_.]{0,300}")
 _VERSION = re.compile(r"[A-Za-z0-9_.+]{1,40}")  # 2.14.1+cu130
 _INERT_METADATA = {"stack_trace", "nn_module_stack", "source_fn_stack", "torch_fn", "custom"}
 _SPEC_TYPES = {None, "builtins.tuple", "builtins.list", "builtins.dict"}
+_SOURCE_FN_STACK = re.compile(r"\w+,[\w.]+(;\w+,[\w.]+)*")
 
 
 def check_pt2_safe(path: Path) -> None:
@@ -174,6 +176,10 @@ def _check_strings(path: Path, program: dict[str, Any]) -> None:
             fine = _plain_expression(value)
         elif key in ("in_spec", "out_spec"):
             fine = _plain_treespec(value)
+        elif key == "name":  # node and argument names: FX writes them into generated source as identifiers
+            fine = value.isidentifier() and not keyword.iskeyword(value) and not value.startswith("__")
+        elif key == "source_fn_stack":  # "node,path;..." whose paths torch resolves by getattr from torch
+            fine = bool(_SOURCE_FN_STACK.fullmatch(value)) and ".__" not in value and ",__" not in value
         elif key in _INERT_METADATA:  # stored with each node for debugging; torch runs none of it
             fine = len(value) <= 20_000
         else:

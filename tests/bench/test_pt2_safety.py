@@ -86,6 +86,20 @@ def _set_signature(field: str, value: object) -> Callable[[dict], None]:
     return change
 
 
+def _rename_input(new_name: str) -> Callable[[dict], None]:
+    def change(program: dict) -> None:
+        text = json.dumps(program).replace('"name": "x"', f'"name": "{new_name}"')
+        program.clear()
+        program.update(json.loads(text))
+    return change
+
+
+def _set_first_metadata(field: str, value: str) -> Callable[[dict], None]:
+    def change(program: dict) -> None:
+        program["graph_module"]["graph"]["nodes"][0]["metadata"][field] = value
+    return change
+
+
 def _sample_inputs(make: Callable[[], object]) -> Callable[[dict[str, bytes]], None]:
     def edit(members: dict[str, bytes]) -> None:
         name = next(n for n in members if n.endswith("data/sample_inputs/model.pt"))
@@ -147,6 +161,8 @@ def test_edgebench_exports_pass(model: str, tmp_path: Path) -> None:
     ("dunder-name", "'forward_arg_names' holds '__builtins__'"),
     ("not-an-operator", "'torch.ops.aten.name.format', which edgebench does not load"),
     ("sample-inputs-dict-key", "sample inputs are not a tuple of tensors"),
+    ("dotted-node-name", "'name' holds 'math.pi'"),
+    ("dunder-source-fn", "'source_fn_stack' holds"),
     ("treespec-naming-a-module", "'in_spec' holds"),
     ("compiled-library", "which edgebench does not load"),
     ("legacy-weights", "which edgebench does not load"),
@@ -170,6 +186,10 @@ def test_archives_that_would_run_code_are_refused(exported: Path, tmp_path: Path
         "not-an-operator": _json_edit("models/model.json", _set_first_target("torch.ops.aten.name.format")),
         # found by a review: torch writes sample-input dict keys into the guard code it runs
         "sample-inputs-dict-key": _sample_inputs(lambda: (({"+str(__import__('os').getcwd())+": torch.zeros(1, 1, 28, 28)},), {})),
+        # a node name FX would write into `def forward(...)` as is (a review's last probe)
+        "dotted-node-name": _json_edit("models/model.json", _rename_input("math.pi")),
+        # metadata torch resolves by getattr from the torch module
+        "dunder-source-fn": _json_edit("models/model.json", _set_first_metadata("source_fn_stack", "conv2d,torch.__class__")),
         # a defaultdict spec names a module and a factory that pytree imports
         "treespec-naming-a-module": _json_edit("models/model.json", _set_signature("in_spec", json.dumps([1, {
             "type": "collections.defaultdict", "children_spec": [],
