@@ -21,8 +21,10 @@ import pytest
 
 from bench.cli import main
 from tests.results_documents import minimal_document
-from tests.bad_input_files import (bad_tflite, checkpoint, damaged_pt2, external_onnx, fake_data, mkdir_p,
+from tests.bad_input_files import (bad_tflite, damaged_pt2, external_onnx, fake_data, mkdir_p,
                                    onnx_reading_an_undefined_tensor, results_json, toml, write_file, zip_without_program)
+from tests.bad_input_commands import (ckpt_command, config_command, data_command, model_command, model_spec_command,
+                                      run_command, variant)
 from tests.bad_input_files import TINY_RUN_CONFIG as GOOD_CONFIG
 
 
@@ -34,34 +36,6 @@ class Case:
     after: Callable[[Path], None] | None = None  # an extra check, e.g. a payload never ran
 
 
-def _run(*extra: str) -> Callable[[Path], list[str]]:
-    """`run` with the good config plus the given options (paths may use {tmp})."""
-    return lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), *[e.format(tmp=tmp) for e in extra]]
-
-
-def _config(text: str) -> Callable[[Path], list[str]]:
-    return lambda tmp: ["run", "--config", str(toml(tmp, text))]
-
-
-def _data(**kw: object) -> Callable[[Path], list[str]]:
-    return lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data", **kw))]
-
-
-def _ckpt(kind: str) -> Callable[[Path], list[str]]:
-    return lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data")),
-                        "--checkpoint", str(checkpoint(tmp, kind))]
-
-
-def _model(factory: str) -> Callable[[Path], list[str]]:
-    """`run` with a model factory from tests/bad_input_files.py as the baseline."""
-    return _model_spec(f"tests.bad_input_files:{factory}")
-
-
-def _model_spec(spec: str) -> Callable[[Path], list[str]]:
-    text = GOOD_CONFIG.replace('"tinycnn"', f'"{spec}"')
-    return lambda tmp: ["run", "--config", str(toml(tmp, text)), "--data-dir", str(fake_data(tmp / "data"))]
-
-
 def _no_marker(tmp: Path) -> None:
     assert not (tmp / "PWNED").exists(), "the pickle payload ran"
 
@@ -70,86 +44,82 @@ _ROW = {"variant": "baseline", "lineage": [], "format": "onnx", "precision": "fp
 _NAN_TOP1 = {**_ROW, "accuracy": {"top1": float("nan"), "n": 1}}  # Python's JSON writes and reads NaN
 
 
-def _variant(passes: str) -> str:
-    return f'[[variants]]\nname = "v"\npasses = [{passes}]\n'
-
-
 CASES = [
     # config file
     Case("config-missing", lambda tmp: ["run", "--config", str(tmp / "nope.toml")], ("config file not found", "nope.toml")),
     Case("config-is-directory", lambda tmp: ["run", "--config", str(tmp)], ("cannot be read", "IsADirectoryError")),
     Case("config-invalid-utf8", lambda tmp: ["run", "--config", str(toml(tmp, b"[data]\nseed = 1 # \xff\xfe\n"))], ("cannot be read", "utf-8")),
-    Case("config-invalid-toml", _config("[data\nseed = 1\n"), ("not valid TOML", "line 1")),
-    Case("config-unknown-section", _config("[benchmarks]\nthreads = [1]\n"), ("unknown section [benchmarks]", "did you mean 'benchmark'")),
-    Case("config-unknown-key", _config("[baseline]\nepoch = 3\n"), ("[baseline]", "unknown key 'epoch'", "did you mean 'epochs'")),
-    Case("config-wrong-type", _config('[baseline]\nepochs = "five"\n'), ("[baseline].epochs", "expected int", "'five'")),
-    Case("config-section-not-table", _config("data = 3\n"), ("[data]", "expected a table")),
-    Case("config-epochs-negative", _config("[baseline]\nepochs = -1\n"), ("[baseline].epochs = -1", ">= 0")),
-    Case("config-seed-negative", _config("[explain]\nseed = -1\n"), ("[explain].seed = -1", "must be in 0..2**32-1")),
-    Case("config-severity-twice", _config("[benchmark]\ncorruption_severities = [2, 2]\n"), ("corruption_severities", "lists 2 twice")),
-    Case("config-opset-too-new", _config("[export]\nonnx_opset = 99\n"), ("[export].onnx_opset = 99", "exports ONNX up to opset")),
-    Case("config-batch-size-zero", _config("[baseline]\nbatch_size = 0\n"), ("[baseline].batch_size = 0", ">= 1")),
-    Case("config-bench-batch-sizes-zero", _config("[benchmark]\nbatch_sizes = [1, 0]\n"), ("batch_sizes", ">= 1")),
-    Case("config-threads-zero", _config("[benchmark]\nthreads = [0]\n"), ("[benchmark].threads", ">= 1")),
-    Case("config-threads-absurd", _config("[benchmark]\nthreads = [1, 100000]\n"), ("[benchmark].threads", "at most 256")),
-    Case("config-train-threads-absurd", _config("[baseline]\nthreads = 100000\n"), ("[baseline].threads", "must be in 0..256")),
-    Case("config-student-width-absurd", _config(_variant('"distill(width=1000)"')), ("width=1000", "must be in [0, 4]")),
-    Case("config-unknown-precision", _config('[export]\ntflite_precisions = ["int4"]\n'), ("tflite_precisions", "'int4'", "expected any of")),
-    Case("config-unknown-format", _config('[export]\nformats = ["onx"]\n'), ("[export].formats", "'onx'", "did you mean 'onnx'")),
-    Case("config-no-format", _config('[export]\nformats = []\n'), ("[export].formats", "must name at least one of")),
-    Case("config-no-tflite-precision", _config('[export]\ntflite_precisions = []\n'), ("[export].tflite_precisions", "must name at least one of")),
-    Case("config-unknown-runtime", _config('[benchmark]\nruntimes = ["onnxruntim"]\n'), ("unknown runtime 'onnxruntim'", "did you mean 'onnxruntime'")),
-    Case("config-unknown-model", _config('[baseline]\nmodel = "tinycn"\n'), ("[baseline].model", "unknown model", "did you mean 'tinycnn'")),
-    Case("config-unknown-pass", _config(_variant('"prune.unstructred()"')), ("unknown pass 'prune.unstructred'", "did you mean 'prune.unstructured'")),
-    Case("config-sparsity-out-of-range", _config(_variant('"prune.unstructured(sparsity=1.5)"')), ("sparsity=1.5", "[0, 1)")),
-    Case("config-ratio-out-of-range", _config(_variant('"prune.structured(ratio=1.0)"')), ("ratio=1.0", "[0, 1)")),
-    Case("config-pass-bad-param", _config(_variant('"finetune(epoch=1)"')), ("finetune has no parameter 'epoch'",)),
-    Case("config-variant-name-too-long", _config(f'[[variants]]\nname = "{"v" * 300}"\npasses = ["finetune()"]\n'), ("300 characters", "at most 100")),
-    Case("config-duplicate-variant", _config(_variant('"finetune()"') + _variant('"finetune()"')), ("duplicate variant name",)),
-    Case("config-unknown-masker", _config('[explain]\nmasker = "blurr(10,10)"\n'), ("[explain].masker", "'blurr(10,10)'", "expected 'blur(kx,ky)'")),
-    Case("config-unknown-dataset", _config('[data]\ndataset = "mnist"\n'), ("[data].dataset = 'mnist'", "expected 'fashion-mnist' or 'imagefolder'")),
-    Case("config-imagefolder-without-folder", _config('[data]\ndataset = "imagefolder"\n'), ("[data].data_dir", "required when dataset = 'imagefolder'")),
-    Case("config-empty-cache-dir", _config('[output]\ncache_dir = ""\n'), ("[output].cache_dir", "must name a folder")),
+    Case("config-invalid-toml", config_command("[data\nseed = 1\n"), ("not valid TOML", "line 1")),
+    Case("config-unknown-section", config_command("[benchmarks]\nthreads = [1]\n"), ("unknown section [benchmarks]", "did you mean 'benchmark'")),
+    Case("config-unknown-key", config_command("[baseline]\nepoch = 3\n"), ("[baseline]", "unknown key 'epoch'", "did you mean 'epochs'")),
+    Case("config-wrong-type", config_command('[baseline]\nepochs = "five"\n'), ("[baseline].epochs", "expected int", "'five'")),
+    Case("config-section-not-table", config_command("data = 3\n"), ("[data]", "expected a table")),
+    Case("config-epochs-negative", config_command("[baseline]\nepochs = -1\n"), ("[baseline].epochs = -1", ">= 0")),
+    Case("config-seed-negative", config_command("[explain]\nseed = -1\n"), ("[explain].seed = -1", "must be in 0..2**32-1")),
+    Case("config-severity-twice", config_command("[benchmark]\ncorruption_severities = [2, 2]\n"), ("corruption_severities", "lists 2 twice")),
+    Case("config-opset-too-new", config_command("[export]\nonnx_opset = 99\n"), ("[export].onnx_opset = 99", "exports ONNX up to opset")),
+    Case("config-batch-size-zero", config_command("[baseline]\nbatch_size = 0\n"), ("[baseline].batch_size = 0", ">= 1")),
+    Case("config-bench-batch-sizes-zero", config_command("[benchmark]\nbatch_sizes = [1, 0]\n"), ("batch_sizes", ">= 1")),
+    Case("config-threads-zero", config_command("[benchmark]\nthreads = [0]\n"), ("[benchmark].threads", ">= 1")),
+    Case("config-threads-absurd", config_command("[benchmark]\nthreads = [1, 100000]\n"), ("[benchmark].threads", "at most 256")),
+    Case("config-train-threads-absurd", config_command("[baseline]\nthreads = 100000\n"), ("[baseline].threads", "must be in 0..256")),
+    Case("config-student-width-absurd", config_command(variant('"distill(width=1000)"')), ("width=1000", "must be in [0, 4]")),
+    Case("config-unknown-precision", config_command('[export]\ntflite_precisions = ["int4"]\n'), ("tflite_precisions", "'int4'", "expected any of")),
+    Case("config-unknown-format", config_command('[export]\nformats = ["onx"]\n'), ("[export].formats", "'onx'", "did you mean 'onnx'")),
+    Case("config-no-format", config_command('[export]\nformats = []\n'), ("[export].formats", "must name at least one of")),
+    Case("config-no-tflite-precision", config_command('[export]\ntflite_precisions = []\n'), ("[export].tflite_precisions", "must name at least one of")),
+    Case("config-unknown-runtime", config_command('[benchmark]\nruntimes = ["onnxruntim"]\n'), ("unknown runtime 'onnxruntim'", "did you mean 'onnxruntime'")),
+    Case("config-unknown-model", config_command('[baseline]\nmodel = "tinycn"\n'), ("[baseline].model", "unknown model", "did you mean 'tinycnn'")),
+    Case("config-unknown-pass", config_command(variant('"prune.unstructred()"')), ("unknown pass 'prune.unstructred'", "did you mean 'prune.unstructured'")),
+    Case("config-sparsity-out-of-range", config_command(variant('"prune.unstructured(sparsity=1.5)"')), ("sparsity=1.5", "[0, 1)")),
+    Case("config-ratio-out-of-range", config_command(variant('"prune.structured(ratio=1.0)"')), ("ratio=1.0", "[0, 1)")),
+    Case("config-pass-bad-param", config_command(variant('"finetune(epoch=1)"')), ("finetune has no parameter 'epoch'",)),
+    Case("config-variant-name-too-long", config_command(f'[[variants]]\nname = "{"v" * 300}"\npasses = ["finetune()"]\n'), ("300 characters", "at most 100")),
+    Case("config-duplicate-variant", config_command(variant('"finetune()"') + variant('"finetune()"')), ("duplicate variant name",)),
+    Case("config-unknown-masker", config_command('[explain]\nmasker = "blurr(10,10)"\n'), ("[explain].masker", "'blurr(10,10)'", "expected 'blur(kx,ky)'")),
+    Case("config-unknown-dataset", config_command('[data]\ndataset = "mnist"\n'), ("[data].dataset = 'mnist'", "expected 'fashion-mnist' or 'imagefolder'")),
+    Case("config-imagefolder-without-folder", config_command('[data]\ndataset = "imagefolder"\n'), ("[data].data_dir", "required when dataset = 'imagefolder'")),
+    Case("config-empty-cache-dir", config_command('[output]\ncache_dir = ""\n'), ("[output].cache_dir", "must name a folder")),
     Case("cache-dir-is-a-file", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG + f'[output]\ncache_dir = "{write_file(tmp / "f", b"x")}/c"\n')),
                                              "--data-dir", str(fake_data(tmp / "data"))], ("[output].cache_dir", "exists but is not a folder")),
-    Case("config-label-smoothing-one", _config("[baseline]\nlabel_smoothing = 1.0\n"), ("label_smoothing", "[0, 1)")),
+    Case("config-label-smoothing-one", config_command("[baseline]\nlabel_smoothing = 1.0\n"), ("label_smoothing", "[0, 1)")),
     # --data-dir
-    Case("data-dir-missing", _run("--data-dir", "{tmp}/nope"), ("data directory not found", "nope")),
-    Case("data-dir-is-a-file", lambda tmp: _run("--data-dir", str(write_file(tmp / "idx.txt", b"x")))(tmp), ("idx.txt is a file",)),
-    Case("data-dir-empty", lambda tmp: _run("--data-dir", str(mkdir_p(tmp / "empty")))(tmp), ("holds no Fashion-MNIST IDX files",)),
-    Case("data-missing-one-file", _data(drop="t10k-labels-idx1-ubyte.gz"), ("lacks", "t10k-labels-idx1-ubyte")),
-    Case("data-truncated-idx", _data(truncate="train-images-idx3-ubyte"), ("train-images-idx3-ubyte", "truncated")),
-    Case("data-truncated-gzip", _data(truncate="t10k-images-idx3-ubyte.gz"), ("cannot read IDX file", "t10k-images-idx3-ubyte.gz")),
-    Case("data-not-idx", _data(garbage="train-labels-idx1-ubyte"), ("train-labels-idx1-ubyte", "not an IDX file")),
-    Case("data-mismatched-idx", _data(n_train_labels=150), ("mismatched", "200 images but 150 labels")),
-    Case("data-no-test-images", _data(n_test=0), ("the test IDX files hold no images",)),
-    Case("data-labels-out-of-range", _data(max_label=20), ("labels outside 0..9",)),
-    Case("data-blank-training-images", _data(blank_train=True), ("training images", "pixel std 0.0", "cannot be normalised")),
+    Case("data-dir-missing", run_command("--data-dir", "{tmp}/nope"), ("data directory not found", "nope")),
+    Case("data-dir-is-a-file", lambda tmp: run_command("--data-dir", str(write_file(tmp / "idx.txt", b"x")))(tmp), ("idx.txt is a file",)),
+    Case("data-dir-empty", lambda tmp: run_command("--data-dir", str(mkdir_p(tmp / "empty")))(tmp), ("holds no Fashion-MNIST IDX files",)),
+    Case("data-missing-one-file", data_command(drop="t10k-labels-idx1-ubyte.gz"), ("lacks", "t10k-labels-idx1-ubyte")),
+    Case("data-truncated-idx", data_command(truncate="train-images-idx3-ubyte"), ("train-images-idx3-ubyte", "truncated")),
+    Case("data-truncated-gzip", data_command(truncate="t10k-images-idx3-ubyte.gz"), ("cannot read IDX file", "t10k-images-idx3-ubyte.gz")),
+    Case("data-not-idx", data_command(garbage="train-labels-idx1-ubyte"), ("train-labels-idx1-ubyte", "not an IDX file")),
+    Case("data-mismatched-idx", data_command(n_train_labels=150), ("mismatched", "200 images but 150 labels")),
+    Case("data-no-test-images", data_command(n_test=0), ("the test IDX files hold no images",)),
+    Case("data-labels-out-of-range", data_command(max_label=20), ("labels outside 0..9",)),
+    Case("data-blank-training-images", data_command(blank_train=True), ("training images", "pixel std 0.0", "cannot be normalised")),
     Case("data-val-size-too-big", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG.replace("val_size = 50", "val_size = 500"))),
                                                 "--data-dir", str(fake_data(tmp / "data"))], ("val_size = 500", "leaves no training images")),
     # --checkpoint (checked before the run folder is created)
-    Case("checkpoint-missing", _ckpt("missing"), ("checkpoint not found", "w.pt")),
+    Case("checkpoint-missing", ckpt_command("missing"), ("checkpoint not found", "w.pt")),
     Case("checkpoint-is-a-folder", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data")),
                                                 "--checkpoint", str(mkdir_p(tmp / "weights"))], ("checkpoint", "weights is a folder")),
-    Case("checkpoint-truncated", _ckpt("truncated"), ("corrupt or truncated", "w.pt")),
-    Case("checkpoint-not-state-dict", _ckpt("list"), ("expected a state_dict", "list")),
-    Case("checkpoint-text-file", _ckpt("text"), ("w.pt", "not a PyTorch weight file")),
-    Case("checkpoint-wrong-shapes", _ckpt("wrong-shapes"), ("has shape", "the model expects")),
-    Case("checkpoint-nan-weights", _ckpt("nan"), ("w.pt", "features.0.0.weight holds NaN or inf values")),
-    Case("checkpoint-pickle-with-code", _ckpt("evil"), ("refused", "never unpickles code"), after=_no_marker),
-    Case("checkpoint-raw-pickle-with-code", _ckpt("evil-raw"), ("w.pt",), after=_no_marker),
+    Case("checkpoint-truncated", ckpt_command("truncated"), ("corrupt or truncated", "w.pt")),
+    Case("checkpoint-not-state-dict", ckpt_command("list"), ("expected a state_dict", "list")),
+    Case("checkpoint-text-file", ckpt_command("text"), ("w.pt", "not a PyTorch weight file")),
+    Case("checkpoint-wrong-shapes", ckpt_command("wrong-shapes"), ("has shape", "the model expects")),
+    Case("checkpoint-nan-weights", ckpt_command("nan"), ("w.pt", "features.0.0.weight holds NaN or inf values")),
+    Case("checkpoint-pickle-with-code", ckpt_command("evil"), ("refused", "never unpickles code"), after=_no_marker),
+    Case("checkpoint-raw-pickle-with-code", ckpt_command("evil-raw"), ("w.pt",), after=_no_marker),
     Case("model-factory-not-importable", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG.replace('"tinycnn"', '"no_such_mod_xyz:build"'))),
                                                       "--data-dir", str(fake_data(tmp / "data"))], ("no_such_mod_xyz", "cannot import")),
-    Case("model-factory-raises", _model("factory_that_raises"), ("factory_that_raises", "failed", "RuntimeError", "needs 3 input channels")),
-    Case("model-wrong-input-size", _model("model_for_other_images"), ("does not run on this dataset's 1x28x28 images", "RuntimeError")),
-    Case("model-factory-not-callable", _model("NOT_A_FACTORY"), ("has no callable 'NOT_A_FACTORY'",)),
-    Case("model-factory-returns-no-module", _model("factory_returning_a_dict"), ("returned dict", "expected a torch.nn.Module")),
-    Case("model-relative-module", _model_spec(".bad_input_files:factory_that_raises"), ("'.bad_input_files' is not a module name",)),
-    Case("model-factory-exits", _model("factory_that_exits"), ("factory_that_exits", "failed", "SystemExit: 0")),
-    Case("student-factory-raises", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG + _variant(
+    Case("model-factory-raises", model_command("factory_that_raises"), ("factory_that_raises", "failed", "RuntimeError", "needs 3 input channels")),
+    Case("model-wrong-input-size", model_command("model_for_other_images"), ("does not run on this dataset's 1x28x28 images", "RuntimeError")),
+    Case("model-factory-not-callable", model_command("NOT_A_FACTORY"), ("has no callable 'NOT_A_FACTORY'",)),
+    Case("model-factory-returns-no-module", model_command("factory_returning_a_dict"), ("returned dict", "expected a torch.nn.Module")),
+    Case("model-relative-module", model_spec_command(".bad_input_files:factory_that_raises"), ("'.bad_input_files' is not a module name",)),
+    Case("model-factory-exits", model_command("factory_that_exits"), ("factory_that_exits", "failed", "SystemExit: 0")),
+    Case("student-factory-raises", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG + variant(
         "\"distill(width=0.5, student='tests.bad_input_files:factory_that_raises')\""))), "--data-dir", str(fake_data(tmp / "data"))],
         ("[[variants]] 'v' distill(student='tests.bad_input_files:factory_that_raises')", "failed", "needs 3 input channels")),
-    Case("model-wrong-class-count", _model("model_with_seven_outputs"), ("returns (2, 7)", "expected logits of shape (2, 10)")),
+    Case("model-wrong-class-count", model_command("model_with_seven_outputs"), ("returns (2, 7)", "expected logits of shape (2, 10)")),
     # artifacts (`edgebench inspect`)
     Case("inspect-missing-file", lambda tmp: ["inspect", str(tmp / "nope.onnx")], ("model file not found", "nope.onnx")),
     Case("inspect-unknown-suffix", lambda tmp: ["inspect", str(write_file(tmp / "m.bin", b"x"))], ("unknown artifact type '.bin'",)),
@@ -286,7 +256,7 @@ def test_a_run_that_stops_on_an_error_says_so_in_its_folder(workdir: Path, capsy
     line, and results.json says the run failed and why, instead of staying 'running'."""
     import json
 
-    text = GOOD_CONFIG.replace('"tinycnn"', '"tests.bad_input_files:ignores_width"') + _variant('"distill(width=0.5, epochs=1)"')
+    text = GOOD_CONFIG.replace('"tinycnn"', '"tests.bad_input_files:ignores_width"') + variant('"distill(width=0.5, epochs=1)"')
     argv = ["run", "--config", str(toml(workdir, text)), "--data-dir", str(fake_data(workdir / "data")), "--out", str(workdir / "results"), "--quiet"]
     assert main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()

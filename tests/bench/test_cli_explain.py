@@ -1,6 +1,6 @@
-"""`edgebench explain` on a finished run whose artifacts are gone, damaged or replaced: one line, exit 2,
-and results.json as it was (a recomputation would turn good explanations into failed ones, or into
-explanations of another file than the row measured)."""
+"""`edgebench explain` from the command line: a real run explained, and runs whose artifacts or settings
+are gone, damaged or replaced: one line, exit 2, and results.json as it was (a recomputation would
+turn good explanations into failed ones, or into explanations of another file than the row measured)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.explain_record import slug_of
+from bench.results import validate_results
 from tests.bench.test_explain_stage import build_run
+from tests.conftest import DEBIAN_DATA
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -99,3 +102,49 @@ def test_explain_refuses_an_edited_setting_before_replacing_any_explanation(tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "[explain].masker" in err[0] and "blur(0,0)" in err[0] and where in err[0], err
     assert (run / "results.json").read_bytes() == before
+
+
+def test_cli_user_errors(tmp_path, capsys):
+    from bench.cli import main
+
+    assert main(["explain", str(tmp_path / "missing")]) == 2
+    assert "run folder not found" in capsys.readouterr().err
+    assert main(["explain", str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
+
+
+E2E_VARIANTS = """
+[[variants]]
+name = "int8"
+passes = ["quantize.static(images=64)"]
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not DEBIAN_DATA.exists(), reason="dataset-fashion-mnist not installed")
+def test_cli_explains_a_real_run(tmp_path, capsys):
+    from bench.cli import main
+    from tests.conftest import TINY_CONFIG
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_CONFIG + E2E_VARIANTS + f'\n[output]\ndir = "{tmp_path / "results"}"\ncache_dir = "{tmp_path / "cache"}"\n')
+    assert main(["run", "--config", str(config), "--quick", "--quiet", "--no-explain"]) == 0
+    (run_dir,) = [p for p in (tmp_path / "results").iterdir() if (p / "results.json").exists()]
+    assert main(["explain", str(run_dir), "--samples", "1", "--max-evals", "100"]) == 0
+    assert "spearman" in capsys.readouterr().out
+    assert "## Explanations" in (run_dir / "report.md").read_text()  # the report was rebuilt with them
+    document = json.loads((run_dir / "results.json").read_text())
+    assert validate_results(document) == []
+    blocks = {(r["variant"], r["format"]): r["explanation"] for r in document["rows"] if r["status"] == "ok"}
+    assert blocks[("baseline", "onnx")]["drift"]["spearman_mean"] == 1.0
+    assert blocks[("baseline", "torch")]["shared_from"] == slug_of(next(r for r in document["rows"] if r["variant"] == "baseline" and r["format"] == "onnx"))
+    int8 = next(r for r in document["rows"] if (r["variant"], r["format"]) == ("int8", "onnx"))
+    if int8["status"] == "ok":  # its own explanation, computed on the int8 artifact
+        assert blocks[("int8", "onnx")]["shared_from"] is None and blocks[("int8", "onnx")]["seconds_per_image"] > 0
+    else:  # a 1-epoch model may fail the int8 validation; nothing else may stop it
+        assert int8["status"] == "validation_failed", int8.get("reason")
+    assert (run_dir / document["explanation_set"]["comparison_grid"]).is_file()
+    assert main(["explain", str(run_dir), "--variant", "baseline", "--max-evals", "120", "--quiet"]) == 2  # set is 1 / 100
+    assert main(["explain", str(run_dir), "--variant", "baseline", "--quiet"]) == 0  # joins the existing set
+    document = json.loads((run_dir / "results.json").read_text())
+    assert document["explanation_set"]["max_evals"] == 100 and len(document["explanation_set"]["indices"]) == 10

@@ -252,52 +252,6 @@ def test_failing_and_overrunning_jobs_fail_alone(explained, tmp_path):
     assert results[2]["status"] == "ok" and np.load(tmp_path / "v.npy").shape == (2, 28, 28, 1)
 
 
-def test_cli_user_errors(tmp_path, capsys):
-    from bench.cli import main
-
-    assert main(["explain", str(tmp_path / "missing")]) == 2
-    assert "run folder not found" in capsys.readouterr().err
-    assert main(["explain", str(tmp_path)]) == 2
-    assert "no results.json" in capsys.readouterr().err
-
-
-E2E_VARIANTS = """
-[[variants]]
-name = "int8"
-passes = ["quantize.static(images=64)"]
-"""
-
-
-@pytest.mark.e2e
-@pytest.mark.skipif(not DEBIAN_DATA.exists(), reason="dataset-fashion-mnist not installed")
-def test_cli_explains_a_real_run(tmp_path, capsys):
-    from bench.cli import main
-    from tests.conftest import TINY_CONFIG
-
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY_CONFIG + E2E_VARIANTS + f'\n[output]\ndir = "{tmp_path / "results"}"\ncache_dir = "{tmp_path / "cache"}"\n')
-    assert main(["run", "--config", str(config), "--quick", "--quiet", "--no-explain"]) == 0
-    (run_dir,) = [p for p in (tmp_path / "results").iterdir() if (p / "results.json").exists()]
-    assert main(["explain", str(run_dir), "--samples", "1", "--max-evals", "100"]) == 0
-    assert "spearman" in capsys.readouterr().out
-    assert "## Explanations" in (run_dir / "report.md").read_text()  # the report was rebuilt with them
-    document = json.loads((run_dir / "results.json").read_text())
-    assert validate_results(document) == []
-    blocks = {(r["variant"], r["format"]): r["explanation"] for r in document["rows"] if r["status"] == "ok"}
-    assert blocks[("baseline", "onnx")]["drift"]["spearman_mean"] == 1.0
-    assert blocks[("baseline", "torch")]["shared_from"] == slug_of(next(r for r in document["rows"] if r["variant"] == "baseline" and r["format"] == "onnx"))
-    int8 = next(r for r in document["rows"] if (r["variant"], r["format"]) == ("int8", "onnx"))
-    if int8["status"] == "ok":  # its own explanation, computed on the int8 artifact
-        assert blocks[("int8", "onnx")]["shared_from"] is None and blocks[("int8", "onnx")]["seconds_per_image"] > 0
-    else:  # a 1-epoch model may fail the int8 validation; nothing else may stop it
-        assert int8["status"] == "validation_failed", int8.get("reason")
-    assert (run_dir / document["explanation_set"]["comparison_grid"]).is_file()
-    assert main(["explain", str(run_dir), "--variant", "baseline", "--max-evals", "120", "--quiet"]) == 2  # set is 1 / 100
-    assert main(["explain", str(run_dir), "--variant", "baseline", "--quiet"]) == 0  # joins the existing set
-    document = json.loads((run_dir / "results.json").read_text())
-    assert document["explanation_set"]["max_evals"] == 100 and len(document["explanation_set"]["indices"]) == 10
-
-
 def test_missing_or_mismatched_test_images_and_labels_are_named(tmp_path: Path) -> None:
     """`edgebench explain` reads the images and labels `run` saved in work/: a folder without them
     (copied without work/, or hand-edited) stops with a line naming the file."""
