@@ -45,19 +45,23 @@ def key_slug(key: tuple[str, ...]) -> str:
     return "__".join(parts)
 
 
+def _inside_run(run_dir: Path, relative: Any) -> Path | None:
+    """The absolute path a results.json path names, or None when it lies outside the run folder."""
+    path = (Path(run_dir) / str(relative)).resolve()
+    return path if path.is_relative_to(Path(run_dir).resolve()) else None
+
+
 def file_inside(run_dir: Path, relative: Any) -> Path | None:
     """The file a results.json path names, only if it exists inside the run folder (None otherwise:
     an edited path that points elsewhere reads as a missing file, never as someone else's)."""
-    if not relative:
-        return None
-    path = (Path(run_dir) / str(relative)).resolve()
-    return path if path.is_file() and path.is_relative_to(Path(run_dir).resolve()) else None
+    path = _inside_run(run_dir, relative) if relative else None
+    return path if path is not None and path.is_file() else None
 
 
 def artifact_path(run_dir: Path, row: dict[str, Any]) -> Path:
     """The row's artifact file, which must lie inside the run folder (results.json may have been edited)."""
-    path = (Path(run_dir) / str(row.get("artifact"))).resolve()
-    if not path.is_relative_to(Path(run_dir).resolve()):
+    path = _inside_run(run_dir, row.get("artifact"))
+    if path is None:
         raise UserError(f"row {row_name(row)}: its artifact {row.get('artifact')!r} lies outside the run folder")
     return path
 
