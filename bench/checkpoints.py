@@ -94,8 +94,10 @@ def load_state_dict_file(path: str | Path, model: nn.Module) -> dict[str, torch.
     path = Path(path)
     if path.is_dir():
         raise ModelFileError(f"checkpoint {path} is a folder; pass the weight file (a state_dict .pt/.pth or .safetensors)")
-    if not path.is_file():
+    if not path.exists():
         raise ModelFileError(f"checkpoint not found: {shown_path(path)}")
+    if not path.is_file():  # a device, pipe or socket (/dev/null): there is no weight file to read
+        raise ModelFileError(f"checkpoint {path} is not a regular file; pass the weight file (a state_dict .pt/.pth or .safetensors)")
     obj = _read(path)
     for wrapper in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):

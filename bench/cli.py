@@ -8,6 +8,7 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from bench.cli_args import path_arg
 from bench.errors import UserError, exception_line
 
 if TYPE_CHECKING:  # the config module is imported by the commands that need it, not by --help
@@ -111,13 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a benchmark and write results/<run-id>/",
                          description="Train or load the baseline, build every variant, export, measure, report.",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--config", metavar="FILE", help="TOML config (default: the built-in config; see --print-config)")
-    run.add_argument("--out", metavar="DIR", help="parent folder of the run folder (default: [output].dir); the weight cache stays at [output].cache_dir, shared by runs")
+    run.add_argument("--config", type=path_arg, metavar="FILE", help="TOML config (default: the built-in config; see --print-config)")
+    run.add_argument("--out", type=path_arg, metavar="DIR", help="parent folder of the run folder (default: [output].dir); the weight cache stays at [output].cache_dir, shared by runs")
     run.add_argument("--quick", action="store_true", help="short warm-up and timing: a smoke run, not publishable latencies")
-    run.add_argument("--checkpoint", metavar="PATH", help="baseline weights: a state_dict (.pt/.pth, loaded weights_only) or .safetensors")
-    run.add_argument("--data-dir", metavar="DIR", help="folder with the Fashion-MNIST IDX files (or the ImageFolder root)")
+    run.add_argument("--checkpoint", type=path_arg, metavar="PATH", help="baseline weights: a state_dict (.pt/.pth, loaded weights_only) or .safetensors")
+    run.add_argument("--data-dir", type=path_arg, metavar="DIR", help="folder with the Fashion-MNIST IDX files (or the ImageFolder root)")
     run.add_argument("--no-explain", action="store_true", help="skip SHAP explanations")
-    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in its folder, with its config and timing "
+    run.add_argument("--resume", type=path_arg, metavar="RUN_DIR", help="continue an interrupted run in its folder, with its config and timing "
                      "(--quick follows the run): finished rows are kept, the rest recomputed")
     run.add_argument("--print-config", action="store_true", help="print the config this command line would run (the file over the built-in defaults, "
                      "with --checkpoint, --data-dir, --out and --no-explain folded in) as commented TOML and exit; --quick is not a config key")

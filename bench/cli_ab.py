@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from bench.cli_args import path_arg
+
 MAX_BATCH = 4096  # latency at larger batches says nothing new, and the activations of both artifacts must fit in memory
 
 
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(batch 1 by default). Rows of a run are measured minutes apart, so their ratio carries the "
                     "machine's drift; this ratio does not. Rows are written variant/format/precision/runtime, "
                     "e.g. baseline/onnx/fp32/onnxruntime. Prints both medians and how many times faster B is than A.")
-    ab.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (results/<run-id>)")
+    ab.add_argument("run_dir", type=path_arg, metavar="RUN_DIR", help="a run folder (results/<run-id>)")
     ab.add_argument("row_a", metavar="ROW_A", help="reference row, e.g. baseline/onnx/fp32/onnxruntime")
     ab.add_argument("row_b", metavar="ROW_B", help="row compared with it, e.g. prune50-kd-int8/onnx/int8-static/onnxruntime")
     ab.add_argument("--rounds", type=int, default=40, help="alternating rounds (default 40)")

@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bench.cli_args import at_least, path_arg
+from bench.errors import UserError
 from bench.results import read_run_document
 
 _SETTINGS = ("per_class", "max_evals", "seed")  # explain_run's own arguments; the other [explain] keys go as extras
@@ -21,31 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Explain every ok row of a finished run on its deployed artifact (SHAP Partition explainer), "
                     "compare attributions with the baseline (drift), score faithfulness (deletion AUC) and "
                     "write plots to RUN_DIR/explanations/. results.json is updated in place and the report rebuilt.")
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (holds results.json)")
+    parser.add_argument("run_dir", type=path_arg, metavar="RUN_DIR", help="a run folder (holds results.json)")
     parser.add_argument("--variant", metavar="NAME", help="explain only this variant's rows (plus the baseline reference)")
-    parser.add_argument("--samples", type=_positive, metavar="N",
+    parser.add_argument("--samples", type=at_least(1), metavar="N",
                         help="explained test images per class (default: the run's [explain].per_class, or with --variant its explanation set's)")
-    parser.add_argument("--max-evals", type=_at_least(10), metavar="N",
+    parser.add_argument("--max-evals", type=at_least(10), metavar="N",
                         help="model evaluations per image (default: the run's [explain].max_evals, or with --variant its explanation set's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.set_defaults(func=_cmd_explain)
-
-
-def _positive(text: str) -> int:
-    return _at_least(1)(text)
-
-
-def _at_least(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -61,6 +46,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     document = read_run_document(run_dir)
     source = f"{run_dir / 'results.json'}"
+    _check_finished(run_dir, document)
     configured = (document.get("config") or {}).get("explain") or {}  # the schema does not require a config: defaults then
     # a hand-edited setting stops here, not in every row's worker (only [explain]: the rest of a run's
     # config, checked by the rules of the edgebench that ran it, is not used here)
@@ -86,6 +72,20 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         print(f"\nexplanations: {run_dir / 'explanations'}  ({document['explanation_set'].get('seconds', 0):.0f} s)")
         print(f"report:       {html}")
     return 0
+
+
+def _check_finished(run_dir: Path, document: dict[str, Any]) -> None:
+    """Explanations belong to a finished run: a run still going, stopped or failed has rows to come, and
+    its own explain stage would replace these (a file without a status, written by hand, is taken as it is)."""
+    from bench.rundir import in_use
+
+    status = document.get("status")
+    if status is None or status == "complete":
+        return
+    if in_use(run_dir):
+        raise UserError(f"{run_dir} is still running (another edgebench process holds it); explain it when it has finished")
+    raise UserError(f"{run_dir} did not finish (status {status!r}); `edgebench run --resume {run_dir}` completes it, "
+                    "explanations included")
 
 
 def print_summary(document: dict[str, Any]) -> None:

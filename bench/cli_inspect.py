@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from bench.artifacts import ArtifactInfo, TensorInfo
+from bench.cli_args import path_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Validate an artifact without running it (ONNX checker and external-data containment, TFLite "
                     "flatbuffer structure, .pt2 zip integrity), then print its inputs and outputs (name, shape, "
                     "dtype, quantization) and how often each operator occurs. A bad file exits with code 2.")
-    inspect.add_argument("file", metavar="FILE", help="an .onnx, .tflite or .pt2 file")
+    inspect.add_argument("file", type=path_arg, metavar="FILE", help="an .onnx, .tflite or .pt2 file")
     inspect.add_argument("--format", choices=("onnx", "tflite", "torch"), help="override the format guessed from the suffix")
     inspect.add_argument("--json", action="store_true", help="print the description as JSON")
     inspect.set_defaults(func=_cmd_inspect)

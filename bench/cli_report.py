@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.cli_args import path_arg
 from bench.compare import THRESHOLD_HELP, Comparison, Pair, compare_runs, parse_threshold
 from bench.errors import UserError
 from bench.report_table import md_cell
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Write RUN_DIR/report.html (self-contained, offline), report.md and the "
                                                "charts in RUN_DIR/plots/ from RUN_DIR/results.json (and the raw latency "
                                                "samples beside it).")
-    report.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (results/<run-id>)")
+    report.add_argument("run_dir", type=path_arg, metavar="RUN_DIR", help="a run folder (results/<run-id>)")
     report.set_defaults(func=_cmd_report)
 
     compare = subparsers.add_parser(
@@ -33,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "changes in top-1, batch-1 latency (with a bootstrap 95% CI from the raw samples) and size. "
                     "Rows in one run only and rows whose status changed are listed.",
         epilog=THRESHOLD_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    compare.add_argument("run_a", metavar="RUN_A", help="the reference run folder")
-    compare.add_argument("run_b", metavar="RUN_B", help="the run to judge against RUN_A")
+    compare.add_argument("run_a", type=path_arg, metavar="RUN_A", help="the reference run folder")
+    compare.add_argument("run_b", type=path_arg, metavar="RUN_B", help="the run to judge against RUN_A")
     compare.add_argument("--fail-on", metavar="EXPR", action="append", default=[],
                          help="threshold such as p50:+10%%, top1:-0.5pt, size:+5%% (repeatable; see below)")
     compare.add_argument("--format", choices=("text", "md", "json"), default="text", help="output format (default: text)")

@@ -101,6 +101,8 @@ CASES = [
     Case("checkpoint-missing", ckpt_command("missing"), ("checkpoint not found", "w.pt")),
     Case("checkpoint-is-a-folder", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data")),
                                                 "--checkpoint", str(mkdir_p(tmp / "weights"))], ("checkpoint", "weights is a folder")),
+    Case("checkpoint-not-a-regular-file", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data")),
+                                                       "--checkpoint", "/dev/null"], ("/dev/null is not a regular file",)),
     Case("checkpoint-truncated", ckpt_command("truncated"), ("corrupt or truncated", "w.pt")),
     Case("checkpoint-not-state-dict", ckpt_command("list"), ("expected a state_dict", "list")),
     Case("checkpoint-text-file", ckpt_command("text"), ("w.pt", "not a PyTorch weight file")),

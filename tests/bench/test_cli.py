@@ -30,6 +30,22 @@ def test_usage_errors_are_one_line_too(argv: list[str], start: str) -> None:
     assert "--help" in lines[0] and not out
 
 
+@pytest.mark.parametrize("argv, argument", [(["run", "--checkpoint", ""], "--checkpoint"), (["run", "--out", " "], "--out"),
+                                             (["run", "--config", ""], "--config"), (["run", "--data-dir", ""], "--data-dir"),
+                                             (["run", "--resume", ""], "--resume"), (["report", ""], "RUN_DIR"),
+                                             (["compare", "a", ""], "RUN_B"), (["explain", ""], "RUN_DIR"),
+                                             (["ab", "", "a", "b"], "RUN_DIR"), (["inspect", ""], "FILE")])
+def test_an_empty_path_is_refused_not_taken_as_not_given(argv: list[str], argument: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--checkpoint "$UNSET"` must not quietly train a baseline, nor `report ""` read the current folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(lines) == 1 and f"argument {argument}: an empty path" in lines[0], lines
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_closed_pipe_ends_quietly_and_not_as_a_failed_gate() -> None:
     """`edgebench list | head -1`: the reader leaves early. Not exit 1 (compare's "a gate failed"), no error line."""
     proc = _entry_point("list", stdout=subprocess.PIPE)

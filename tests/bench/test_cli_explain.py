@@ -104,6 +104,32 @@ def test_explain_refuses_an_edited_setting_before_replacing_any_explanation(tmp_
     assert (run / "results.json").read_bytes() == before
 
 
+@pytest.mark.parametrize("status, held, message", [
+    ("running", False, "did not finish (status 'running'); `edgebench run --resume"),  # killed: nothing holds it
+    ("incomplete", False, "did not finish (status 'incomplete')"),
+    ("running", True, "is still running (another edgebench process holds it)"),
+])
+def test_explain_refuses_a_run_that_has_not_finished(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     status: str, held: bool, message: str) -> None:
+    """Its rows are still to come, and its own explain stage would replace these explanations."""
+    from bench.rundir import RunLock
+
+    run = tmp_path / "run"
+    build_run(run)
+    document = json.loads((run / "results.json").read_text())
+    document["status"] = status
+    (run / "results.json").write_text(json.dumps(document))
+    before = (run / "results.json").read_bytes()
+    if held:  # flock is per open file: a second lock in this process behaves like another process's
+        with RunLock(run):
+            assert main(["explain", str(run), "--quiet"]) == 2
+    else:
+        assert main(["explain", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert (run / "results.json").read_bytes() == before and not (run / "explanations").exists()
+
+
 def test_cli_user_errors(tmp_path, capsys):
     from bench.cli import main
 

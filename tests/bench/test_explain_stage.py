@@ -80,7 +80,7 @@ def build_run(run_dir: Path) -> dict:
         np.save(run_dir / "logits" / f"{slug_of(row)}.npy", predict(prepare_input(images, spec)).astype(np.float32))
     shutil.copy(run_dir / "logits" / f"{slug_of(rows[1])}.npy", run_dir / "logits" / f"{slug_of(rows[0])}.npy")
     np.save(run_dir / "logits" / f"{slug_of(rows[4])}.npy", np.random.default_rng(0).normal(size=(N_TEST, 10)).astype(np.float32))
-    document = {"schema_version": 1, "run_id": "test", "created": "2026-01-01T00:00:00+00:00",
+    document = {"schema_version": 1, "run_id": "test", "created": "2026-01-01T00:00:00+00:00", "status": "complete",
                 "environment": {"python": "3.11", "platform": "linux", "cpu": {"model": "x", "logical_cores": 2}, "packages": {}},
                 "dataset": {"name": "fashion-mnist", "test_size": N_TEST, "classes": [f"class{i}" for i in range(10)]},
                 "baseline": "baseline", "rows": rows}

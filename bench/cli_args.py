@@ -1,0 +1,28 @@
+"""Argument types shared by the edgebench sub-commands: argparse turns their ArgumentTypeError into one usage line."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+
+def path_arg(text: str) -> str:
+    """A path option or argument. An empty one is refused: `--checkpoint ""` (say, an unset shell variable)
+    would otherwise read as "not given" and quietly train a baseline, and `report ""` would read the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An integer argument no smaller than `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
