@@ -129,7 +129,7 @@ def _run_stages(config: Config, dataset: Dataset, run_dir: Path, writer: RunWrit
     source = trained.info["source"]
     if source in ("trained", "cache") and config.baseline.epochs == 0:
         source = f"random initialisation ([baseline] epochs = 0{', from the cache' if source == 'cache' else ''})"
-    elif trained.info["train_precision"] == "bf16":  # it changes the weights: say so (auto picks it on AMX CPUs)
+    elif trained.info["train_precision"] == "bf16":  # it changes the weights: say so (auto picks it on CPUs with native bf16)
         source += " (passes train in bf16 autocast)" if source == "checkpoint" else " (bf16 autocast)"
     _say(options, f"baseline {config.baseline.model}: {source}, val top-1 {trained.info['val_top1']:.4f}")
     if untrained := untrained_baseline_note(trained.info["val_top1"], len(dataset.classes)):

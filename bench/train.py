@@ -88,21 +88,31 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bf
 
 
 def resolve_train_precision(setting: str) -> str:
-    """'fp32' or 'bf16' for a `[baseline] train_precision` setting: 'auto' is bf16 where the CPU has
-    AMX tiles, which oneDNN uses for bf16 convolutions (a training step of edgecnn at batch 256:
-    2.0x as fast as fp32 here; the half- and quarter-width students 1.5x and 1.3x). Without them bf16
-    runs on AVX-512 BF16 at best (not measured here) or is emulated, so 'auto' keeps fp32."""
+    """'fp32' or 'bf16' for a `[baseline] train_precision` setting: 'auto' is bf16 where the CPU runs
+    bf16 dot products natively, which oneDNN uses for bf16 convolutions: AMX tiles (a training step of
+    edgecnn at batch 256 took 2.0x less time than in fp32 on the AMX host; the half- and quarter-width
+    students 1.5x and 1.3x) or AVX-512 BF16 (1.5-2.2x on the AMD EPYC host with it; the students
+    1.0-1.4x). Without either, bf16 is emulated, so 'auto' keeps fp32."""
     if setting != "auto":
         if setting not in AUTOCAST_DTYPES:
             raise ValueError(f"train_precision {setting!r}: expected 'auto' or one of {list(AUTOCAST_DTYPES)}")
         return setting
+    return "bf16" if native_bf16() else "fp32"
+
+
+def native_bf16() -> bool:
+    """Whether this CPU has bf16 dot-product instructions (AMX-BF16 or AVX512_BF16); False when unknown."""
     import torch.cpu
 
+    from bench.environment import cpu_info
+
+    if {"amx_bf16", "avx512_bf16"} & set(cpu_info()["flags"]):  # /proc/cpuinfo, on Linux
+        return True
     has_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x: absent means unknown
     try:
-        return "bf16" if has_amx is not None and has_amx() else "fp32"
+        return has_amx is not None and bool(has_amx())
     except RuntimeError:
-        return "fp32"
+        return False
 
 
 def resume_precision_error(recorded: dict[str, Any], setting: str) -> str | None:
@@ -112,7 +122,7 @@ def resume_precision_error(recorded: dict[str, Any], setting: str) -> str | None
     before, now = recorded.get("train_precision", "fp32"), resolve_train_precision(setting)
     if before == now:
         return None
-    why = " (it picks bf16 only on a CPU with AMX)" if setting == "auto" else ""
+    why = " (it picks bf16 only on a CPU with AMX or AVX-512 BF16)" if setting == "auto" else ""
     return (f"its weights were trained in {before}, and train_precision = {setting!r} trains in {now} on this CPU{why}; "
             "resume it on the kind of CPU it started on")
 

@@ -1,5 +1,5 @@
 """bench.train: the training batches, the teacher logits precomputed for KD, and the training
-precision (bf16 autocast where the CPU has AMX, keyed into the weight cache)."""
+precision (bf16 autocast where the CPU has AMX or AVX-512 BF16, keyed into the weight cache)."""
 
 from pathlib import Path
 
@@ -201,9 +201,19 @@ def test_training_sees_the_inputs_every_deployed_artifact_sees() -> None:
     assert np.array_equal(to_tensor(images, mean, std).numpy(), deployed)
 
 
-@pytest.mark.parametrize("has_amx, expected", [(True, "bf16"), (False, "fp32"), (None, "fp32")])
-def test_auto_trains_in_bf16_only_where_the_cpu_has_amx(monkeypatch, has_amx, expected):
-    if has_amx is None:  # a torch without the (private) probe: unknown, so the safe choice
+@pytest.mark.parametrize("flags, has_amx, expected", [
+    (["avx512f", "avx512_bf16", "amx_tile", "amx_bf16"], True, "bf16"),  # the AMX host
+    (["avx512f", "avx512_vnni", "avx512_bf16"], False, "bf16"),  # AVX-512 BF16 without AMX (the AMD EPYC host)
+    (["avx512f", "avx512_vnni"], False, "fp32"),  # AVX-512 without BF16: bf16 would be emulated
+    (["avx2", "fma"], False, "fp32"),
+    ([], True, "bf16"),  # no /proc/cpuinfo flags (not Linux): torch's AMX probe decides
+    ([], None, "fp32"),  # neither source knows: the safe choice
+])
+def test_auto_trains_in_bf16_only_where_the_cpu_has_native_bf16(monkeypatch, flags, has_amx, expected):
+    import bench.environment
+
+    monkeypatch.setattr(bench.environment, "cpu_info", lambda: {"flags": flags})
+    if has_amx is None:  # a torch without the (private) probe: unknown
         monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
     else:
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: has_amx, raising=False)
@@ -242,12 +252,12 @@ def test_the_baseline_cache_is_keyed_by_the_precision_trained_in_not_the_setting
 
 
 def test_a_run_is_resumed_only_in_the_precision_it_trained_in(monkeypatch):
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    monkeypatch.setattr(bench_train, "native_bf16", lambda: True)
     assert resume_precision_error({"train_precision": "bf16"}, "auto") is None
     assert resume_precision_error({"train_precision": "fp32"}, "fp32") is None
     # a run from before the setting trained in fp32: 'auto' on an AMX CPU would mix precisions
     why = resume_precision_error({"cache_key": "abc"}, "auto")
-    assert why and "trained in fp32" in why and "it picks bf16 only on a CPU with AMX" in why
+    assert why and "trained in fp32" in why and "it picks bf16 only on a CPU with AMX or AVX-512 BF16" in why
     assert "trains in fp32" in resume_precision_error({"train_precision": "bf16"}, "fp32")
     with pytest.raises(ValueError, match="'fp16'"):
         resolve_train_precision("fp16")
