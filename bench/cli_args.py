@@ -9,7 +9,7 @@ from typing import Callable
 def path_arg(text: str) -> str:
     """A path option or argument. An empty one is refused: `--checkpoint ""` (say, an unset shell variable)
     would otherwise read as "not given" and quietly train a baseline, and `report ""` would read the current folder."""
-    if not text.strip():
+    if not text:  # only the empty string: " " is a legal (if odd) file name
         raise argparse.ArgumentTypeError("an empty path")
     return text
 

@@ -84,8 +84,8 @@ def _check_finished(run_dir: Path, document: dict[str, Any]) -> None:
         return
     if in_use(run_dir):
         raise UserError(f"{run_dir} is still running (another edgebench process holds it); explain it when it has finished")
-    raise UserError(f"{run_dir} did not finish (status {status!r}); `edgebench run --resume {run_dir}` completes it, "
-                    "explanations included")
+    raise UserError(f"{run_dir} did not finish (status {status!r}); complete it with `edgebench run --resume {run_dir}` "
+                    "(which explains it too unless it was started without explanations), then explain it")
 
 
 def print_summary(document: dict[str, Any]) -> None:

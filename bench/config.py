@@ -58,7 +58,7 @@ class BaselineConfig:
     threads: int = _key("CPU threads for training (0 = all logical cores)", default=0, check=thread_count)
     train_precision: str = _key("'auto', 'fp32' or 'bf16': arithmetic of training steps (baseline and passes); 'bf16' runs "
                                 "them under bfloat16 autocast (weights, evaluation and exported models stay fp32), 'auto' "
-                                "picks bf16 where the CPU has native bf16 (AMX tiles or AVX-512 BF16: 1.5-2x faster steps for edgecnn) and fp32 elsewhere",
+                                "picks bf16 where the CPU has native bf16 (AMX tiles or AVX-512 BF16: 1.75-2x faster steps for edgecnn) and fp32 elsewhere",
                                 default="auto", check=lambda v: None if v in TRAIN_PRECISIONS else f"expected one of {list(TRAIN_PRECISIONS)}")
 
 

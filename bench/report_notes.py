@@ -38,9 +38,11 @@ def run_notes(document: dict[str, Any]) -> list[str]:
     if document.get("status") not in (None, "complete"):
         notes.append(f"run status is '{document.get('status')}': the table shows the rows finished so far")
     if (document.get("explanation_set") or {}).get("status") == "running":  # explain stopped before its end
+        # `edgebench explain` works on finished runs only; a run that stopped in its own explain stage resumes
+        finish = ("edgebench explain RUN_DIR" if document.get("status") in (None, "complete")
+                  else "edgebench run --resume RUN_DIR")
         notes.append("the explanations were interrupted: rows explained before that show theirs, the rest show "
-                     "their previous ones or none, and the comparison grid is missing; finish them with: "
-                     "edgebench explain RUN_DIR")
+                     f"their previous ones or none, and the comparison grid is missing; finish them with: {finish}")
     if document.get("quick"):
         notes.append(QUICK_NOTE)
     cpu = (document.get("environment") or {}).get("cpu") or {}

@@ -90,41 +90,55 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bf
 def resolve_train_precision(setting: str) -> str:
     """'fp32' or 'bf16' for a `[baseline] train_precision` setting: 'auto' is bf16 where the CPU runs
     bf16 dot products natively, which oneDNN uses for bf16 convolutions: AMX tiles (a training step of
-    edgecnn at batch 256 took 2.0x less time than in fp32 on the AMX host; the half- and quarter-width
-    students 1.5x and 1.3x) or AVX-512 BF16 (1.5-2.2x on the AMD EPYC host with it; the students
-    1.0-1.4x). Without either, bf16 is emulated, so 'auto' keeps fp32."""
+    edgecnn at batch 256 took half the time of fp32 on the AMX host) or AVX-512 BF16 (`run_fit` 1.75x
+    as fast as in fp32 on the AMD EPYC host with it). Without either, bf16 is emulated, so 'auto' keeps fp32."""
     if setting != "auto":
         if setting not in AUTOCAST_DTYPES:
             raise ValueError(f"train_precision {setting!r}: expected 'auto' or one of {list(AUTOCAST_DTYPES)}")
         return setting
-    return "bf16" if native_bf16() else "fp32"
+    return "bf16" if bf16_units() != "emulated" else "fp32"
 
 
-def native_bf16() -> bool:
-    """Whether this CPU has bf16 dot-product instructions (AMX-BF16 or AVX512_BF16); False when unknown."""
+def bf16_units() -> str:
+    """What runs this CPU's bf16 dot products: 'amx' (AMX-BF16 tiles), 'avx512_bf16', or 'emulated'
+    (neither, or unknown)."""
     import torch.cpu
 
     from bench.environment import cpu_info
 
-    if {"amx_bf16", "avx512_bf16"} & set(cpu_info()["flags"]):  # /proc/cpuinfo, on Linux
-        return True
+    flags = set(cpu_info()["flags"])  # /proc/cpuinfo, on Linux
     has_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x: absent means unknown
     try:
-        return has_amx is not None and bool(has_amx())
+        amx = "amx_bf16" in flags or (has_amx is not None and bool(has_amx()))
     except RuntimeError:
-        return False
+        amx = False
+    return "amx" if amx else "avx512_bf16" if "avx512_bf16" in flags else "emulated"
+
+
+def training_arithmetic(precision: str) -> str:
+    """The arithmetic this CPU trains in at a resolved precision, e.g. 'fp32 AVX512' or 'bf16 AVX512 amx'.
+    It decides the weights bit for bit, so it keys the weight cache and a resumed run must match it:
+    one seed gave 92.77% in fp32 on AVX-512 CPUs and 92.99% on an AVX2 one; in bf16, 93.03% on AMX
+    tiles and 92.94% on AVX-512 BF16."""
+    vectors = torch.backends.cpu.get_cpu_capability()  # the ATen kernels' ISA: DEFAULT, AVX2, AVX512, ...
+    return f"bf16 {vectors} {bf16_units()}" if precision == "bf16" else f"{precision} {vectors}"
 
 
 def resume_precision_error(recorded: dict[str, Any], setting: str) -> str | None:
     """Why a run whose `baseline_info` is `recorded` cannot go on here with `train_precision = setting`,
-    or None. Its finished variants were trained in the recorded precision (fp32 for runs from before
-    the setting existed), and 'auto' resolves by CPU: the rest must not be trained in another one."""
+    or None. Its finished variants were trained in the recorded precision and arithmetic (fp32 for runs
+    from before the setting existed; runs from before the arithmetic was recorded are checked by
+    precision only): the rest must not be trained in another one, since 'auto' and the arithmetic
+    follow the CPU."""
     before, now = recorded.get("train_precision", "fp32"), resolve_train_precision(setting)
-    if before == now:
-        return None
-    why = " (it picks bf16 only on a CPU with AMX or AVX-512 BF16)" if setting == "auto" else ""
-    return (f"its weights were trained in {before}, and train_precision = {setting!r} trains in {now} on this CPU{why}; "
-            "resume it on the kind of CPU it started on")
+    if before != now:
+        why = " (it picks bf16 only on a CPU with AMX or AVX-512 BF16)" if setting == "auto" else ""
+        return (f"its weights were trained in {before}, and train_precision = {setting!r} trains in {now} here{why}; "
+                "resume it on the kind of CPU, and with the edgebench, it started with")
+    if (trained_in := recorded.get("train_arithmetic")) and trained_in != (here := training_arithmetic(now)):
+        return (f"its weights were trained in {trained_in} arithmetic and this CPU trains in {here}, which gives "
+                "other weights; resume it on the kind of CPU it started on")
+    return None
 
 
 def epoch_batches(split: Split, dataset: Dataset, batch_size: int, *, augment: bool, seed: int,
@@ -217,13 +231,14 @@ def baseline_model(cfg: BaselineConfig, dataset: Dataset, cache_dir: str | Path,
     model = build_model(cfg.model, in_channels=dataset.input_shape[0], num_classes=len(dataset.classes), width=cfg.width)
     checkpoint = checkpoint or cfg.checkpoint
     precision = resolve_train_precision(cfg.train_precision)  # of the passes too, whatever the baseline's source
+    arithmetic = {"train_precision": precision, "train_arithmetic": training_arithmetic(precision)}
     if checkpoint:
         model.load_state_dict(load_state_dict_file(checkpoint, model))
         digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]  # keys the passes' cache
         return TrainedModel(model.eval(), {"source": "checkpoint", "checkpoint": str(checkpoint), "cache_key": digest,
-                                           "train_precision": precision, "val_top1": accuracy(model, dataset.val, dataset)})
-    # the precision trained in, not the setting: 'auto' trains differently on different CPUs
-    settings = {**{k: v for k, v in asdict(cfg).items() if k not in ("checkpoint", "threads")}, "train_precision": precision}
+                                           **arithmetic, "val_top1": accuracy(model, dataset.val, dataset)})
+    # the arithmetic trained in, not the setting: 'auto' and the CPU's kernels train other weights on other CPUs
+    settings = {**{k: v for k, v in asdict(cfg).items() if k not in ("checkpoint", "threads")}, **arithmetic}
     key = cache_key({"baseline": settings, "data": data_fingerprint(dataset), "code": code_digest(TRAINING_CODE, cfg.model),
                      **library_versions()})
     path = cache_path(cache_dir, "baseline", key)
@@ -237,7 +252,7 @@ def baseline_model(cfg: BaselineConfig, dataset: Dataset, cache_dir: str | Path,
                 tqdm.write(f"warning: the cached baseline {path} is unusable ({first_line(exc)}); training it again")
         else:
             return TrainedModel(cached.eval(), {"source": "cache", "cache_file": str(path), "cache_key": key,
-                                                "train_precision": precision, "val_top1": accuracy(cached, dataset.val, dataset)})
+                                                **arithmetic, "val_top1": accuracy(cached, dataset.val, dataset)})
     start = time.perf_counter()
     fit_settings = FitSettings(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                label_smoothing=cfg.label_smoothing, seed=cfg.seed)
@@ -246,6 +261,6 @@ def baseline_model(cfg: BaselineConfig, dataset: Dataset, cache_dir: str | Path,
     seconds = time.perf_counter() - start
     save_state_dict(model, path)
     return TrainedModel(model.eval(), {"source": "trained", "cache_file": str(path), "cache_key": key,
-                                       "train_seconds": round(seconds, 1), "epochs": cfg.epochs, "train_precision": precision,
+                                       "train_seconds": round(seconds, 1), "epochs": cfg.epochs, **arithmetic,
                                        "losses": losses,
                                        "val_top1": accuracy(model, dataset.val, dataset)})

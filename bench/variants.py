@@ -26,7 +26,8 @@ from bench.config import Config
 from bench.data import Dataset
 from bench.errors import ConfigError, UserError, exception_line
 from bench.models import build_model, count_macs, count_params
-from bench.train import accuracy, data_fingerprint, predict_logits, resolve_train_precision, run_fit, to_tensor
+from bench.train import (accuracy, data_fingerprint, predict_logits, resolve_train_precision, run_fit, to_tensor,
+                         training_arithmetic)
 from compress.chain import PassCall, parse_chain
 from compress.context import PassContext, PassNotApplicable
 from compress.prune import weight_sparsity
@@ -169,7 +170,7 @@ def pass_key_context(config: Config, dataset: Dataset) -> dict[str, Any]:
 
     b = config.baseline
     return {"data": data_fingerprint(dataset), "seed": b.seed, "batch_size": b.batch_size, "augment": b.augment,
-            "train_precision": resolve_train_precision(b.train_precision),
+            "train_arithmetic": training_arithmetic(resolve_train_precision(b.train_precision)),
             "model": b.model, "width": b.width, **library_versions(), "torch_pruning": torch_pruning.__version__,
             "code": code_digest(PASS_CODE, b.model)}  # edited pass or training code is never served stale weights
 

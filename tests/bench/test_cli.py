@@ -30,7 +30,7 @@ def test_usage_errors_are_one_line_too(argv: list[str], start: str) -> None:
     assert "--help" in lines[0] and not out
 
 
-@pytest.mark.parametrize("argv, argument", [(["run", "--checkpoint", ""], "--checkpoint"), (["run", "--out", " "], "--out"),
+@pytest.mark.parametrize("argv, argument", [(["run", "--checkpoint", ""], "--checkpoint"), (["run", "--out", ""], "--out"),
                                              (["run", "--config", ""], "--config"), (["run", "--data-dir", ""], "--data-dir"),
                                              (["run", "--resume", ""], "--resume"), (["report", ""], "RUN_DIR"),
                                              (["compare", "a", ""], "RUN_B"), (["explain", ""], "RUN_DIR"),

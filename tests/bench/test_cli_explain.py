@@ -105,7 +105,7 @@ def test_explain_refuses_an_edited_setting_before_replacing_any_explanation(tmp_
 
 
 @pytest.mark.parametrize("status, held, message", [
-    ("running", False, "did not finish (status 'running'); `edgebench run --resume"),  # killed: nothing holds it
+    ("running", False, "did not finish (status 'running'); complete it with `edgebench run --resume"),  # killed: nothing holds it
     ("incomplete", False, "did not finish (status 'incomplete')"),
     ("running", True, "is still running (another edgebench process holds it)"),
 ])

@@ -103,6 +103,9 @@ def test_report_notes_interrupted_explanations() -> None:
     assert note.startswith("the explanations were interrupted") and note.endswith("edgebench explain RUN_DIR")
     assert run_notes({"rows": [], "explanation_set": {"status": "complete"}}) == []
     assert run_notes({"rows": [], "explanation_set": None}) == []
+    # a run stopped in its own explain stage: `explain` refuses unfinished runs, so the note says resume
+    stopped = run_notes({"rows": [], "status": "incomplete", "explanation_set": {"status": "running"}})
+    assert stopped[-1].endswith("finish them with: edgebench run --resume RUN_DIR")
 
 
 def test_a_slower_row_whose_pairing_was_disturbed_says_so() -> None:

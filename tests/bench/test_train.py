@@ -10,7 +10,7 @@ from torch import nn
 import bench.train as bench_train
 from bench.config import BaselineConfig
 from bench.train import (baseline_model, epoch_batches, predict_logits, resolve_train_precision, resume_precision_error,
-                         run_fit, training_memory_format)
+                         run_fit, training_arithmetic, training_memory_format)
 from bench.zoo import edgecnn, tinycnn
 from compress.train import FitSettings
 
@@ -251,8 +251,22 @@ def test_the_baseline_cache_is_keyed_by_the_precision_trained_in_not_the_setting
     assert keys[("auto", "bf16")] != keys[("auto", "fp32")]
 
 
+def test_the_baseline_cache_is_keyed_by_the_cpus_arithmetic(small, tmp_path, monkeypatch):
+    """bf16 on AMX tiles and on AVX-512 BF16 (or fp32 on AVX2 and AVX-512) train other weights from one
+    seed: a cache shared between such CPUs must not serve one's weights on the other."""
+    cfg = BaselineConfig(model="tinycnn", epochs=1, batch_size=32, train_precision="bf16")
+    keys = {}
+    for units in ("amx", "avx512_bf16", "amx"):
+        monkeypatch.setattr(bench_train, "bf16_units", lambda u=units: u)
+        trained = baseline_model(cfg, small, tmp_path, quiet=True)
+        assert trained.info["train_arithmetic"] == f"bf16 {torch.backends.cpu.get_cpu_capability()} {units}"
+        keys.setdefault(units, set()).add((trained.info["cache_key"], trained.info["source"]))
+    assert len(keys["amx"]) == 2 and {source for _, source in keys["amx"]} == {"trained", "cache"}
+    assert {key for key, _ in keys["amx"]} != {key for key, _ in keys["avx512_bf16"]}
+
+
 def test_a_run_is_resumed_only_in_the_precision_it_trained_in(monkeypatch):
-    monkeypatch.setattr(bench_train, "native_bf16", lambda: True)
+    monkeypatch.setattr(bench_train, "bf16_units", lambda: "amx")
     assert resume_precision_error({"train_precision": "bf16"}, "auto") is None
     assert resume_precision_error({"train_precision": "fp32"}, "fp32") is None
     # a run from before the setting trained in fp32: 'auto' on an AMX CPU would mix precisions
@@ -261,6 +275,11 @@ def test_a_run_is_resumed_only_in_the_precision_it_trained_in(monkeypatch):
     assert "trains in fp32" in resume_precision_error({"train_precision": "bf16"}, "fp32")
     with pytest.raises(ValueError, match="'fp16'"):
         resolve_train_precision("fp16")
+    # the same precision in other arithmetic (a run started on an AMX CPU, resumed on one with AVX-512 BF16)
+    here = training_arithmetic("bf16")
+    assert resume_precision_error({"train_precision": "bf16", "train_arithmetic": here}, "auto") is None
+    why = resume_precision_error({"train_precision": "bf16", "train_arithmetic": "bf16 AVX512 avx512_bf16"}, "bf16")
+    assert why and "trained in bf16 AVX512 avx512_bf16 arithmetic" in why and f"trains in {here}" in why
 
 
 @pytest.mark.parametrize("damage", [b"", b"not a weight file", b"\x80\x04K\x01."])  # empty, text, a pickled int
