@@ -14,15 +14,19 @@ def path_arg(text: str) -> str:
     return text
 
 
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An integer argument no smaller than `minimum`."""
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An integer argument no smaller than `minimum`, checked by the config's own rule."""
+    from bench.config_checks import at_least
+
+    check = at_least(minimum)
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if problem := check(value):
+            raise argparse.ArgumentTypeError(f"{problem}, got {value}")
         return value
 
     return parse

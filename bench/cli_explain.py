@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.cli_args import at_least, path_arg
+from bench.cli_args import int_at_least, path_arg
 from bench.errors import UserError
 from bench.results import read_run_document
 
@@ -25,9 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "write plots to RUN_DIR/explanations/. results.json is updated in place and the report rebuilt.")
     parser.add_argument("run_dir", type=path_arg, metavar="RUN_DIR", help="a run folder (holds results.json)")
     parser.add_argument("--variant", metavar="NAME", help="explain only this variant's rows (plus the baseline reference)")
-    parser.add_argument("--samples", type=at_least(1), metavar="N",
+    parser.add_argument("--samples", type=int_at_least(1), metavar="N",
                         help="explained test images per class (default: the run's [explain].per_class, or with --variant its explanation set's)")
-    parser.add_argument("--max-evals", type=at_least(10), metavar="N",
+    parser.add_argument("--max-evals", type=int_at_least(10), metavar="N",
                         help="model evaluations per image (default: the run's [explain].max_evals, or with --variant its explanation set's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.set_defaults(func=_cmd_explain)

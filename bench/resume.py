@@ -111,8 +111,14 @@ def measured_files(rows: list[dict[str, Any]], variant: str, run_dir: Path) -> d
     """{row key: (finished row, sha256 of the file it measured)} for a variant about to be exported
     again: the row's recorded artifact_sha256, or for rows from before it was recorded, the file as it
     is now (read before the export rewrites it)."""
-    return {row_key(r): (r, r.get("artifact_sha256") or ((file_digest(path) if (path := file_inside(run_dir, r.get("artifact"))) else None)))
-            for r in rows if r["variant"] == variant}
+    return {row_key(r): (r, _measured_digest(run_dir, r)) for r in rows if r["variant"] == variant}
+
+
+def _measured_digest(run_dir: Path, row: dict[str, Any]) -> str | None:
+    if row.get("artifact_sha256"):
+        return row["artifact_sha256"]
+    path = file_inside(run_dir, row.get("artifact"))
+    return file_digest(path) if path is not None else None
 
 
 def record_digests(finished: list[dict[str, Any]], made: list[Row], kept: set[tuple[str, ...]]) -> None:
