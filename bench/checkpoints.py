@@ -118,8 +118,14 @@ def load_state_dict_file(path: str | Path, model: nn.Module) -> dict[str, torch.
     for key, tensor in obj.items():
         if tensor.shape != expected[key].shape:
             raise ModelFileError(f"{path}: {key} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[key].shape)}")
+        if tensor.is_complex() or tensor.is_floating_point() != expected[key].is_floating_point():
+            # load_state_dict would cast it, dropping imaginary parts or fractions with a warning at most
+            raise ModelFileError(f"{path}: {key} holds {str(tensor.dtype).removeprefix('torch.')} values, the model "
+                                 f"expects {str(expected[key].dtype).removeprefix('torch.')}")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):  # a diverged training's weights
             raise ModelFileError(f"{path}: {key} holds NaN or inf values; a model with them has no outputs to measure")
+        if key.endswith("running_var") and bool((tensor < 0).any()):  # its square root makes every output NaN
+            raise ModelFileError(f"{path}: {key} holds negative variances; a BatchNorm with them has no outputs to measure")
     return obj
 
 

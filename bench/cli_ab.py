@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 from bench.cli_args import path_arg
-
-MAX_BATCH = 4096  # latency at larger batches says nothing new, and the activations of both artifacts must fit in memory
+from bench.config_checks import MAX_BATCH  # latency at larger batches says nothing new; both artifacts' activations must fit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.environment import environment_differences
 from bench.errors import UserError
-from bench.results import batch1_latency, file_inside, read_run_document, row_key
+from bench.results import batch1_latency, read_latency_samples, read_run_document, row_key
 from bench.stats import bootstrap_ratio
 
 # metric -> (unit the threshold must use, what it measures)
@@ -178,15 +178,9 @@ def metric_value(row: dict[str, Any], metric: str) -> float | None:
 
 
 def _samples(run_dir: Path, entry: dict[str, Any]) -> np.ndarray | None:
-    path = file_inside(run_dir, entry.get("samples_file"))
-    if path is None:
-        return None
-    try:
-        samples = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):  # unreadable: fall back to the recorded stats
-        return None
+    samples = read_latency_samples(run_dir, entry)  # None when unusable: fall back to the recorded stats
     # a bootstrap of a handful of calls gives a deceptively narrow interval: test noise only above that
-    return samples.astype(np.float64).ravel() if samples.size >= MIN_SAMPLES else None
+    return samples if samples is not None and samples.size >= MIN_SAMPLES else None
 
 
 def matching_latency(row: dict[str, Any], like: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.config_checks import (at_least, masker_problem, names_a_folder, positive_ints, repeated,
-                                 seed_range, severities, subset_of, thread_count, thread_counts, unit_interval_open)
+from bench.config_checks import (MAX_BATCH, MAX_TIMEOUT_S, at_least, batch_sizes, in_range, masker_problem, names_a_folder,
+                                 repeated, seed_range, severities, subset_of, thread_count, thread_counts, unit_interval_open)
 from bench.config_sections import build_section, suggest
 from bench.errors import ConfigError
 from explain.drift import DEFAULT_THRESHOLD
@@ -85,8 +85,8 @@ class BenchmarkConfig:
     runtimes: list[str] = _key("runtimes to measure (see `edgebench list`)", default_factory=lambda: ["torch", "onnxruntime", "litert"])
     device: str = _key(f"one of {list(DEVICES)}; 'auto' adds CUDA cells, measured where a GPU is present and skipped rows saying why where none is", default="cpu", check=lambda v: None if v in DEVICES else f"expected one of {list(DEVICES)}")
     threads: list[int] = _key("thread counts to measure latency at", default_factory=lambda: [1], check=thread_counts)
-    batch_sizes: list[int] = _key("batch sizes to measure latency at", default_factory=lambda: [1], check=positive_ints)
-    throughput_batch: int = _key("batch size of the throughput measurement", default=32, check=at_least(1))
+    batch_sizes: list[int] = _key(f"batch sizes to measure latency at (at most {MAX_BATCH})", default_factory=lambda: [1], check=batch_sizes)
+    throughput_batch: int = _key("batch size of the throughput measurement", default=32, check=in_range(1, MAX_BATCH))
     warmup_calls: int = _key("minimum warm-up calls per setting", default=10, check=at_least(0))
     warmup_seconds: float = _key("minimum warm-up time per setting, seconds", default=0.25, check=at_least(0))
     min_calls: int = _key("minimum timed calls per setting", default=1000, check=at_least(1))
@@ -126,7 +126,8 @@ class ExplainConfig:
     deletion_steps: int = _key("steps of the deletion faithfulness curve", default=DEFAULT_STEPS, check=at_least(2))
     share_fp32: bool = _key("fp32 rows of a variant that passed parity reuse one explanation (the row says so)", default=True)
     workers: int = _key("parallel explanation processes", default=2, check=at_least(1))
-    job_timeout_s: float = _key("a row's explanation fails after this many seconds", default=600.0, check=lambda v: None if v > 0 else "must be > 0")
+    job_timeout_s: float = _key("a row's explanation fails after this many seconds", default=600.0,
+                                check=lambda v: None if 0 < v <= MAX_TIMEOUT_S else f"must be in (0, {MAX_TIMEOUT_S:g}]")
 
 
 @dataclass
@@ -208,8 +209,9 @@ def validate_semantics(config: Config, source: str) -> None:
     for i, variant in enumerate(config.variants):
         where = f"{source} [[variants]] #{i + 1} ({variant.name!r})"
         # it names files and folders: '..' would write beside artifacts/, a leading '.' would hide them
-        if not variant.name or not variant.name[0].isalnum() or not all(c.isalnum() or c in "-_." for c in variant.name):
-            raise ConfigError(f"{where}: name must start with a letter or digit and use only letters, digits, '-', '_' and '.'")
+        # ASCII only: the run's file-name rule (bench.results.key_slug) refuses other letters
+        if not variant.name or not _ascii_alnum(variant.name[0]) or not all(_ascii_alnum(c) or c in "-_." for c in variant.name):
+            raise ConfigError(f"{where}: name must start with a letter or digit and use only ASCII letters, digits, '-', '_' and '.'")
         if len(variant.name) > 100:  # it is joined with format, precision and runtime into file names (255 bytes at most)
             raise ConfigError(f"{where}: name has {len(variant.name)} characters; at most 100")
         if variant.name == "baseline":
@@ -230,6 +232,10 @@ def validate_semantics(config: Config, source: str) -> None:
                               "has no runtime that runs ONNX (add 'onnxruntime')")
 
 
+def _ascii_alnum(c: str) -> bool:
+    return c.isascii() and c.isalnum()
+
+
 def load_config(path: str | Path | None) -> Config:
     """Load and validate a TOML config; None gives the built-in default config."""
     if path is None:
@@ -246,6 +252,6 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"config file {path} cannot be read: {exc.__class__.__name__}: {exc}") from None
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer of more digits than Python converts
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     return config_from_dict(raw, str(path))

@@ -34,6 +34,20 @@ def thread_count(v: int) -> str | None:
     return None if 0 <= v <= MAX_THREADS else f"must be in 0..{MAX_THREADS}"
 
 
+MAX_BATCH = 4096  # as `edgebench ab --batch`: the batch is tiled from test images, and a typo would ask for GiBs
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week; beyond it the deadline would overflow the platform's time
+
+
+def in_range(low: int, high: int) -> Callable[[Any], str | None]:
+    return lambda v: None if low <= v <= high else f"must be in {low}..{high}"
+
+
+def batch_sizes(values: list[int]) -> str | None:
+    if any(v > MAX_BATCH for v in values):
+        return f"must be batch sizes of at most {MAX_BATCH}"
+    return positive_ints(values)
+
+
 def positive_ints(values: list[int]) -> str | None:
     if not (values and all(v >= 1 for v in values)):
         return "must be a non-empty list of integers >= 1"
@@ -63,6 +77,8 @@ def repeated(values: list[Any]) -> str | None:
 
 
 def names_a_folder(value: str) -> str | None:
+    if "\0" in value:  # no file system takes it; os calls would raise an unexpected ValueError
+        return "must not contain a NUL character"
     return None if value.strip() else "must name a folder ('.' for the current one)"
 
 

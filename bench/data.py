@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path} is truncated (header needs {header} bytes, file has {len(raw)})")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: numpy's product wraps around for absurd shapes
     if len(raw) - header != expected:
         raise DataError(f"{path} is truncated or padded: shape {shape} needs {expected} data bytes, found {len(raw) - header}")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
@@ -141,8 +142,18 @@ def _load_idx_dir(directory: Path) -> dict[str, np.ndarray] | None:
             raise DataError(f"{directory}: {split} has {len(images)} images but {len(labels)} labels (mismatched IDX files)")
         if not len(images):
             raise DataError(f"{directory}: the {split} IDX files hold no images")
+        # every input_spec scales raw pixels by 1/255: other pixel types would be read on the wrong scale
+        if images.dtype != np.uint8:
+            raise DataError(f"{directory}: {split} images are {images.dtype} IDX data; Fashion-MNIST images are unsigned bytes (0..255)")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(f"{directory}: {split} labels are {labels.dtype} IDX data; expected integer class indices 0..9")
+        if not (images.shape[1] and images.shape[2]):
+            raise DataError(f"{directory}: {split} images have no pixels (shape {images.shape})")
         if len(labels) and (labels.min() < 0 or labels.max() > 9):
             raise DataError(f"{directory}: {split} labels outside 0..9 (not Fashion-MNIST labels)")
+    if (train := arrays["train_images"].shape[1:]) != (test := arrays["test_images"].shape[1:]):
+        raise DataError(f"{directory}: training images are {train[0]}x{train[1]} but test images {test[0]}x{test[1]}; "
+                        "a model trained on one size is measured on the other")
     return arrays
 
 

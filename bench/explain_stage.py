@@ -129,16 +129,29 @@ def plan_flips(run_dir: Path, rows: list[dict[str, Any]], jobs: list[int], refer
     ref_file = run_dir / "logits" / f"{slug_of(rows[reference])}.npy" if reference is not None else None
     if ref_file is None or not ref_file.is_file():
         return {}
-    base = np.load(ref_file, allow_pickle=False).argmax(axis=1)
+    base = saved_top1(ref_file)
     predicted = {}
     for i in jobs:
         own = run_dir / "logits" / f"{slug_of(rows[i])}.npy"
         if i != reference and own.is_file():
-            predicted[i] = np.load(own, allow_pickle=False).argmax(axis=1)
+            predicted[i] = saved_top1(own, len(base))
     chosen = choose_flips({i: np.flatnonzero(base != p) for i, p in predicted.items()}, limit)
     return {i: {"n_flipped": int((base != p).sum()), "indices": chosen[i],
                 "baseline_predicted": base[chosen[i]].tolist(), "predicted": p[chosen[i]].tolist()}
             for i, p in predicted.items()}
+
+
+def saved_top1(path: Path, n: int | None = None) -> np.ndarray:
+    """The top-1 classes of the logits a measured row saved (one row of class scores per test image);
+    UserError naming the file when it is unreadable or not such a table (of `n` images, when given)."""
+    try:
+        logits = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # truncated, an object array (not unpickled), not a .npy
+        raise UserError(f"{path} cannot be read as a row's saved logits ({first_line(exc)})") from None
+    if logits.ndim != 2 or logits.shape[1] < 2 or logits.dtype.kind not in "fiu" or (n is not None and len(logits) != n):
+        expected = f"({n}, classes)" if n is not None else "(images, classes)"
+        raise UserError(f"{path} holds {logits.dtype} logits of shape {logits.shape}; expected {expected} (was the run folder edited?)")
+    return logits.argmax(axis=1)
 
 
 def _set_block(settings: dict[str, Any], indices: np.ndarray, labels: np.ndarray, per_class: int, max_evals: int,

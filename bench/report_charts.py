@@ -126,18 +126,10 @@ def size_accuracy_chart(lines: list[Line]) -> bytes | None:
 
 
 def load_samples(run_dir: Path, line: Line) -> np.ndarray | None:
-    """Raw batch-1 latency samples of a row (ms), or None when the file is absent or unreadable."""
-    from bench.results import batch1_latency, file_inside
+    """Raw batch-1 latency samples of a row (ms), or None when the file is absent or unusable: draw without it."""
+    from bench.results import batch1_latency, read_latency_samples
 
-    entry = batch1_latency(line.row) or {}
-    path = file_inside(run_dir, entry.get("samples_file"))
-    if path is None:
-        return None
-    try:
-        samples = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):  # truncated or not an .npy file: draw without it
-        return None
-    return np.asarray(samples, dtype=np.float64).ravel() if samples.size else None
+    return read_latency_samples(run_dir, batch1_latency(line.row) or {})
 
 
 def latency_rows_fingerprint(lines: list[Line]) -> str:

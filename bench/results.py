@@ -6,6 +6,7 @@ soon as a row finishes, so an interrupted run never loses a finished row or leav
 
 from __future__ import annotations
 
+import copy
 import csv
 import functools
 import io
@@ -15,10 +16,13 @@ import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
 from bench.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "export_failed", "validation_failed", "run_failed", "skipped")
@@ -137,6 +141,24 @@ def runtime_label(row: dict[str, Any]) -> str:
     return str(row.get("runtime")) + ("" if device in ("cpu", None) else f"/{device}")
 
 
+def read_latency_samples(run_dir: Path, entry: dict[str, Any]) -> np.ndarray | None:
+    """The raw per-call latencies (ms) a latency entry's `samples_file` names, as a flat float64 array;
+    None when the entry names none, or the file is missing, unreadable or holds anything but positive,
+    finite real numbers (a damaged or hand-made file is treated as absent, never as measurements)."""
+    import numpy as np
+    path = file_inside(run_dir, entry.get("samples_file"))
+    if path is None:
+        return None
+    try:
+        samples = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # truncated or not an .npy file
+        return None
+    if not isinstance(samples, np.ndarray) or samples.ndim != 1 or samples.dtype.kind not in "fiu" or not samples.size:
+        return None
+    samples = samples.astype(np.float64)
+    return samples if bool(np.isfinite(samples).all() and (samples > 0).all()) else None
+
+
 def batch1_latency(row: dict[str, Any]) -> dict[str, Any] | None:
     """The batch-1 entry with the fewest threads: the headline latency of a row."""
     entries = [e for e in row.get("latency") or [] if e["batch_size"] == 1]
@@ -175,19 +197,32 @@ def schema_path() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def validate_results(document: dict[str, Any], schema_file: Path | None = None) -> list[str]:
-    """Schema errors of a results document (empty when valid, or when no schema file is found)."""
+def validate_results(document: dict[str, Any], schema_file: Path | None = None, *, partial: bool = False) -> list[str]:
+    """Schema errors of a results document (empty when valid): the public contract (`schema_file`, else
+    ../shared's copy, else the bundled one), then what edgebench's own readers need of the fields the
+    contract leaves open (results.reader.schema.json). `partial` is for a run that stopped early
+    (--resume): the contract's required top-level fields and its at-least-one-row rule are waived,
+    while every row and field present must still be well-formed."""
     schema_file = schema_file or schema_path() or Path(__file__).with_name("results.schema.json")
-    if not schema_file.is_file():
-        return []
-    schema = json.loads(schema_file.read_text())
-    validator = _validator_class()(schema)
-    return [f"{'/'.join(map(str, e.absolute_path)) or 'top level'}: {e.message}" for e in validator.iter_errors(document)]
+    schemas = [json.loads(schema_file.read_text())] if schema_file.is_file() else []
+    if partial and schemas:
+        contract = copy.deepcopy(schemas[0])
+        contract.pop("required", None)
+        contract.get("properties", {}).get("rows", {}).pop("minItems", None)
+        schemas = [contract]
+    schemas.append(_reader_schema())
+    return [f"{'/'.join(map(str, e.absolute_path)) or 'top level'}: {e.message}"
+            for schema in schemas for e in _validator_class()(schema).iter_errors(document)]
+
+
+@functools.cache
+def _reader_schema() -> dict[str, Any]:
+    return json.loads(Path(__file__).with_name("results.reader.schema.json").read_text())
 
 
 @functools.cache
 def _validator_class() -> Any:
-    """Draft 2020-12, except that NaN fails `minimum`/`maximum`: Python's JSON reads a hand-written NaN,
+    """Draft 2020-12, except that NaN fails every bound: Python's JSON reads a hand-written NaN,
     and every comparison with NaN is False, so a top-1 of NaN would pass "between 0 and 1"."""
     import jsonschema
 
@@ -198,13 +233,16 @@ def _validator_class() -> Any:
 
         def validate(validator: Any, bound: Any, instance: Any, schema: dict[str, Any]) -> Any:
             if isinstance(instance, float) and math.isnan(instance):
-                yield jsonschema.ValidationError(f"NaN is not a number {'>=' if keyword == 'minimum' else '<='} {bound}")
+                yield jsonschema.ValidationError(f"NaN is not a number {_BOUND_SIGNS[keyword]} {bound}")
             else:
                 yield from check(validator, bound, instance, schema)
 
         return validate
 
-    return jsonschema.validators.extend(base, {k: bounded(k) for k in ("minimum", "maximum")})
+    return jsonschema.validators.extend(base, {k: bounded(k) for k in _BOUND_SIGNS})
+
+
+_BOUND_SIGNS = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
 
 
 def _loads_shallow(text: str) -> Any:
@@ -249,7 +287,7 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
     if check_schema and (errors := validate_results(document)):
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise UserError(f"{path} does not meet the results schema: {errors[0][:200]}{more}")
-    if check_schema and (twice := _repeated_row(document["rows"])):  # a run writes each row once: a hand edit
+    if check_schema and (twice := repeated_row(document["rows"])):  # a run writes each row once: a hand edit
         raise UserError(f"{path} lists row {twice} twice; reports and comparisons need each row once")
     return document
 
@@ -270,7 +308,7 @@ def _no_rows_yet(run_dir: Path, document: dict[str, Any]) -> str | None:
     return None
 
 
-def _repeated_row(rows: list[dict[str, Any]]) -> str | None:
+def repeated_row(rows: list[dict[str, Any]]) -> str | None:
     """The name of the first row that appears twice (same variant, format, precision, runtime, device)."""
     seen: set[tuple[str, ...]] = set()
     for row in rows:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.results import Row, file_inside, key_slug, read_run_document, row_key, row_name
+from bench.results import Row, file_inside, key_slug, read_run_document, repeated_row, row_key, row_name, validate_results
 
 log = logging.getLogger("edgebench")
 
@@ -21,8 +21,16 @@ log = logging.getLogger("edgebench")
 def load_results(run_dir: Path) -> dict[str, Any]:
     """results.json of an existing (possibly interrupted) run folder; UserError when missing or unreadable."""
     document = read_run_document(run_dir, check_schema=False)
+    path = Path(run_dir) / "results.json"
     if not isinstance(document.get("config"), dict):
-        raise UserError(f"{Path(run_dir) / 'results.json'} is not an edgebench results file (expected an object with a 'config' object and a 'rows' list)")
+        raise UserError(f"{path} is not an edgebench results file (expected an object with a 'config' object and a 'rows' list)")
+    # what the run wrote so far must be well-formed: a damaged row or field would otherwise fail half-way
+    # through the resumed run, after its folder was marked as running again
+    if errors := validate_results(document, partial=True):
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UserError(f"{path} cannot be resumed: it does not meet the results schema: {errors[0][:200]}{more}")
+    if twice := repeated_row(document.get("rows", [])):
+        raise UserError(f"{path} cannot be resumed: it lists row {twice} twice")
     return document
 
 

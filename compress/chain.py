@@ -37,12 +37,17 @@ def _literal(node: ast.expr) -> Any:
     return ast.literal_eval(node)
 
 
+MAX_PASS_CHARS = 1000  # the longest real pass (every parameter of prune.structured spelled out) is under 150
+
+
 def parse_pass(text: str, where: str = "pass") -> PassCall:
     """Parse one pass string; raises PassSyntaxError with the pass and key that are wrong."""
+    if len(text) > MAX_PASS_CHARS:  # Python's parser runs out of stack or memory on absurd expressions
+        raise PassSyntaxError(f"{where}: pass has {len(text)} characters; at most {MAX_PASS_CHARS}")
     try:
         node = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError:
-        raise PassSyntaxError(f"{where}: cannot parse pass {text!r}; expected name(key=value, ...)") from None
+    except (SyntaxError, MemoryError, RecursionError):  # deep nesting within the limit can still exhaust the parser
+        raise PassSyntaxError(f"{where}: cannot parse pass {text[:200]!r}; expected name(key=value, ...)") from None
     if isinstance(node, ast.Call):
         func, args, keywords = node.func, node.args, node.keywords
     else:

@@ -39,6 +39,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+MAX_BLUR_KERNEL = 1024
+
+
 def masker_problem(spec: str) -> str | None:
     """Why `spec` is not a masker shap's Image masker accepts, or None: checked when a config is read."""
     if spec in ("inpaint_telea", "inpaint_ns"):
@@ -46,7 +49,8 @@ def masker_problem(spec: str) -> str | None:
     blur = re.fullmatch(r"blur\((\d+),\s*(\d+)\)", spec)
     if blur is None:
         return "expected 'blur(kx,ky)' with two kernel sizes, 'inpaint_telea' or 'inpaint_ns'"
-    return None if all(int(k) >= 1 for k in blur.groups()) else "blur kernel sizes must be >= 1"
+    # OpenCV refuses kernels past its int range only when it blurs; far beyond any image is a typo
+    return None if all(1 <= int(k) <= MAX_BLUR_KERNEL for k in blur.groups()) else f"blur kernel sizes must be in 1..{MAX_BLUR_KERNEL}"
 
 
 def make_masker(spec: str, shape_hwc: tuple[int, int, int]) -> Any:

@@ -3,6 +3,9 @@ checkpoints (one carrying code), ONNX with external data, TFLite and .pt2 files.
 
 from __future__ import annotations
 
+import gzip
+import math
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +41,9 @@ def toml(tmp: Path, text: str | bytes) -> Path:
 
 
 def fake_data(directory: Path, *, drop: str = "", truncate: str = "", garbage: str = "", n_train_labels: int = 200,
-              max_label: int = 10, blank_train: bool = False, n_test: int = 50) -> Path:
-    """Small Fashion-MNIST-shaped IDX files (200 train, 50 test), with one defect if asked for."""
+              max_label: int = 10, blank_train: bool = False, n_test: int = 50, replace: tuple[str, bytes] | None = None) -> Path:
+    """Small Fashion-MNIST-shaped IDX files (200 train, 50 test), with one defect if asked for
+    (`replace`: one file's stem and the raw IDX bytes written, gzipped, in its place)."""
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     train_images = np.full((200, 28, 28), 7) if blank_train else rng.integers(0, 256, (200, 28, 28))
@@ -54,9 +58,19 @@ def fake_data(directory: Path, *, drop: str = "", truncate: str = "", garbage: s
         elif truncate == f"{stem}.gz":  # a download that stopped half-way
             raw = write_idx(directory / f"{stem}.gz", arrays[key]).read_bytes()
             (directory / f"{stem}.gz").write_bytes(raw[: len(raw) // 2])
+        elif replace and replace[0] == stem:
+            (directory / f"{stem}.gz").write_bytes(gzip.compress(replace[1]))
         elif drop != f"{stem}.gz":
             write_idx(directory / f"{stem}.gz", arrays[key])
     return directory
+
+
+def idx_bytes(type_code: int, shape: tuple[int, ...], data: bytes = b"") -> bytes:
+    """A raw IDX file: its magic (type code and dimension count), the big-endian shape, then `data`;
+    `data` defaults to zeros of the size the shape and type need."""
+    itemsize = {0x08: 1, 0x0D: 4}[type_code]
+    header = bytes([0, 0, type_code, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+    return header + (data or bytes(math.prod(shape) * itemsize))
 
 
 class _Evil:
@@ -91,6 +105,15 @@ def checkpoint(tmp: Path, kind: str) -> Path:
     elif kind == "nan":  # the weights of a training that diverged
         state = tinycnn().state_dict()
         state["features.0.0.weight"][0, 0, 0, 0] = float("nan")
+        torch.save(state, path)
+    elif kind == "complex":  # load_state_dict would drop the imaginary parts with a warning
+        state = tinycnn().state_dict()
+        state["features.0.0.weight"] = state["features.0.0.weight"].to(torch.complex64)
+        torch.save(state, path)
+    elif kind == "negative-variance":  # finite, yet every BatchNorm output would be NaN
+        state = tinycnn().state_dict()
+        key = next(k for k in state if k.endswith("running_var"))
+        state[key][0] = -1.0
         torch.save(state, path)
     elif kind == "text":  # its first bytes once sent torch's unpickler into a KeyError
         path.write_text("hello not weights\n")

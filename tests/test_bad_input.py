@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 
 from bench.cli import main
 from tests.results_documents import minimal_document
-from tests.bad_input_files import (bad_tflite, damaged_pt2, external_onnx, fake_data, mkdir_p,
+from tests.bad_input_files import (bad_tflite, damaged_pt2, external_onnx, fake_data, idx_bytes, mkdir_p,
                                    onnx_reading_an_undefined_tensor, results_json, toml, write_file, zip_without_program)
 from tests.bad_input_commands import (ckpt_command, config_command, data_command, model_command, model_spec_command,
                                       run_command, variant)
@@ -42,6 +43,9 @@ def _no_marker(tmp: Path) -> None:
 
 _ROW = {"variant": "baseline", "lineage": [], "format": "onnx", "precision": "fp32", "runtime": "onnxruntime", "status": "ok"}
 _NAN_TOP1 = {**_ROW, "accuracy": {"top1": float("nan"), "n": 1}}  # Python's JSON writes and reads NaN
+_LATENCY = {"batch_size": 1, "threads": 1, "unit": "ms", "n": 100, "p50": 1.0, "p90": 1.0, "p99": 1.0, "mean": 1.0}
+_NAN_P50 = {**_ROW, "latency": [{**_LATENCY, "p50": float("nan")}]}
+_INF_P50 = {**_ROW, "latency": [{**_LATENCY, "p50": float("inf")}]}
 
 
 CASES = [
@@ -83,6 +87,16 @@ CASES = [
     Case("cache-dir-is-a-file", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG + f'[output]\ncache_dir = "{write_file(tmp / "f", b"x")}/c"\n')),
                                              "--data-dir", str(fake_data(tmp / "data"))], ("[output].cache_dir", "exists but is not a folder")),
     Case("config-label-smoothing-one", config_command("[baseline]\nlabel_smoothing = 1.0\n"), ("label_smoothing", "[0, 1)")),
+    Case("config-variant-name-not-ascii", config_command('[[variants]]\nname = "café"\npasses = ["finetune()"]\n'), ("'café'", "ASCII letters")),
+    Case("config-cache-dir-nul", config_command('[output]\ncache_dir = "a\\u0000b"\n'), ("[output].cache_dir", "NUL character")),
+    Case("config-out-dir-nul", config_command('[output]\ndir = "a\\u0000b"\n'), ("[output].dir", "NUL character")),
+    Case("config-explain-timeout-absurd", config_command("[explain]\njob_timeout_s = 1e300\n"), ("job_timeout_s", "must be in (0, 604800]")),
+    Case("config-integer-too-long", config_command("[baseline]\nlr = " + "9" * 5000 + "\n"), ("not valid TOML", "digits")),
+    Case("config-pass-too-long", config_command(variant('"finetune(epochs=' + "-" * 2000 + '1)"')), ("pass 1", "2018 characters", "at most 1000")),
+    Case("config-pass-nested-too-deep", config_command(variant('"finetune(epochs=' + "(" * 300 + "1" + ")" * 300 + ')"')), ("finetune",)),
+    Case("config-latency-batch-absurd", config_command("[benchmark]\nbatch_sizes = [1000000000]\n"), ("batch_sizes", "at most 4096")),
+    Case("config-throughput-batch-absurd", config_command("[benchmark]\nthroughput_batch = 1000000000\n"), ("throughput_batch", "1..4096")),
+    Case("config-blur-kernel-absurd", config_command('[explain]\nmasker = "blur(99999999999999999999,1)"\n'), ("[explain].masker", "1..1024")),
     # --data-dir
     Case("data-dir-missing", run_command("--data-dir", "{tmp}/nope"), ("data directory not found", "nope")),
     Case("data-dir-is-a-file", lambda tmp: run_command("--data-dir", str(write_file(tmp / "idx.txt", b"x")))(tmp), ("idx.txt is a file",)),
@@ -95,6 +109,15 @@ CASES = [
     Case("data-no-test-images", data_command(n_test=0), ("the test IDX files hold no images",)),
     Case("data-labels-out-of-range", data_command(max_label=20), ("labels outside 0..9",)),
     Case("data-blank-training-images", data_command(blank_train=True), ("training images", "pixel std 0.0", "cannot be normalised")),
+    Case("data-float-images", data_command(replace=("train-images-idx3-ubyte", idx_bytes(0x0D, (200, 28, 28)))),
+         ("train images are float32", "unsigned bytes")),
+    Case("data-float-labels", data_command(replace=("t10k-labels-idx1-ubyte", idx_bytes(0x0D, (50,), np.full(50, np.nan, ">f4").tobytes()))),
+         ("test labels are float32", "integer class indices")),
+    Case("data-images-without-pixels", data_command(replace=("t10k-images-idx3-ubyte", idx_bytes(0x08, (50, 0, 0)))), ("test images have no pixels",)),
+    Case("data-test-images-other-size", data_command(replace=("t10k-images-idx3-ubyte", idx_bytes(0x08, (50, 32, 32)))),
+         ("training images are 28x28 but test images 32x32",)),
+    Case("data-shape-overflows", data_command(replace=("t10k-images-idx3-ubyte", idx_bytes(0x08, (2**22, 2**21, 2**21), b"x"))),
+         ("t10k-images-idx3-ubyte", "truncated or padded")),
     Case("data-val-size-too-big", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG.replace("val_size = 50", "val_size = 500"))),
                                                 "--data-dir", str(fake_data(tmp / "data"))], ("val_size = 500", "leaves no training images")),
     # --checkpoint (checked before the run folder is created)
@@ -108,6 +131,8 @@ CASES = [
     Case("checkpoint-text-file", ckpt_command("text"), ("w.pt", "not a PyTorch weight file")),
     Case("checkpoint-wrong-shapes", ckpt_command("wrong-shapes"), ("has shape", "the model expects")),
     Case("checkpoint-nan-weights", ckpt_command("nan"), ("w.pt", "features.0.0.weight holds NaN or inf values")),
+    Case("checkpoint-complex-weights", ckpt_command("complex"), ("w.pt", "features.0.0.weight holds complex64 values", "expects float32")),
+    Case("checkpoint-negative-variance", ckpt_command("negative-variance"), ("w.pt", "features.0.1.running_var holds negative variances")),
     Case("checkpoint-pickle-with-code", ckpt_command("evil"), ("refused", "never unpickles code"), after=_no_marker),
     Case("checkpoint-raw-pickle-with-code", ckpt_command("evil-raw"), ("w.pt",), after=_no_marker),
     Case("model-factory-not-importable", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG.replace('"tinycnn"', '"no_such_mod_xyz:build"'))),
@@ -166,6 +191,18 @@ CASES = [
          ("schema version 999, newer than this edgebench reads (1)",)),
     Case("compare-negative-seed", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW])))] * 2, "--seed", "-1"],
          ("--seed must be >= 0, got -1",)),
+    Case("report-throughput-not-an-object", lambda tmp: ["report", str(results_json(tmp, minimal_document([{**_ROW, "throughput": "fast"}])))],
+         ("rows/0/throughput", "'fast'")),
+    Case("report-baseline-info-not-an-object", lambda tmp: ["report", str(results_json(tmp, minimal_document([_ROW], baseline_info="x")))],
+         ("baseline_info", "'x'")),
+    Case("compare-config-section-not-an-object", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_ROW], config={"benchmark": "x"})))] * 2],
+         ("config/benchmark", "'x'")),
+    Case("compare-nan-p50", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_NAN_P50])))] * 2, "--fail-on", "p50:+10%"],
+         ("rows/0/latency/0/p50: NaN is not a number > 0",)),
+    Case("compare-infinite-p50", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_INF_P50])))] * 2],
+         ("rows/0/latency/0/p50", "inf")),
+    Case("compare-negative-size", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([{**_ROW, "size_bytes": -5}])))] * 2],
+         ("rows/0/size_bytes", "-5")),
     Case("report-row-twice", lambda tmp: ["report", str(results_json(tmp, minimal_document([_ROW, _ROW])))], ("lists row", "twice")),
     Case("compare-nan-top1", lambda tmp: ["compare", *[str(results_json(tmp, minimal_document([_NAN_TOP1])))] * 2],
          ("rows/0/accuracy/top1: NaN is not a number >= 0",)),
@@ -183,6 +220,14 @@ CASES = [
     Case("resume-corrupt-json", lambda tmp: ["run", "--resume", str(results_json(tmp, "{\"rows\": ["))], ("results.json", "cannot be read")),
     Case("resume-bad-config", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running", "config": {"baseline": {"epochs": -1}}}))],
          ("results.json config [baseline].epochs = -1", ">= 0")),
+    Case("resume-damaged-row", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running", "config": {}, "rows": [{"variant": 5}]}))],
+         ("cannot be resumed", "rows/0")),
+    Case("resume-run-options-not-an-object", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running", "config": {}, "run_options": "x"}))],
+         ("cannot be resumed", "run_options", "'x'")),
+    Case("resume-variants-done-not-a-list", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running", "config": {}, "variants_done": "x"}))],
+         ("cannot be resumed", "variants_done")),
+    Case("resume-row-twice", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running", "config": {}, "rows": [_ROW, _ROW]}))],
+         ("cannot be resumed", "twice")),
     Case("resume-results-without-config", lambda tmp: ["run", "--resume", str(results_json(tmp, {"status": "running"}))],
          ("results.json", "config")),
     Case("out-is-a-file", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG)), "--data-dir", str(fake_data(tmp / "data")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -273,3 +274,21 @@ def test_samples_outside_the_run_folder_are_not_read(tmp_path: Path) -> None:
     result = compare_runs(FIXTURE, run, [parse_threshold("p50:+10%")])
     changes = [pair.latency["p50"] for pair in result.pairs if "p50" in pair.latency]
     assert changes and all(change.ci is None for change in changes)
+
+
+@pytest.mark.parametrize("damage", [np.array(["abc"] * 100), np.zeros(100, dtype=[("a", "f8"), ("b", "i4")]),
+                                    np.full(100, np.nan), np.full(100, np.inf), -np.ones(100), np.zeros(100),
+                                    np.ones((10, 10)), np.full(100, 1 + 2j)],
+                         ids=["text", "structured", "nan", "inf", "negative", "zero", "2-d", "complex"])
+def test_damaged_samples_are_not_read_as_measurements(tmp_path: Path, damage: np.ndarray) -> None:
+    """A samples file that holds anything but positive finite latencies counts as missing: the
+    recorded stats are compared instead (marked "no samples"), never a NaN or a cast that warns."""
+    run = copy_run(tmp_path / "run")
+    for path in (run / "samples").glob("*.npy"):
+        np.save(path, damage, allow_pickle=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning or ComplexWarning would print lines to stderr
+        result = compare_runs(FIXTURE, run, [parse_threshold("p50:+10%")])
+    changes = [pair.latency["p50"] for pair in result.pairs if "p50" in pair.latency]
+    assert changes and all(change.ci is None and change.verdict == "no samples" for change in changes)
+    assert result.exit_code == 0

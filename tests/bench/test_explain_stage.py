@@ -278,3 +278,21 @@ def test_missing_or_mismatched_test_images_and_labels_are_named(tmp_path: Path) 
     np.save(tmp_path / "work" / "test_labels.npy", np.arange(4), allow_pickle=False)
     _, images, labels = _run_images(tmp_path)
     assert images.shape == (4, 1, 28, 28) and labels.tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("logits", [np.zeros((3, 3)), np.zeros(10), np.array([["a", "b"]] * 10), np.zeros((10, 1))],
+                         ids=["other-length", "1-d", "text", "one-class"])
+def test_saved_logits_that_are_no_class_scores_are_named(tmp_path: Path, logits: np.ndarray) -> None:
+    """A row's saved logits replaced by something else (an edited run folder): one UserError naming the
+    file, instead of a broadcast error deep in the flip plan."""
+    from bench.explain_stage import saved_top1
+
+    path = tmp_path / "row.npy"
+    np.save(path, logits, allow_pickle=False)
+    with pytest.raises(UserError, match="row.npy holds .* logits of shape"):
+        saved_top1(path, 10)
+    path.write_bytes(b"not npy")
+    with pytest.raises(UserError, match="cannot be read as a row's saved logits"):
+        saved_top1(path)
+    np.save(path, np.eye(10), allow_pickle=False)
+    assert saved_top1(path, 10).tolist() == list(range(10))

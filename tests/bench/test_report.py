@@ -251,3 +251,20 @@ def test_report_of_an_unfinished_run_says_so_on_the_terminal(tmp_path: Path, cap
     (run / "results.json").write_text(json.dumps({**document, "status": "incomplete"}))
     assert cli.main(["report", str(run)]) == 0
     assert "note: the run is 'incomplete', not complete: the report shows the rows finished so far" in capsys.readouterr().err
+
+
+def test_damaged_latency_samples_are_drawn_as_missing(tmp_path: Path) -> None:
+    """Samples files of text, NaN or complex numbers are not drawn (nor cast with a warning): the
+    report is written from results.json as if the samples were absent."""
+    import warnings
+
+    import numpy as np
+
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    for i, path in enumerate(sorted((run / "samples").glob("*.npy"))):
+        np.save(path, [np.array(["abc"] * 50), np.full(50, np.nan), np.full(50, 1 + 2j)][i % 3], allow_pickle=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_report(run)
+    assert not (run / "plots" / "latency_distributions.png").exists()

@@ -89,7 +89,7 @@ def test_explanation_set_is_seeded_and_balanced():
 @pytest.mark.parametrize("spec, problem", [
     ("blur(10,10)", None), ("blur(3, 5)", None), ("inpaint_telea", None), ("inpaint_ns", None),
     ("blurr(10,10)", "expected 'blur(kx,ky)'"), ("blur(10)", "expected 'blur(kx,ky)'"), ("blur(a,b)", "expected"),
-    ("blur(0,3)", "must be >= 1"), ("inpaint", "expected"),
+    ("blur(0,3)", "must be in 1..1024"), ("blur(3,99999999999999999999)", "must be in 1..1024"), ("inpaint", "expected"),
 ])
 def test_masker_specs_are_checked_before_shap_sees_them(spec, problem):
     found = masker_problem(spec)
