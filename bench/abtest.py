@@ -88,10 +88,14 @@ def row_predictor(run_dir: Path, row: dict[str, Any], threads: int, batch_size: 
     """Check the row's artifact in Python, load it on its runtime, and return a zero-argument call."""
     from bench.artifacts import describe_artifact
     from bench.inputs import prepare_input
+    from bench.resume import artifact_changed
     from bench.runtimes import load, without_xnnpack_notice
 
     path = artifact_path(run_dir, row)
     describe_artifact(path, row["format"])  # raises a UserError on a bad file before any native loader sees it
+    if artifact_changed(row, path):  # its timings would be labelled with a row that measured another file
+        raise ModelFileError(f"ab: {row_name(row)}: {path} is not the file the run measured (its sha256 changed); "
+                             "restore it, or measure it again in a new run")
     spec = row["input_spec"]
     shape = [d for d in spec["shape"] if d != "N"]
     channels, height, width = (shape[2], shape[0], shape[1]) if spec["layout"] == "NHWC" else shape

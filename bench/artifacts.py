@@ -101,6 +101,8 @@ def _load_onnx(path: Path) -> Any:
         raise ModelFileError(f"{path}: not a valid ONNX model, corrupt or truncated ({first_line(exc)})") from None
     if not model.HasField("graph") or not model.graph.node:
         raise ModelFileError(f"{path}: not a valid ONNX model (no graph or no nodes; corrupt or not an ONNX file)")
+    if (name := _undecodable_name(model.graph)) is not None:  # protobuf hands back bytes for text that is not UTF-8
+        raise ModelFileError(f"{path}: not a valid ONNX model, corrupt (the name {name[:40]!r} is not UTF-8 text)")
     for tensor in _all_tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             _check_external(path, tensor)
@@ -108,7 +110,16 @@ def _load_onnx(path: Path) -> Any:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, DecodeError) as exc:
         raise ModelFileError(f"{path}: ONNX checker rejected the model: {joined_lines(exc)}") from None
+    except UnicodeDecodeError as exc:  # a damaged name or string attribute that protobuf parsed as bytes
+        raise ModelFileError(f"{path}: not a valid ONNX model, corrupt ({first_line(exc)})") from None
     return model
+
+
+def _undecodable_name(graph: Any) -> bytes | None:
+    """The first tensor, node or operator name of a graph that is not valid UTF-8, else None."""
+    names = [*(v.name for v in (*graph.input, *graph.output, *graph.value_info, *graph.initializer)),
+             *(text for node in graph.node for text in (node.name, node.op_type, node.domain, *node.input, *node.output))]
+    return next((name for name in names if isinstance(name, bytes)), None)
 
 
 def _all_tensors(graph: Any) -> Any:

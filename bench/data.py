@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from bench.errors import DataError, shown_path
+from bench.errors import DataError, first_line, shown_path
 
 if TYPE_CHECKING:  # pillow is imported where images are read
     from PIL import Image
@@ -251,6 +251,26 @@ def _grayscale_8bit(img: Image.Image) -> Image.Image:
     return img.convert("L")
 
 
+def _read_image(file: Path, size: int) -> np.ndarray:
+    """One image file as size x size 8-bit grayscale; DataError naming the file when it cannot be."""
+    import warnings
+
+    from PIL import Image  # pillow comes with torchvision
+
+    if not file.is_file():  # a FIFO or device would block the read forever; a folder is no image
+        raise DataError(f"cannot read image {file}: not a regular file")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns past 89M pixels and refuses past 179M: a forged header or a picture far
+            # beyond what a 28x28 benchmark needs; both are refused here, naming the file
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as img:
+                return np.asarray(_grayscale_8bit(img).resize((size, size)))
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        # ValueError: e.g. a PNG text chunk that decompresses too far; SyntaxError: Pillow's "not a ... file"
+        raise DataError(f"cannot read image {file}: {first_line(exc)}") from None
+
+
 def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, test_share: float = 0.2,
                       train_limit: int = 0, test_limit: int = 0) -> Dataset:
     """Load a folder of class sub-folders (grayscale, resized to size x size) and split it.
@@ -258,24 +278,21 @@ def load_image_folder(root: str, *, val_size: int, seed: int, size: int = 28, te
     train_limit / test_limit (0 = all) keep the first N images of the training and test splits,
     as [data] train_limit and test_limit do for Fashion-MNIST.
     """
-    from PIL import Image  # pillow comes with torchvision
-
     directory = Path(root)
     if not directory.is_dir():
         raise DataError(f"image folder not found: {shown_path(directory)}")
     # hidden folders (.ipynb_checkpoints, .git) are tools' litter, not classes
     classes = sorted(d.name for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))
+    for name in classes:  # class names are written into results.json and drawn in the report
+        if not name.isprintable():  # also undecodable bytes, which arrive as lone surrogates
+            raise DataError(f"class folder {shown_path(directory / name)!r}: its name is not printable UTF-8 text; rename it")
     images, labels = [], []
     for label, name in enumerate(classes):
         before = len(images)
         for file in sorted((directory / name).iterdir()):
             if file.suffix.lower() not in IMAGE_SUFFIXES or file.name.startswith("."):
                 continue
-            try:
-                with Image.open(file) as img:
-                    images.append(np.asarray(_grayscale_8bit(img).resize((size, size))))
-            except OSError as exc:
-                raise DataError(f"cannot read image {file}: {exc}") from None
+            images.append(_read_image(file, size))
             labels.append(label)
         if len(images) == before:  # a class with no images would be a model output nothing ever trains
             raise DataError(f"class folder {directory / name} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")

@@ -106,35 +106,19 @@ def count_params(model: "nn.Module") -> int:
 
 
 def count_macs(model: "nn.Module", input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one forward pass at batch 1, counted for conv and linear layers.
+    """Multiply-accumulates of one forward pass at batch 1: torch's FLOP counter over the operators
+    (convolutions and matrix products, whichever layer or function calls them), halved. Biases,
+    norms, activations and pooling are not counted. For conv and linear layers this is the
+    textbook count (out pixels x out channels x in channels / groups x kernel area).
 
     Zeros from unstructured pruning still count: dense kernels execute them.
     """
     import torch
-    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
 
-    total = 0
-
-    def conv_hook(module: nn.Conv2d, _inp: Any, out: torch.Tensor) -> None:
-        nonlocal total
-        kernel = module.kernel_size[0] * module.kernel_size[1] * (module.in_channels // module.groups)
-        total += int(out.numel() // out.shape[0]) * kernel
-
-    def linear_hook(module: nn.Linear, _inp: Any, out: torch.Tensor) -> None:
-        nonlocal total
-        total += int(out.numel() // out.shape[0]) * module.in_features
-
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
     was_training = model.training
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, *input_shape))
     model.train(was_training)
-    for h in handles:
-        h.remove()
-    return total
+    return int(counter.get_total_flops()) // 2

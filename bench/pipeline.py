@@ -66,7 +66,19 @@ def reference_logits(variant: Variant, dataset: Dataset, batch: int = 512) -> np
 
 
 def run(config: Config, options: RunOptions) -> Path:
-    """Run the whole benchmark (or resume one); returns the run folder. UserError on bad input."""
+    """Run the whole benchmark (or resume one); returns the run folder. UserError on bad input.
+
+    With `quiet`, standard output carries the results.json path alone, for `$(edgebench run --quiet)`:
+    whatever else writes to it during the run (a user model's print()) goes to standard error."""
+    if not options.quiet:
+        return _run(config, options)
+    with contextlib.redirect_stdout(sys.stderr):
+        run_dir = _run(config, options)
+    print(run_dir / "results.json")
+    return run_dir
+
+
+def _run(config: Config, options: RunOptions) -> Path:
     started = time.perf_counter()
     torch.set_num_threads(config.baseline.threads or torch.get_num_threads())
     if _explain_enabled(config, options):
@@ -258,9 +270,7 @@ def _finish(writer: RunWriter, run_dir: Path, started: float, options: RunOption
     from bench.report import write_report
 
     html, markdown = write_report(run_dir)
-    if options.quiet:  # the one line a script needs: where the run went
-        print(run_dir / "results.json")
-    else:
+    if not options.quiet:  # quiet: run() prints the one line a script needs, where the run went
         print_summary(writer.document)
         print(f"\nresults: {run_dir / 'results.json'}  ({writer.document['stages']['total_s']:.0f} s)")
         print(f"report:  {html}\n         {markdown}")

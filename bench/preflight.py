@@ -110,6 +110,8 @@ def _check_forward(model: torch.nn.Module, where: str, dataset: Dataset) -> None
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ConfigError(f"{where} returns {got} for a batch of 2 images; "
                           f"expected logits of shape (2, {classes}) for this dataset's {classes} classes")
+    if not out.is_floating_point():  # integer scores have no gradient to train on and no softmax to calibrate
+        raise ConfigError(f"{where} returns {str(out.dtype).removeprefix('torch.')} logits; expected floating-point class scores")
 
 
 def setting_notes(config: Config, dataset: Dataset) -> list[str]:

@@ -71,7 +71,13 @@ def raw_image() -> np.ndarray:
     path = RUN_DIR / "work" / "test_images.npy"
     if not path.is_file():
         pytest.skip(f"{path} is missing (the run folder was copied without work/)")
-    images = np.load(path, mmap_mode="r", allow_pickle=False)
+    try:
+        images = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # truncated, not an .npy, or an object array (never unpickled)
+        pytest.fail(f"{path} cannot be read as the run's test images ({exc})", pytrace=False)
+    # one image the run's artifacts take (uint8, N x C x H x W): an edited file would time something else
+    if images.ndim != 4 or not len(images) or images.dtype != np.uint8:
+        pytest.fail(f"{path} holds {images.dtype} data of shape {images.shape}; expected the run's uint8 test images", pytrace=False)
     return np.ascontiguousarray(images[:1])
 
 
@@ -83,6 +89,7 @@ def test_artifact_latency(benchmark: Any, row: dict[str, Any], raw_image: np.nda
     from bench.inputs import prepare_input
     from bench.errors import UserError
     from bench.results import artifact_path, batch1_latency
+    from bench.resume import artifact_changed
 
     spec = runtimes.RUNTIMES.get(row["runtime"])
     if spec is None or not runtimes.is_installed(spec):
@@ -97,6 +104,8 @@ def test_artifact_latency(benchmark: Any, row: dict[str, Any], raw_image: np.nda
     if not artifact.is_file():
         pytest.skip(f"{artifact} is missing (model files are not kept with copied runs)")
     check_artifact(artifact, row["format"])  # a damaged file fails in one line before a native loader sees it
+    if artifact_changed(row, artifact):  # its timings would be filed under a row that measured another file
+        pytest.fail(f"{artifact} is not the file the run measured (its sha256 changed)", pytrace=False)
     predict = runtimes.load(row["runtime"], artifact, threads=1, device=device)
     x = prepare_input(raw_image, row["input_spec"])
     predict(x)  # first call outside the timing: lazy init is not steady-state latency

@@ -49,12 +49,13 @@ def write_report(run_dir: Path, *, check_schema: bool = False, document: dict[st
     document = document if document is not None else read_run_document(run_dir, check_schema=check_schema)
     lines = summary_lines(document)
     classes = [str(c) for c in (document.get("dataset") or {}).get("classes") or []]
-    figures = {
-        "accuracy_latency": charts.accuracy_latency_chart(lines),
-        "size_accuracy": charts.size_accuracy_chart(lines),
-        "latency_distributions": charts.latency_distribution_chart(lines, run_dir),
-        "per_class_delta": charts.per_class_delta_chart(lines, classes),
-    }
+    with charts.names_as_written():
+        figures = {
+            "accuracy_latency": charts.accuracy_latency_chart(lines),
+            "size_accuracy": charts.size_accuracy_chart(lines),
+            "latency_distributions": charts.latency_distribution_chart(lines, run_dir),
+            "per_class_delta": charts.per_class_delta_chart(lines, classes),
+        }
     kept = None
     if figures["latency_distributions"] is None:
         figures["latency_distributions"] = kept = _latency_chart_drawn_earlier(lines, run_dir)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -19,6 +21,18 @@ from bench.report_table import Line
 
 MARKERS = {"torch": "o", "onnx": "s", "tflite": "^"}
 MAX_LABELS = 12
+
+
+@contextmanager
+def names_as_written() -> Iterator[None]:
+    """Draw the run's names (class folders, variants) as they are: a '$' in one would start
+    matplotlib's mathtext (and fail on anything but valid TeX), and a glyph the font lacks
+    (a CJK class name) is drawn as a box instead of printing a warning."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        yield
 
 
 def _figure(width: float, height: float) -> Any:

@@ -217,7 +217,9 @@ def build_variants(config: Config, dataset: Dataset, baseline: nn.Module, baseli
             continue
         macs, params = count_macs(model, shape), count_params(model)
         info = {"passes": infos, "macs": macs, "params": params,
-                "macs_ratio_to_baseline": macs / base_macs, "params_ratio_to_baseline": params / base_params,
+                # a custom baseline may do no counted work (or hold no parameters): no ratio then, not a division by zero
+                "macs_ratio_to_baseline": macs / base_macs if base_macs else None,
+                "params_ratio_to_baseline": params / base_params if base_params else None,
                 # of the fp32 model the chain's model passes end with (before any ONNX quantization);
                 # a pass's own sparsity_reached is measured when that pass ran
                 "weight_sparsity": round(weight_sparsity(model), 6)}

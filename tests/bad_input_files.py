@@ -236,6 +236,18 @@ def onnx_reading_an_undefined_tensor(path: Path) -> Path:
     return path
 
 
+def onnx_with_a_name_that_is_not_utf8(path: Path) -> Path:
+    """A Relu model whose input tensor's name bytes were damaged into invalid UTF-8 (same length, so
+    the protobuf still parses): protobuf returns such names as bytes, which no reader expects."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["XXXX"], ["y"])], "g",
+                              [helper.make_tensor_value_info("XXXX", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    return write_file(path, data.replace(b"XXXX", b"\x89XXX"))
+
+
 def damaged_pt2(path: Path, damage: str) -> Path:
     """A real tinycnn .pt2 re-zipped with one weight cut to 100 bytes ("short-weight") or without its
     weights table ("no-weights-table"): both pass the zip's CRC check, yet torch.export cannot load them."""
@@ -282,6 +294,30 @@ def model_with_seven_outputs(in_channels: int = 1, num_classes: int = 10):  # no
     from torch import nn
 
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, 7))
+
+
+def model_with_integer_logits(in_channels: int = 1, num_classes: int = 10):  # noqa: ANN201
+    """Class scores rounded to integers: nothing to train on (no gradient) or to calibrate."""
+    from torch import nn
+
+    class Rounded(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(in_channels * 28 * 28, num_classes)
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            return (self.fc(x.flatten(1)) * 100).long()
+
+    return Rounded()
+
+
+def model_that_prints(in_channels: int = 1, num_classes: int = 10):  # noqa: ANN201
+    """The tiny CNN with a debugging print() left in its forward pass."""
+    from bench.zoo import tinycnn
+
+    model = tinycnn(in_channels, num_classes)
+    model.register_forward_hook(lambda *_: print("FORWARD CALLED"))
+    return model
 
 
 def ignores_width(in_channels: int = 1, num_classes: int = 10):  # noqa: ANN201

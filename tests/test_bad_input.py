@@ -23,7 +23,7 @@ import pytest
 from bench.cli import main
 from tests.results_documents import minimal_document
 from tests.bad_input_files import (bad_tflite, damaged_pt2, external_onnx, fake_data, idx_bytes, mkdir_p,
-                                   onnx_reading_an_undefined_tensor, results_json, toml, write_file, zip_without_program)
+                                   onnx_reading_an_undefined_tensor, onnx_with_a_name_that_is_not_utf8, results_json, toml, write_file, zip_without_program)
 from tests.bad_input_commands import (ckpt_command, config_command, data_command, model_command, model_spec_command,
                                       run_command, variant)
 from tests.bad_input_files import TINY_RUN_CONFIG as GOOD_CONFIG
@@ -146,12 +146,15 @@ CASES = [
     Case("student-factory-raises", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG + variant(
         "\"distill(width=0.5, student='tests.bad_input_files:factory_that_raises')\""))), "--data-dir", str(fake_data(tmp / "data"))],
         ("[[variants]] 'v' distill(student='tests.bad_input_files:factory_that_raises')", "failed", "needs 3 input channels")),
+    Case("model-integer-logits", model_command("model_with_integer_logits"), ("returns int64 logits", "floating-point class scores")),
     Case("model-wrong-class-count", model_command("model_with_seven_outputs"), ("returns (2, 7)", "expected logits of shape (2, 10)")),
     # artifacts (`edgebench inspect`)
     Case("inspect-missing-file", lambda tmp: ["inspect", str(tmp / "nope.onnx")], ("model file not found", "nope.onnx")),
     Case("inspect-unknown-suffix", lambda tmp: ["inspect", str(write_file(tmp / "m.bin", b"x"))], ("unknown artifact type '.bin'",)),
     Case("onnx-garbage", lambda tmp: ["inspect", str(write_file(tmp / "m.onnx", b"not an onnx model" * 20))], ("m.onnx", "not a valid ONNX model")),
     Case("onnx-truncated", lambda tmp: ["inspect", str(external_onnx(tmp / "model", truncate=True))], ("m.onnx", "corrupt or truncated")),
+    Case("onnx-name-not-utf8", lambda tmp: ["inspect", str(onnx_with_a_name_that_is_not_utf8(tmp / "m.onnx"))],
+         ("m.onnx", "not UTF-8 text")),
     Case("onnx-undefined-input", lambda tmp: ["inspect", str(onnx_reading_an_undefined_tensor(tmp / "m.onnx"))],
          ("ONNX checker rejected the model", "input 'nonexistent' of node: name: OpType: Relu is not output of any previous nodes.")),
     # onnx.load alone would parse a .json or .textproto as text and raise an unexpected ParseError

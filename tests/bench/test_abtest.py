@@ -127,3 +127,19 @@ def test_ab_on_a_valid_model_that_does_not_take_the_runs_input_is_one_line_exit_
     assert len(err) == 1, err
     assert err[0].startswith("edgebench: error: ab: narrow/onnx/fp32/onnxruntime: narrow.onnx cannot be loaded or run "
                              "on onnxruntime with the run's input (NCHW ['N', 1, 28, 28]): ")
+
+
+def test_ab_refuses_an_artifact_that_is_not_the_file_the_row_measured(tmp_path, capsys):
+    """A valid model file swapped in after the run (its sha256 differs from the row's): timing it would
+    label another file's latency with the row's name."""
+    import hashlib
+
+    run = _run(tmp_path)
+    document = json.loads((run / "results.json").read_text())
+    for row in document["rows"][:2]:
+        row["artifact_sha256"] = hashlib.sha256((run / row["artifact"]).read_bytes()).hexdigest()
+    (run / "results.json").write_text(json.dumps(document))
+    (run / "narrow.onnx").write_bytes((run / "wide.onnx").read_bytes())
+    assert main(["ab", str(run), "wide/onnx/fp32/onnxruntime", "narrow/onnx/fp32/onnxruntime"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "narrow/onnx/fp32/onnxruntime" in err[0] and "not the file the run measured" in err[0]

@@ -116,3 +116,15 @@ def test_a_file_where_a_folder_must_go_is_named_in_one_line(tmp_path: Path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"edgebench: error: {run / 'plots'}: File exists"), err
     assert (run / "results.json").read_bytes() == before and (run / "plots").read_text() == "not a folder"
+
+
+def test_quiet_stdout_is_the_results_path_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`$(edgebench run --quiet)` must get the path even when the user's model prints: those lines go to stderr."""
+    from tests.bad_input_files import TINY_RUN_CONFIG, fake_data, toml
+
+    text = TINY_RUN_CONFIG.replace('"tinycnn"', '"tests.bad_input_files:model_that_prints"')
+    config = toml(tmp_path, text + f'[output]\ndir = "{tmp_path / "out"}"\ncache_dir = "{tmp_path / "cache"}"\n')
+    assert main(["run", "--config", str(config), "--data-dir", str(fake_data(tmp_path / "data")), "--quick", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    (run_dir,) = (tmp_path / "out").iterdir()
+    assert out == f"{run_dir / 'results.json'}\n" and "FORWARD CALLED" in err

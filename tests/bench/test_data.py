@@ -115,6 +115,47 @@ def test_image_folder_errors_name_the_problem(tmp_path):
         load_image_folder(str(empty), val_size=5, seed=0)
 
 
+@pytest.mark.parametrize("damage", ["fifo", "forged-size", "huge-text-chunk", "too-many-pixels", "unprintable-class"])
+def test_image_folder_damage_is_one_data_error(tmp_path, damage):
+    """Files a loader would hang on (a FIFO), refuse with a non-OSError (a header claiming 900M pixels,
+    a PNG text chunk that inflates past Pillow's limit) or only warn about (100M real pixels), and a
+    class folder whose name is not text: each a DataError naming it, no warning lines."""
+    import os
+    import struct
+    import warnings
+    import zlib
+
+    from PIL import Image
+
+    from bench.data import load_image_folder
+
+    root = _image_folder(tmp_path / "imgs", per_class=5)
+    bad = root / "dog" / "bad.png"
+    if damage == "fifo":
+        os.mkfifo(bad)
+    elif damage == "forged-size":  # a 1x1 PNG whose header says 30000x30000
+        Image.new("L", (1, 1)).save(bad)
+        data = bytearray(bad.read_bytes())
+        data[16:24] = struct.pack(">II", 30000, 30000)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+        bad.write_bytes(bytes(data))
+    elif damage == "huge-text-chunk":  # a zTXt chunk that inflates to 10 MB
+        Image.new("L", (4, 4)).save(bad)
+        data = bad.read_bytes()
+        body = b"k\0\0" + zlib.compress(b" " * 10_000_000)
+        chunk = struct.pack(">I", len(body)) + b"zTXt" + body + struct.pack(">I", zlib.crc32(b"zTXt" + body))
+        bad.write_bytes(data[:33] + chunk + data[33:])
+    elif damage == "too-many-pixels":
+        Image.new("1", (10000, 10000)).save(bad)
+    else:
+        (root / "d\udcffg").mkdir()  # the bytes b"d\xffg": not UTF-8
+    match = "name is not printable" if damage == "unprintable-class" else "cannot read image .*bad.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match=match):
+            load_image_folder(str(root), val_size=5, seed=0)
+
+
 def test_image_folder_skips_hidden_folders_and_scales_16_bit_images(tmp_path):
     from PIL import Image
 

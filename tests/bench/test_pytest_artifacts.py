@@ -106,3 +106,20 @@ def test_a_damaged_artifact_or_results_file_fails_in_one_line(tiny_run: Path, tm
     (tiny_run / "results.json").write_text(json.dumps({"rows": []}))
     result = _pytest(tmp_path, tiny_run)
     assert result.returncode != 0 and "does not meet the results schema" in result.stdout, result.stdout
+
+
+def test_an_edited_run_is_not_benchmarked_under_its_rows(tiny_run: Path, tmp_path: Path) -> None:
+    """Test images that are not the run's (here none at all) and an artifact that is not the file the
+    row measured (its recorded sha256) each fail before any timing is recorded."""
+    out = tmp_path / "bench.json"
+    np.save(tiny_run / "work" / "test_images.npy", np.zeros((0, 1, 28, 28), dtype=np.uint8))
+    result = _pytest(tmp_path, tiny_run, f"--benchmark-json={out}")
+    assert result.returncode == 1 and "expected the run's uint8 test images" in result.stdout, result.stdout
+    assert not out.exists() or not json.loads(out.read_text())["benchmarks"]
+    np.save(tiny_run / "work" / "test_images.npy", np.zeros((2, 1, 28, 28), dtype=np.uint8))
+    document = json.loads((tiny_run / "results.json").read_text())
+    document["rows"][0]["artifact_sha256"] = "0" * 64
+    (tiny_run / "results.json").write_text(json.dumps(document))
+    result = _pytest(tmp_path, tiny_run, f"--benchmark-json={out}")
+    assert result.returncode == 1 and "is not the file the run measured" in result.stdout, result.stdout
+    assert not out.exists() or not json.loads(out.read_text())["benchmarks"]

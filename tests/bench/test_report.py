@@ -268,3 +268,20 @@ def test_damaged_latency_samples_are_drawn_as_missing(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         write_report(run)
     assert not (run / "plots" / "latency_distributions.png").exists()
+
+
+def test_class_names_are_drawn_as_written(tmp_path: Path) -> None:
+    """Image-folder class names are the user's folder names: a '$' must not start matplotlib's
+    mathtext (an invalid formula raised ValueError) and a CJK name must not print glyph warnings."""
+    import warnings
+
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    document = json.loads((run / "results.json").read_text())
+    classes = document["dataset"]["classes"]
+    document["dataset"]["classes"] = ["$\\frac$", "猫", *classes[2:]]
+    (run / "results.json").write_text(json.dumps(document))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_report(run)
+    assert (run / "plots" / "per_class_delta.png").is_file()

@@ -35,3 +35,23 @@ def test_a_model_file_in_the_current_folder_is_found_by_the_console_script_too(t
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     model = build_model("cwd_net_for_test:make", num_classes=7)
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 7)
+
+
+def test_macs_are_the_textbook_count_and_see_functional_products():
+    """edgecnn's 7.65M MACs (the README's number) by conv arithmetic, and a model whose only work is
+    `x @ w` (no nn.Linear) counted too, rather than as zero."""
+    from torch import nn
+
+    from bench.models import count_macs
+
+    assert count_macs(build_model("edgecnn"), (1, 28, 28)) == 7_651_840
+
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(784, 10))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1) @ self.w
+
+    assert count_macs(Functional(), (1, 28, 28)) == 7840
