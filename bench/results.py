@@ -146,6 +146,7 @@ def read_latency_samples(run_dir: Path, entry: dict[str, Any]) -> np.ndarray | N
     None when the entry names none, or the file is missing, unreadable or holds anything but positive,
     finite real numbers (a damaged or hand-made file is treated as absent, never as measurements)."""
     import numpy as np
+
     path = file_inside(run_dir, entry.get("samples_file"))
     if path is None:
         return None
