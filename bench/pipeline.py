@@ -29,7 +29,8 @@ from bench.preflight import (check_baseline_inputs, check_cuda_request, check_ex
                              setting_notes)
 from bench.progress import progress_bar
 from bench.report_notes import untrained_baseline_note
-from bench.results import Row, row_key, row_name, validate_results
+from bench.results import Row, row_key, row_name
+from bench.results_schema import validate_results
 from bench.resume import check_same_data, finished_variants, load_results, measured_files, record_digests, still_valid
 from bench.robustness_stage import build_sets
 from bench.rundir import RunLock, RunWriter, create_run_dir

@@ -9,7 +9,8 @@ import torch
 
 from bench.cells import tflite_unavailable
 from bench.config import Config
-from bench.data import Dataset, load_fashion_mnist, load_image_folder
+from bench.data import Dataset, load_fashion_mnist
+from bench.imagefolder import load_image_folder
 from bench.errors import ConfigError, exception_line
 from bench.measure import usable_cores
 

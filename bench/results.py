@@ -6,12 +6,9 @@ soon as a row finishes, so an interrupted run never loses a finished row or leav
 
 from __future__ import annotations
 
-import copy
 import csv
-import functools
 import io
 import json
-import math
 import re
 import sys
 from dataclasses import asdict, dataclass, field
@@ -20,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
 from bench.files import atomic_write_bytes
+from bench.results_schema import first_errors, validate_results
 
 if TYPE_CHECKING:
     import numpy as np
@@ -192,60 +190,6 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
-def schema_path() -> Path | None:
-    """../shared/results.schema.json beside the checkout, if present (the public contract)."""
-    candidate = Path(__file__).resolve().parent.parent.parent / "shared" / "results.schema.json"
-    return candidate if candidate.is_file() else None
-
-
-def validate_results(document: dict[str, Any], schema_file: Path | None = None, *, partial: bool = False) -> list[str]:
-    """Schema errors of a results document (empty when valid): the public contract (`schema_file`, else
-    ../shared's copy, else the bundled one), then what edgebench's own readers need of the fields the
-    contract leaves open (results.reader.schema.json). `partial` is for a run that stopped early
-    (--resume): the contract's required top-level fields and its at-least-one-row rule are waived,
-    while every row and field present must still be well-formed."""
-    schema_file = schema_file or schema_path() or Path(__file__).with_name("results.schema.json")
-    schemas = [json.loads(schema_file.read_text())] if schema_file.is_file() else []
-    if partial and schemas:
-        contract = copy.deepcopy(schemas[0])
-        contract.pop("required", None)
-        contract.get("properties", {}).get("rows", {}).pop("minItems", None)
-        schemas = [contract]
-    schemas.append(_reader_schema())
-    return [f"{'/'.join(map(str, e.absolute_path)) or 'top level'}: {e.message}"
-            for schema in schemas for e in _validator_class()(schema).iter_errors(document)]
-
-
-@functools.cache
-def _reader_schema() -> dict[str, Any]:
-    return json.loads(Path(__file__).with_name("results.reader.schema.json").read_text())
-
-
-@functools.cache
-def _validator_class() -> Any:
-    """Draft 2020-12, except that NaN fails every bound: Python's JSON reads a hand-written NaN,
-    and every comparison with NaN is False, so a top-1 of NaN would pass "between 0 and 1"."""
-    import jsonschema
-
-    base = jsonschema.Draft202012Validator
-
-    def bounded(keyword: str) -> Any:
-        check = base.VALIDATORS[keyword]
-
-        def validate(validator: Any, bound: Any, instance: Any, schema: dict[str, Any]) -> Any:
-            if isinstance(instance, float) and math.isnan(instance):
-                yield jsonschema.ValidationError(f"NaN is not a number {_BOUND_SIGNS[keyword]} {bound}")
-            else:
-                yield from check(validator, bound, instance, schema)
-
-        return validate
-
-    return jsonschema.validators.extend(base, {k: bounded(k) for k in _BOUND_SIGNS})
-
-
-_BOUND_SIGNS = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
-
-
 def _loads_shallow(text: str) -> Any:
     """json.loads under Python's default recursion limit: absurdly deep nesting (a damaged or hostile
     file) is a RecursionError, never a C-stack overflow in a process where a library raised the limit."""
@@ -286,8 +230,7 @@ def read_run_document(run_dir: str | Path, *, check_schema: bool = True) -> dict
     if check_schema and not document.get("rows") and (why := _no_rows_yet(run_dir, document)):
         raise UserError(why)
     if check_schema and (errors := validate_results(document)):
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise UserError(f"{path} does not meet the results schema: {errors[0][:200]}{more}")
+        raise UserError(f"{path} does not meet the results schema: {first_errors(errors)}")
     if check_schema and (twice := repeated_row(document["rows"])):  # a run writes each row once: a hand edit
         raise UserError(f"{path} lists row {twice} twice; reports and comparisons need each row once")
     return document

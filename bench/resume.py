@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.results import Row, file_inside, key_slug, read_run_document, repeated_row, row_key, row_name, validate_results
+from bench.results import Row, file_inside, key_slug, read_run_document, repeated_row, row_key, row_name
+from bench.results_schema import first_errors, validate_results
 
 log = logging.getLogger("edgebench")
 
@@ -27,8 +28,7 @@ def load_results(run_dir: Path) -> dict[str, Any]:
     # what the run wrote so far must be well-formed: a damaged row or field would otherwise fail half-way
     # through the resumed run, after its folder was marked as running again
     if errors := validate_results(document, partial=True):
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise UserError(f"{path} cannot be resumed: it does not meet the results schema: {errors[0][:200]}{more}")
+        raise UserError(f"{path} cannot be resumed: it does not meet the results schema: {first_errors(errors)}")
     if twice := repeated_row(document.get("rows", [])):
         raise UserError(f"{path} cannot be resumed: it lists row {twice} twice")
     return document

@@ -31,7 +31,7 @@ def ckpt_command(kind: str) -> Callable[[Path], list[str]]:
 
 def model_command(factory: str) -> Callable[[Path], list[str]]:
     """`run` with a model factory from tests/bad_input_files.py as the baseline."""
-    return model_spec_command(f"tests.bad_input_files:{factory}")
+    return model_spec_command(f"tests.bad_input_models:{factory}")
 
 
 def model_spec_command(spec: str) -> Callable[[Path], list[str]]:

@@ -141,11 +141,11 @@ CASES = [
     Case("model-wrong-input-size", model_command("model_for_other_images"), ("does not run on this dataset's 1x28x28 images", "RuntimeError")),
     Case("model-factory-not-callable", model_command("NOT_A_FACTORY"), ("has no callable 'NOT_A_FACTORY'",)),
     Case("model-factory-returns-no-module", model_command("factory_returning_a_dict"), ("returned dict", "expected a torch.nn.Module")),
-    Case("model-relative-module", model_spec_command(".bad_input_files:factory_that_raises"), ("'.bad_input_files' is not a module name",)),
+    Case("model-relative-module", model_spec_command(".bad_input_models:factory_that_raises"), ("'.bad_input_models' is not a module name",)),
     Case("model-factory-exits", model_command("factory_that_exits"), ("factory_that_exits", "failed", "SystemExit: 0")),
     Case("student-factory-raises", lambda tmp: ["run", "--config", str(toml(tmp, GOOD_CONFIG + variant(
-        "\"distill(width=0.5, student='tests.bad_input_files:factory_that_raises')\""))), "--data-dir", str(fake_data(tmp / "data"))],
-        ("[[variants]] 'v' distill(student='tests.bad_input_files:factory_that_raises')", "failed", "needs 3 input channels")),
+        "\"distill(width=0.5, student='tests.bad_input_models:factory_that_raises')\""))), "--data-dir", str(fake_data(tmp / "data"))],
+        ("[[variants]] 'v' distill(student='tests.bad_input_models:factory_that_raises')", "failed", "needs 3 input channels")),
     Case("model-integer-logits", model_command("model_with_integer_logits"), ("returns int64 logits", "floating-point class scores")),
     Case("model-wrong-class-count", model_command("model_with_seven_outputs"), ("returns (2, 7)", "expected logits of shape (2, 10)")),
     # artifacts (`edgebench inspect`)
@@ -306,7 +306,7 @@ def test_a_run_that_stops_on_an_error_says_so_in_its_folder(workdir: Path, capsy
     line, and results.json says the run failed and why, instead of staying 'running'."""
     import json
 
-    text = GOOD_CONFIG.replace('"tinycnn"', '"tests.bad_input_files:ignores_width"') + variant('"distill(width=0.5, epochs=1)"')
+    text = GOOD_CONFIG.replace('"tinycnn"', '"tests.bad_input_models:ignores_width"') + variant('"distill(width=0.5, epochs=1)"')
     argv = ["run", "--config", str(toml(workdir, text)), "--data-dir", str(fake_data(workdir / "data")), "--out", str(workdir / "results"), "--quiet"]
     assert main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.results import validate_results
+from bench.results_schema import validate_results
 from tests.conftest import DEBIAN_DATA
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not DEBIAN_DATA.exists(), reason="dataset-fashion-mnist not installed")]

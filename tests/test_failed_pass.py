@@ -10,7 +10,7 @@ import pytest
 
 from bench import variants as variants_module
 from bench.cli import main
-from bench.results import validate_results
+from bench.results_schema import validate_results
 from tests.conftest import DEBIAN_DATA, TINY_CONFIG
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not DEBIAN_DATA.exists(), reason="dataset-fashion-mnist not installed")]

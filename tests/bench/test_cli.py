@@ -122,7 +122,7 @@ def test_quiet_stdout_is_the_results_path_alone(tmp_path: Path, capsys: pytest.C
     """`$(edgebench run --quiet)` must get the path even when the user's model prints: those lines go to stderr."""
     from tests.bad_input_files import TINY_RUN_CONFIG, fake_data, toml
 
-    text = TINY_RUN_CONFIG.replace('"tinycnn"', '"tests.bad_input_files:model_that_prints"')
+    text = TINY_RUN_CONFIG.replace('"tinycnn"', '"tests.bad_input_models:model_that_prints"')
     config = toml(tmp_path, text + f'[output]\ndir = "{tmp_path / "out"}"\ncache_dir = "{tmp_path / "cache"}"\n')
     assert main(["run", "--config", str(config), "--data-dir", str(fake_data(tmp_path / "data")), "--quick", "--quiet"]) == 0
     out, err = capsys.readouterr()

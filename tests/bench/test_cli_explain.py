@@ -13,7 +13,7 @@ import pytest
 
 from bench.cli import main
 from bench.explain_record import slug_of
-from bench.results import validate_results
+from bench.results_schema import validate_results
 from tests.bench.test_explain_stage import build_run
 from tests.conftest import DEBIAN_DATA
 

@@ -84,7 +84,7 @@ def _image_folder(root, per_class=20, classes=("cat", "dog", "owl")):
 
 
 def test_image_folder_is_resized_split_and_limited(tmp_path):
-    from bench.data import load_image_folder
+    from bench.imagefolder import load_image_folder
 
     root = _image_folder(tmp_path / "imgs")
     full = load_image_folder(str(root), val_size=5, seed=0)
@@ -98,7 +98,7 @@ def test_image_folder_is_resized_split_and_limited(tmp_path):
 
 
 def test_image_folder_errors_name_the_problem(tmp_path):
-    from bench.data import load_image_folder
+    from bench.imagefolder import load_image_folder
 
     with pytest.raises(DataError, match="image folder not found"):
         load_image_folder(str(tmp_path / "none"), val_size=5, seed=0)
@@ -127,7 +127,7 @@ def test_image_folder_damage_is_one_data_error(tmp_path, damage):
 
     from PIL import Image
 
-    from bench.data import load_image_folder
+    from bench.imagefolder import load_image_folder
 
     root = _image_folder(tmp_path / "imgs", per_class=5)
     bad = root / "dog" / "bad.png"
@@ -159,7 +159,7 @@ def test_image_folder_damage_is_one_data_error(tmp_path, damage):
 def test_image_folder_skips_hidden_folders_and_scales_16_bit_images(tmp_path):
     from PIL import Image
 
-    from bench.data import load_image_folder
+    from bench.imagefolder import load_image_folder
 
     root = _image_folder(tmp_path / "imgs")
     (root / ".ipynb_checkpoints").mkdir()  # a tool's litter, not a class

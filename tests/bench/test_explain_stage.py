@@ -13,7 +13,7 @@ import pytest
 from bench.errors import UserError
 from bench.explain_stage import AgreementOffClean, explain_run, plan_rows, slug_of
 from bench.explain_worker import run_jobs
-from bench.results import validate_results
+from bench.results_schema import validate_results
 from explain.shap_explain import choose_explanation_set
 from tests.conftest import DEBIAN_DATA
 

@@ -101,7 +101,7 @@ def test_a_student_that_is_not_narrower_than_its_teacher_is_rejected(small, tmp_
     from bench.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"distill\(width=0.5\).*not fewer than the teacher's.*take a `width` argument"):
-        _build(small, tmp_path, passes=["distill(width=0.5, epochs=1)"], model="tests.bad_input_files:ignores_width")
+        _build(small, tmp_path, passes=["distill(width=0.5, epochs=1)"], model="tests.bad_input_models:ignores_width")
 
 
 def test_the_variant_records_the_sparsity_of_the_model_its_chain_ends_with(small, tmp_path):
